@@ -1,0 +1,1 @@
+"""Thin asset definitions, one module per lake layer."""

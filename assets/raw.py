@@ -1,0 +1,52 @@
+"""Raw layer: ingest the declared sources into raw_pairs and ingest_quarantine."""
+
+
+import time
+
+import dagster as dg
+
+from dagster_project.metadata import counts_table, preview
+from dagster_project.resources import LakeResource, SourcesResource
+from synpref.duck import refresh_views
+from synpref.ingest import ingest_sources
+from synpref.readers import FileReadError
+from synpref.sources import SourcesError
+
+
+@dg.multi_asset(
+    name="ingest",
+    specs=[
+        dg.AssetSpec("raw_pairs", group_name="raw", kinds={"parquet", "python"},
+                     description="Every readable record as a normalised pair, with its source file and row."),
+        dg.AssetSpec("ingest_quarantine", group_name="raw", kinds={"parquet", "python"},
+                     description="Records that could not become pairs, with a reason code and the raw text."),
+    ],
+)
+def ingest(context: dg.AssetExecutionContext, lake: LakeResource, sources: SourcesResource):
+    the_lake = lake.lake()
+    config = sources.load(the_lake)
+    start = time.perf_counter()
+    try:
+        summary = ingest_sources(
+            the_lake, config, log=context.log.info,
+            progress=lambda file, n: context.log.debug(f"{file}: {n:,} records"))
+    except (SourcesError, FileReadError) as e:
+        raise dg.Failure(description=str(e)) from e
+    refresh_views(the_lake)
+    per_file = {f"{f.source}: {f.file}": f.read for f in summary.files}
+    common = {"sources_file": str(config.path), "seconds": round(time.perf_counter() - start, 2),
+              "rows_read": summary.read, "files": len(summary.files),
+              "files_reused": sum(f.reused for f in summary.files)}
+    yield dg.MaterializeResult(asset_key="raw_pairs", metadata={
+        **common,
+        "dagster/row_count": summary.raw,
+        "records_by_file": counts_table(per_file, key="file"),
+        "preview": preview(the_lake.table_files("raw_pairs"), ["raw_id", "source", "chosen", "rejected"]),
+    })
+    yield dg.MaterializeResult(asset_key="ingest_quarantine", metadata={
+        **common,
+        "dagster/row_count": summary.quarantined,
+        "by_reason": counts_table(summary.reasons()),
+        "preview": preview(the_lake.table_files("ingest_quarantine"),
+                           ["source_file", "source_row", "reason", "detail"]),
+    })

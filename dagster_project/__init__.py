@@ -1,0 +1,1 @@
+"""The SynPref Dagster code location: definitions, resources and the `synpref` CLI."""

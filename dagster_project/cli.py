@@ -1,0 +1,128 @@
+"""The `synpref` command: demo, materialize, sql, tables, ui."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from synpref.lake import LAKE_ENV, Lake
+
+lake_option = click.option(
+    "--lake", "lake_dir", envvar=LAKE_ENV, default="lake", show_default=True,
+    help=f"Lake root folder (or ${LAKE_ENV}).")
+
+
+def _use_lake(lake_dir: str) -> Lake:
+    """Point this process (and any process Dagster starts) at one lake and its Dagster home."""
+    lake = Lake.at(lake_dir)
+    lake.root.mkdir(parents=True, exist_ok=True)
+    os.environ[LAKE_ENV] = str(lake.root)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(lake.root / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    return lake
+
+
+@click.group()
+def main() -> None:
+    """SynPref: curate preference pairs for reward models in a Parquet + DuckDB lake."""
+
+
+@main.command()
+@click.option("--pairs", default=2000, show_default=True, help="How many demo records to generate.")
+@click.option("--seed", default=0, show_default=True)
+@lake_option
+def demo(pairs: int, seed: int, lake_dir: str) -> None:
+    """Generate seeded demo data into the lake and materialise every asset on it."""
+    from dagster_project.run import materialize_assets, print_tables
+    from synpref.demo import generate_demo
+    from synpref.sources import relocate
+    from tqdm import tqdm
+
+    lake = _use_lake(lake_dir)
+    landing = lake.root / "landing" / "demo"
+    with tqdm(total=pairs, desc="generating demo pairs", unit="pair") as bar:
+        summary = generate_demo(landing, pairs=pairs, seed=seed,
+                                progress=lambda done, total: bar.update(done - bar.n))
+    sources_file = relocate(summary.sources_file, lake.default_sources_file)
+    click.echo(f"demo data: {summary.records:,} records in {landing} (sources: {sources_file})")
+    ok = materialize_assets(lake, select="*", sources_file=str(sources_file))
+    print_tables(lake)
+    if not ok:
+        sys.exit(1)
+    root = lake.root
+    click.echo(f"""
+Open the Dagster UI on this lake:
+    {sys.executable.rsplit('/', 1)[0]}/synpref ui --lake {root}      # then browse http://127.0.0.1:3000
+Query the curated pairs with SQL (read-only):
+    synpref sql --lake {root} "select source, count(*) as pairs from silver_pairs group by source"
+    synpref sql --lake {root} "select stage, reason, count(*) from quarantine group by all order by 3 desc"
+Or open {lake.db_path} with any DuckDB client.""")
+
+
+@main.command()
+@click.option("--select", default="*", show_default=True,
+              help="Dagster asset selection, e.g. 'silver_pairs' or '+silver_pairs'.")
+@click.option("--sources", "sources_file", default=None, help="Sources YAML (default <lake>/sources.yaml).")
+@lake_option
+def materialize(select: str, sources_file: str | None, lake_dir: str) -> None:
+    """Run the Dagster assets (in-process) on the lake."""
+    from dagster_project.run import materialize_assets, print_tables
+
+    lake = _use_lake(lake_dir)
+    ok = materialize_assets(lake, select=select, sources_file=sources_file)
+    print_tables(lake)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--max-rows", default=100, show_default=True, help="Rows shown in table format.")
+@lake_option
+def sql(query: str, fmt: str, max_rows: int, lake_dir: str) -> None:
+    """Run a read-only SQL query over the lake's tables (writes are refused)."""
+    from synpref.duck import WriteRefused, query_read_only
+
+    try:
+        con, rel = query_read_only(Lake.at(lake_dir), query)
+    except WriteRefused as e:
+        raise click.ClickException(str(e)) from e
+    except Exception as e:  # parse / binder / missing-lake errors: say what DuckDB said
+        raise click.ClickException(str(e)) from e
+    try:
+        if fmt == "table":
+            rel.show(max_rows=max_rows, max_width=10_000)
+        else:
+            frame = rel.pl()
+            click.echo(frame.write_csv() if fmt == "csv" else frame.write_json(), nl=False)
+            if fmt == "json":
+                click.echo()
+    finally:
+        con.close()
+
+
+@main.command()
+@lake_option
+def tables(lake_dir: str) -> None:
+    """List the lake's tables with their row counts."""
+    from dagster_project.run import print_tables
+
+    print_tables(Lake.at(lake_dir))
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+@lake_option
+def ui(port: int, lake_dir: str) -> None:
+    """Serve the Dagster UI for this lake on 127.0.0.1 (dagster dev)."""
+    _use_lake(lake_dir)
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(str(dagster), [str(dagster), "dev", "-m", "dagster_project.definitions",
+                            "-h", "127.0.0.1", "-p", str(port)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Small builders for asset metadata: counts tables and row previews as Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 80
+
+
+def counts_table(counts: dict[str, int], key: str = "reason") -> dg.MetadataValue:
+    lines = [f"| {key} | rows |", "|---|---:|"] + [f"| {k} | {v:,} |" for k, v in counts.items()]
+    return dg.MetadataValue.md("\n".join(lines) if counts else "_none_")
+
+
+def preview(files: list[Path], columns: list[str]) -> dg.MetadataValue:
+    """The first rows of a table, long texts clipped, as a Markdown table."""
+    if not files:
+        return dg.MetadataValue.md("_empty_")
+    frame = pl.scan_parquet(files).select(columns).head(PREVIEW_ROWS).collect()
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.String).str.slice(0, PREVIEW_CHARS) for c in frame.columns)
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
+    return dg.MetadataValue.md("\n".join([header, rule, *rows]))
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,41 @@
+"""Run assets in-process against a persistent Dagster instance (for the CLI)."""
+
+from __future__ import annotations
+
+import click
+import dagster as dg
+
+from dagster_project.definitions import defs
+from dagster_project.resources import LakeResource, SourcesResource
+from synpref.duck import table_counts
+from synpref.lake import Lake
+
+
+def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None = None) -> bool:
+    """Materialise the selected assets; the run shows up in `synpref ui` (same DAGSTER_HOME)."""
+    instance = dg.DagsterInstance.get()
+    result = dg.materialize(
+        list(defs.assets),
+        selection=select,
+        instance=instance,
+        resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=sources_file)},
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        raise_on_error=False,
+        tags={"launched_by": "synpref-cli"},
+    )
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data:
+                click.echo(f"FAILED {event.step_key}: {event.step_failure_data.error.message.strip()}", err=True)
+    return result.success
+
+
+def print_tables(lake: Lake) -> None:
+    rows = table_counts(lake)
+    if not rows:
+        click.echo(f"no tables yet under {lake.root}")
+        return
+    click.echo(f"\nlake {lake.root}")
+    click.echo(f"{'table':<20} {'layer':<8} {'rows':>12} {'files':>6}")
+    for table, layer, count, files in rows:
+        click.echo(f"{table:<20} {layer:<8} {count:>12,} {files:>6}")

@@ -1,0 +1,127 @@
+"""DuckDB over the lake: views per table, stage connections, and read-only user queries."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import duckdb
+
+from synpref.lake import TABLE_LAYERS, Lake
+
+# Views made of several tables: name -> SQL (may only use tables that exist).
+QUARANTINE_VIEW = """
+select raw_id, 'ingest' as stage, reason, detail, source, source_file, source_row, raw_text,
+       null::varchar as pair_id
+from ingest_quarantine
+union all
+select raw_id, 'silver' as stage, reason, detail, source, source_file, source_row, null as raw_text,
+       pair_id
+from silver_quarantine
+"""
+
+READ_ONLY_STATEMENTS = {"SELECT"}  # not EXPLAIN: EXPLAIN ANALYZE runs its statement
+
+
+class WriteRefused(ValueError):
+    """A user query that would change something; `synpref sql` is read-only."""
+
+
+@dataclass(frozen=True)
+class DuckSettings:
+    memory_limit: str = "1GB"
+    threads: int | None = None
+
+
+def _view_sql(lake: Lake, table: str) -> str:
+    glob = lake.table_glob(table).replace("'", "''")
+    return f"create or replace view {table} as select * from read_parquet('{glob}', union_by_name = true)"
+
+
+def register_tables(con: duckdb.DuckDBPyConnection, lake: Lake, temp: bool = False) -> list[str]:
+    """Create a view for every table that has files, and the quarantine union view."""
+    present = [t for t in TABLE_LAYERS if lake.has_table(t)]
+    for table in present:
+        sql = _view_sql(lake, table)
+        con.execute(sql.replace("create or replace view", "create or replace temp view") if temp else sql)
+    if {"ingest_quarantine", "silver_quarantine"} <= set(present):
+        kind = "temp view" if temp else "view"
+        con.execute(f"create or replace {kind} quarantine as {QUARANTINE_VIEW}")
+    return present
+
+
+def stage_connection(lake: Lake, settings: DuckSettings = DuckSettings()) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection for a stage: bounded memory, spills under the lake root."""
+    lake.tmp_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"set memory_limit = '{settings.memory_limit}'")
+    con.execute(f"set temp_directory = '{lake.tmp_dir}'")
+    con.execute("set preserve_insertion_order = false")  # lets COPY stream instead of buffering
+    if settings.threads:
+        con.execute(f"set threads = {int(settings.threads)}")
+    register_tables(con, lake, temp=True)
+    return con
+
+
+def _connect_retrying(path: str, read_only: bool, attempts: int = 50) -> duckdb.DuckDBPyConnection:
+    """Open the lake database; another process may hold its lock for a moment."""
+    for i in range(attempts):
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.1 * (1 + i % 5))
+    raise AssertionError("unreachable")
+
+
+def refresh_views(lake: Lake) -> list[str]:
+    """Recreate the lake database's views over the tables present now."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    con = _connect_retrying(str(lake.db_path), read_only=False)
+    try:
+        return register_tables(con, lake)
+    finally:
+        con.close()
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but SELECT / EXPLAIN, whatever DuckDB would allow on a read-only file."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise ValueError(f"cannot parse the query: {e}") from e
+    if not statements:
+        raise ValueError("empty query")
+    for st in statements:
+        kind = st.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise WriteRefused(f"refused: `synpref sql` is read-only; this query holds a {kind} statement "
+                               f"(only SELECT runs here)")
+
+
+def query_read_only(lake: Lake, sql: str):
+    """Run a user's read-only query against the lake database; returns a DuckDB relation result."""
+    check_read_only(sql)
+    if not lake.db_path.exists():
+        raise FileNotFoundError(f"no lake database at {lake.db_path}; run `synpref demo` or "
+                                f"`synpref materialize` first")
+    con = _connect_retrying(str(lake.db_path), read_only=True)
+    return con, con.sql(sql)
+
+
+def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:
+    """(table, layer, rows, files) for every table present, from Parquet metadata (no scan)."""
+    out = []
+    con = duckdb.connect()
+    try:
+        for table, layer in TABLE_LAYERS.items():
+            files = lake.table_files(table)
+            if not files:
+                continue
+            rows = con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)",
+                               [[str(f) for f in files]]).fetchone()[0]
+            out.append((table, layer, int(rows), len(files)))
+    finally:
+        con.close()
+    return out

@@ -1,0 +1,56 @@
+"""Shared fixtures: a lake in tmp_path, a sources-file writer, and the raw+silver run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from synpref.ingest import ingest_sources
+from synpref.lake import Lake
+from synpref.silver import build_silver
+from synpref.sources import load_sources
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    return Lake.at(tmp_path / "lake")
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def write_sources(path: Path, sources: list[dict], benchmark_prompts: list[str] | None = None,
+                  field: str | None = None) -> Path:
+    doc: dict = {"sources": sources}
+    if benchmark_prompts is not None:
+        doc["decontamination"] = {"benchmark_prompts": benchmark_prompts}
+        if field:
+            doc["decontamination"]["field"] = field
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def run_stages(lake: Lake, sources_file: Path):
+    """Ingest then silver, the way the assets do; returns both summaries."""
+    config = load_sources(sources_file)
+    ingest = ingest_sources(lake, config)
+    silver = build_silver(lake, config.decontamination) if lake.has_table("raw_pairs") else None
+    return ingest, silver
+
+
+def rows(lake: Lake, table: str, order: str = "source_file, source_row") -> list[dict]:
+    con = duckdb.connect()
+    try:
+        rel = con.sql(f"select * from read_parquet('{lake.table_glob(table)}', union_by_name = true) "
+                      f"order by {order}")
+        return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+    finally:
+        con.close()
