@@ -22,6 +22,9 @@ def _use_lake(lake_dir: str) -> Lake:
     os.environ[LAKE_ENV] = str(lake.root)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(lake.root / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # local SQLite storage under DAGSTER_HOME, Dagster's default
+        config.write_text("# Dagster instance settings for this lake; empty means local SQLite storage.\n")
     return lake
 
 

@@ -14,9 +14,18 @@ from synpref.lake import Lake
 def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None = None) -> bool:
     """Materialise the selected assets; the run shows up in `synpref ui` (same DAGSTER_HOME)."""
     instance = dg.DagsterInstance.get()
+    # Selecting one table of a multi-table stage (say silver_pairs) runs the whole stage.
+    try:
+        selection = dg.AssetSelection.from_string(select).required_multi_asset_neighbors()
+        selected = selection.resolve(defs.resolve_asset_graph())
+    except Exception as e:  # a selection that does not parse or names an unknown asset
+        raise click.ClickException(f"bad asset selection {select!r}: {e}") from e
+    if not selected:
+        known = ", ".join(sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()))
+        raise click.ClickException(f"asset selection {select!r} matches no asset; assets: {known}")
     result = dg.materialize(
         list(defs.assets),
-        selection=select,
+        selection=selection,
         instance=instance,
         resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=sources_file)},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},

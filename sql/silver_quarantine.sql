@@ -1,18 +1,19 @@
 -- silver_quarantine: raw pairs kept out of silver, each with its reason (nothing dropped silently).
 with decisions as (
-    select raw_id, pair_id, reason, detail, duplicate_of from silver_decisions where reason is not null
+    select raw_id, reason, detail, duplicate_of from silver_decisions where reason is not null
 )
+
 select
-    r.raw_id,
-    r.source,
-    r.source_file,
-    r.source_row,
+    k.raw_id,
+    k.source,
+    k.source_file,
+    k.source_row,
     d.reason,
     d.detail,
-    d.pair_id,
+    k.pair_id,
     d.duplicate_of,
-    r.conversation,
-    r.chosen,
-    r.rejected
-from raw_pairs as r
+    k.conversation,
+    k.chosen,
+    k.rejected
+from silver_keyed as k
 join decisions as d using (raw_id)

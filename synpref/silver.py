@@ -1,25 +1,37 @@
 """The silver stage: raw_pairs -> silver_decisions, silver_pairs, silver_quarantine via sql/.
 
-All three tables are written to temporary files first and renamed into place together at
-the end. The stage records a fingerprint of its inputs (raw parts, SQL text, benchmark
+Bounded memory at any pool size: one streaming pass (``silver_keyed.sql``) hashes every
+pair and writes the rows partitioned into buckets by pair_id; then each bucket is
+deduplicated and split on its own (equal pair_ids share a bucket, so dedup stays exact and
+global). Buckets hold about ``rows_per_bucket`` rows, so memory follows the bucket size,
+not the pool size.
+
+All output goes to a staging folder and replaces the three tables only once every bucket
+is done. The stage records a fingerprint of its inputs (raw parts, SQL text, benchmark
 prompts); a rerun with the same inputs reuses the finished tables instead of redoing them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
 import sql as sql_files
 from synpref.duck import DuckSettings, stage_connection
-from synpref.lake import Lake, replace_all
-from synpref.sources import Decontamination
+from synpref.lake import Lake
 
 SILVER_TABLES = ("silver_decisions", "silver_pairs", "silver_quarantine")
+SQL_STEPS = ("macros", "benchmark_ngrams", "silver_contaminated", "silver_keyed", *SILVER_TABLES)
 MANIFEST = "silver/stage"
+ROWS_PER_BUCKET = 400_000
 
 
 @dataclass
@@ -30,40 +42,68 @@ class SilverSummary:
     reasons: dict[str, int]
     benchmark_prompts: int
     benchmark_ngrams: int
+    buckets: int
     seconds: float
     reused: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _fingerprint(lake: Lake, deco: Decontamination, settings: DuckSettings) -> str:
-    h = hashlib.md5()
+def _fingerprint(lake: Lake, deco, rows_per_bucket: int) -> str:
+    h = hashlib.md5(str(rows_per_bucket).encode())
     for f in lake.table_files("raw_pairs"):
         st = f.stat()
         h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    for name in ("macros", "benchmark_ngrams", *SILVER_TABLES):
+    for name in SQL_STEPS:
         h.update(sql_files.load(name).encode())
     h.update(deco.fingerprint().encode())
     return h.hexdigest()
 
 
-def _copy(con, sql_name: str, out) -> float:
+def _raw_rows(con, lake: Lake) -> int:
+    files = [str(f) for f in lake.table_files("raw_pairs")]
+    return int(con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)", [files]).fetchone()[0])
+
+
+def _copy(con, sql_name: str, out: Path, options: str = "") -> float:
     start = time.perf_counter()
-    query = sql_files.load(sql_name)
-    con.execute(f"copy ({query}) to '{out}' (format parquet, compression zstd, row_group_size 100000)")
+    con.execute(f"copy ({sql_files.load(sql_name)}) to '{out}' "
+                f"(format parquet, compression zstd, row_group_size 100000{options})")
     return time.perf_counter() - start
 
 
-def build_silver(lake: Lake, deco: Decontamination, settings: DuckSettings = DuckSettings(),
-                 log=lambda msg: None, force: bool = False) -> SilverSummary:
+def _split_bucket(con, keyed_glob: str, staged: Path, part: str, timings: dict) -> None:
+    """Dedup one bucket and write its part of each silver table."""
+    con.execute(f"create or replace temp view silver_keyed as select * from read_parquet('{keyed_glob}')")
+    decisions = staged / "silver_decisions" / part
+    timings["silver_decisions"] += _copy(con, "silver_decisions", decisions)
+    con.execute(f"create or replace temp view silver_decisions as select * from read_parquet('{decisions}')")
+    for table in ("silver_pairs", "silver_quarantine"):
+        timings[table] += _copy(con, table, staged / table / part)
+
+
+def _swap_in(lake: Lake, staged: Path) -> None:
+    """Replace each silver table folder by its staged one (two renames; never half a table)."""
+    for table in SILVER_TABLES:
+        final = lake.table_dir(table)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            os.replace(final, staged / f"{table}.old")
+        os.replace(staged / table, final)
+
+
+def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=lambda msg: None,
+                 force: bool = False, rows_per_bucket: int = ROWS_PER_BUCKET) -> SilverSummary:
     if not lake.has_table("raw_pairs"):
         raise FileNotFoundError(f"raw_pairs is empty under {lake.root}; materialise raw_pairs first")
-    fingerprint = _fingerprint(lake, deco, settings)
+    fingerprint = _fingerprint(lake, deco, rows_per_bucket)
     done = lake.read_manifest(MANIFEST)
     if not force and done and done.get("fingerprint") == fingerprint and all(lake.has_table(t) for t in SILVER_TABLES):
         log("silver tables are up to date with raw_pairs; reused")
         return SilverSummary(**{**done["summary"], "reused": True})
 
     start = time.perf_counter()
+    staged = lake.root / "_staging" / f"silver-{uuid.uuid4().hex[:8]}"
+    timings = dict.fromkeys(("silver_contaminated", "silver_keyed", *SILVER_TABLES), 0.0)
     con = stage_connection(lake, settings)
     try:
         con.execute(sql_files.load("macros"))
@@ -72,34 +112,43 @@ def build_silver(lake: Lake, deco: Decontamination, settings: DuckSettings = Duc
         con.execute("create temp table benchmark_prompts as select * from benchmark_prompts_arrow")
         con.execute(f"create temp table benchmark_ngrams as {sql_files.load('benchmark_ngrams')}")
         n_ngrams = con.execute("select count(*) from benchmark_ngrams").fetchone()[0]
-        log(f"decontamination: {len(prompts)} benchmark prompts, {n_ngrams} distinct 13-grams")
+        log(f"decontamination: {len(prompts)} benchmark prompts, {n_ngrams:,} distinct 13-grams")
 
-        finals = {t: lake.table_dir(t) / "part-0.parquet" for t in SILVER_TABLES}
-        tmps = {t: p.parent / f".{p.name}.tmp" for t, p in finals.items()}
-        for p in tmps.values():
-            p.parent.mkdir(parents=True, exist_ok=True)
-        timings = {}
-        try:
-            timings["silver_decisions"] = _copy(con, "silver_decisions", tmps["silver_decisions"])
-            con.execute(f"create or replace temp view silver_decisions as "
-                        f"select * from read_parquet('{tmps['silver_decisions']}')")
-            log(f"silver_decisions written in {timings['silver_decisions']:.1f}s")
-            for table in ("silver_pairs", "silver_quarantine"):
-                timings[table] = _copy(con, table, tmps[table])
-                log(f"{table} written in {timings[table]:.1f}s")
-            counts = dict(con.execute(
-                "select coalesce(reason, 'kept'), count(*) from silver_decisions group by 1").fetchall())
-            replace_all([(tmps[t], finals[t]) for t in SILVER_TABLES])
-        finally:
-            for p in tmps.values():
-                p.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        con.execute(f"create temp table silver_contaminated as {sql_files.load('silver_contaminated')}")
+        timings["silver_contaminated"] = time.perf_counter() - t0
+
+        raw_rows = _raw_rows(con, lake)
+        buckets = max(1, math.ceil(raw_rows / rows_per_bucket))
+        con.execute(f"set variable buckets = {buckets}")
+        for table in SILVER_TABLES:
+            (staged / table).mkdir(parents=True)
+        timings["silver_keyed"] = _copy(con, "silver_keyed", staged / "keyed", ", partition_by (bucket)")
+        log(f"hashed {raw_rows:,} raw pairs into {buckets} bucket(s) in {timings['silver_keyed']:.1f}s")
+
+        filled = sorted((staged / "keyed").glob("bucket=*"))
+        for i, folder in enumerate(filled):
+            _split_bucket(con, f"{folder}/*.parquet", staged, f"part-{i:05d}.parquet", timings)
+            log(f"bucket {i + 1}/{len(filled)} deduplicated and split")
+        if not filled:  # no raw rows at all: still leave empty tables with their columns
+            (staged / "keyed").mkdir(exist_ok=True)
+            con.execute(f"copy ({sql_files.load('silver_keyed')} limit 0) to '{staged}/keyed/empty.parquet'")
+            _split_bucket(con, f"{staged}/keyed/empty.parquet", staged, "part-00000.parquet", timings)
+
+        counts = dict(con.execute(
+            f"select coalesce(reason, 'kept'), count(*) from read_parquet('{staged}/silver_decisions/*.parquet') "
+            f"group by 1").fetchall())
+        _swap_in(lake, staged)
     finally:
         con.close()
+        shutil.rmtree(staged, ignore_errors=True)
 
     kept = counts.pop("kept", 0)
     summary = SilverSummary(
-        raw_rows=kept + sum(counts.values()), silver_rows=kept, quarantined=sum(counts.values()),
+        raw_rows=raw_rows, silver_rows=kept, quarantined=sum(counts.values()),
         reasons=dict(sorted(counts.items())), benchmark_prompts=len(prompts), benchmark_ngrams=n_ngrams,
-        seconds=round(time.perf_counter() - start, 3), timings={k: round(v, 3) for k, v in timings.items()})
+        buckets=buckets, seconds=round(time.perf_counter() - start, 3),
+        timings={k: round(v, 3) for k, v in timings.items()})
+    assert summary.raw_rows == summary.silver_rows + summary.quarantined, "silver lost a raw pair"
     lake.write_manifest(MANIFEST, {"fingerprint": fingerprint, "summary": summary.__dict__})
     return summary

@@ -87,10 +87,10 @@ def test_failed_silver_run_leaves_previous_tables_whole(lake, tmp_path, monkeypa
 
     real_copy = silver_mod._copy
 
-    def dying_copy(con, name, out):
+    def dying_copy(con, name, out, *options):
         if name == "silver_quarantine":  # killed after two of the three tables were written
             raise KeyboardInterrupt("killed")
-        return real_copy(con, name, out)
+        return real_copy(con, name, out, *options)
 
     monkeypatch.setattr(silver_mod, "_copy", dying_copy)
     with pytest.raises(KeyboardInterrupt):
@@ -99,3 +99,26 @@ def test_failed_silver_run_leaves_previous_tables_whole(lake, tmp_path, monkeypa
     assert after == before
     leftovers = [p for p in lake.root.rglob("*") if ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_many_buckets_give_exactly_the_one_bucket_result(tmp_path):
+    from synpref.lake import Lake
+
+    records = _pairs(300) + _pairs(120) + [{"prompt": "x", "chosen": " ", "rejected": "y"}] * 3
+    write_jsonl(tmp_path / "a.jsonl", records)
+    src = write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl", "shape": "prompt_chosen_rejected"}])
+    results = {}
+    for rows_per_bucket in (1_000_000, 37):
+        lake = Lake.at(tmp_path / f"lake{rows_per_bucket}")
+        config = load_sources(src)
+        from synpref.ingest import ingest_sources
+
+        ingest_sources(lake, config)
+        summary = build_silver(lake, config.decontamination, rows_per_bucket=rows_per_bucket)
+        decisions = sorted((d["raw_id"], d["pair_id"], d["reason"], d["duplicate_of"])
+                           for d in rows(lake, "silver_decisions", order="raw_id"))
+        results[rows_per_bucket] = (summary.buckets, summary.silver_rows, summary.reasons, decisions)
+    one, many = results[1_000_000], results[37]
+    assert one[0] == 1 and many[0] == 12
+    assert one[1:] == many[1:]
+    assert one[1] == 300 and one[2] == {"duplicate": 120, "empty_response": 3}

@@ -1,0 +1,76 @@
+"""The `synpref` command: materialize, sql (read-only), tables, and the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import write_jsonl, write_sources
+from dagster_project.cli import main
+
+RECORDS = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(12)]
+
+
+@pytest.fixture
+def built_lake(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    write_jsonl(tmp_path / "a.jsonl", RECORDS + RECORDS[:3])
+    src = write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl", "shape": "prompt_chosen_rejected"}])
+    lake_dir = tmp_path / "lake"
+    result = CliRunner().invoke(main, ["materialize", "--sources", str(src), "--lake", str(lake_dir)])
+    assert result.exit_code == 0, result.output
+    return lake_dir
+
+
+def _sql(lake_dir, query, *extra):
+    return CliRunner().invoke(main, ["sql", query, "--lake", str(lake_dir), *extra])
+
+
+def test_materialize_prints_the_tables(built_lake):
+    out = CliRunner().invoke(main, ["tables", "--lake", str(built_lake)]).output
+    assert "silver_pairs" in out and " 12 " in out and "silver_quarantine" in out
+
+
+def test_sql_prints_the_count(built_lake):
+    result = _sql(built_lake, "select count(*) from silver_pairs")
+    assert result.exit_code == 0 and "12" in result.output
+
+
+def test_sql_csv_and_json(built_lake):
+    csv = _sql(built_lake, "select reason, count(*) as n from quarantine group by reason", "--format", "csv")
+    assert csv.output.splitlines() == ["reason,n", "duplicate,3"]
+    rows = json.loads(_sql(built_lake, "select chosen from silver_pairs order by source_row limit 2",
+                           "--format", "json").output)
+    assert rows == [{"chosen": "good 0"}, {"chosen": "good 1"}]
+
+
+@pytest.mark.parametrize("statement", [
+    "drop view silver_pairs",
+    "insert into silver_pairs select * from silver_pairs",
+    "copy (select * from silver_pairs) to 'out.csv'",
+    "create table t as select 1",
+    "attach 'other.duckdb' as other",
+    "select 1; drop view raw_pairs",
+    "explain analyze copy (select 1) to 'x.csv'",
+    "update silver_pairs set chosen = ''",
+])
+def test_sql_refuses_writes(built_lake, statement):
+    result = _sql(built_lake, statement)
+    assert result.exit_code != 0
+    assert "refused" in result.output and "read-only" in result.output
+    assert "12" in _sql(built_lake, "select count(*) from silver_pairs").output  # nothing changed
+
+
+def test_sql_reports_a_bad_query_clearly(built_lake):
+    result = _sql(built_lake, "select nope from silver_pairs")
+    assert result.exit_code != 0 and "nope" in result.output
+
+
+def test_materialize_rejects_an_unknown_selection(built_lake):
+    result = CliRunner().invoke(main, ["materialize", "--select", "no_such_table", "--lake", str(built_lake)])
+    assert result.exit_code != 0 and "no_such_table" in result.output
