@@ -5,11 +5,12 @@
 defect planted in it (if any) and which side is really better. The pipeline's quarantine
 and silver decisions can then be checked against ground truth.
 
-Every clean pair carries a persona ("I'm Amara Okafor, a nurse in Porto") drawn without
-replacement from a large space, so distinct pairs never collide by accident: the only
-duplicates are the planted ones. Defects are planted at exact rates (rounded per chunk,
-spread evenly through each file) and everything is streamed in chunks, so millions of
-records fit in bounded memory. The same seed gives byte-identical files.
+Every fresh pair opens with a persona ("Hi, I'm Amara Okafor, a nurse from Porto.") that no
+other record has, so pairs never collide by accident: the only duplicates are the planted
+ones. Defects are planted at exact rates, spread evenly through each file. Files are made in
+chunks, each seeded on its own (seed, file, first row), so chunks can be made in worker
+processes and memory stays bounded; the same seed gives byte-identical files whatever the
+number of workers.
 """
 
 from __future__ import annotations
@@ -17,17 +18,22 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import multiprocessing
+import os
 import random
 import string
-from collections import Counter
+import sys
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-CHUNK = 20_000  # records generated, written and reported at a time
+CHUNK = 10_000  # records made, written and reported at a time
+MAX_WORKERS = 8  # each holds about one chunk in memory
 DUPLICATE_POOL = 512  # recent clean records a planted duplicate may repeat
 MIN_PAIRS = 10  # below this some source file would be empty
 
@@ -83,7 +89,8 @@ sources:
   - {{name: demo_chat, path: chat.jsonl.gz, shape: conversational}}
   - {{name: demo_hh, path: hh.jsonl, shape: hh_transcript}}
   - {{name: demo_labelled, path: labelled.json, shape: labelled_outputs, columns: {{prompt: input}}}}
-  - {{name: demo_prompts, path: prompts.parquet, shape: prompt_chosen_rejected, columns: {{prompt: question.text, chosen: chosen.answer, rejected: rejected.answer}}}}
+  - {{name: demo_prompts, path: prompts.parquet, shape: prompt_chosen_rejected, \
+columns: {{prompt: question.text, chosen: chosen.answer, rejected: rejected.answer}}}}
 decontamination:
   benchmark_prompts: [{BENCHMARK_FILE}]
   field: prompt
@@ -109,8 +116,12 @@ def _chunk_plan(rates: dict[str, float], start: int, end: int, rng: random.Rando
         plan += [kind] * (round(rate * end) - round(rate * start))
     plan += ["none"] * (end - start - len(plan))
     rng.shuffle(plan)
-    if start == 0:  # a duplicate needs an earlier clean record to repeat
-        first_clean = plan.index("none")
+    # A duplicate repeats an earlier clean record of its chunk, so the chunk opens with one
+    # (a chunk of a few records may hold none: then its first record is made clean).
+    first_clean = next((i for i, kind in enumerate(plan) if kind in CLEAN), None)
+    if first_clean is None:
+        plan[0] = "none"
+    else:
         plan[0], plan[first_clean] = plan[first_clean], plan[0]
     return plan
 
@@ -174,7 +185,7 @@ def _money(cents: int) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
 
 
-# --- personas: unique per clean pair ------------------------------------------------------
+# --- personas: one per fresh record, never repeated -------------------------------------------
 
 PERSONA_SPACE = len(FIRST_NAMES) * len(LAST_NAMES) * len(CITIES) * len(OCCUPATIONS)  # 9.6 million
 INTROS = (
@@ -188,7 +199,8 @@ INTROS = (
 class Personas:
     """Persona n for n < PERSONA_SPACE, all distinct: an affine permutation of the space."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, seed: int):
+        rng = random.Random(f"personas/{seed}")
         self.step = rng.randrange(PERSONA_SPACE // 3, PERSONA_SPACE)
         while math.gcd(self.step, PERSONA_SPACE) != 1:
             self.step += 1
@@ -226,7 +238,8 @@ def _change_problem(rng):
     total = n * price
     note = next(v for v in (1000, 2000, 5000, 10000) if v >= total)
     short = total - price  # the slip: one item left out
-    body = f"{buyer} buys {n} {item} at {_money(price)} each and pays with a {_money(note)} note. How much change should {buyer} get?"
+    body = (f"{buyer} buys {n} {item} at {_money(price)} each and pays with a {_money(note)} note. "
+            f"How much change should {buyer} get?")
     better = (f"First the total: {n} × {_money(price)} = {_money(total)}. The change is {_money(note)} − "
               f"{_money(total)} = {_money(note - total)}. So {buyer} should get {_money(note - total)} back.")
     worse = f"{n} × {_money(price)} is {_money(short)}, so the change is {_money(note - short)}."
@@ -241,7 +254,8 @@ def _travel_problem(rng):
     h, m = divmod(minutes, 60)
     # The classic slip: reading the decimal part of the hours as minutes.
     wrong_m = round((hours - h) * 100) if m else 30
-    body = f"A {vehicle} travels {distance} km at a steady {speed} km/h. How long does the trip take, in hours and minutes?"
+    body = (f"A {vehicle} travels {distance} km at a steady {speed} km/h. "
+            f"How long does the trip take, in hours and minutes?")
     better = (f"Time = distance ÷ speed = {distance} ÷ {speed} = {hours:g} hours. "
               f"That is {h} h plus {hours - h:.1f} × 60 = {m} minutes, so the trip takes {h} h {m} min.")
     worse = f"{distance} ÷ {speed} = {hours:g}, so the trip takes {h} h {wrong_m} min."
@@ -264,9 +278,11 @@ def _sharing_problem(rng):
     name, things = rng.choice(FIRST_NAMES), rng.choice(("stickers", "marbles", "cookies", "seedlings", "cards"))
     friends, each = rng.randint(2, 9), rng.randint(2, 12)
     total = friends * each + rng.randint(5, 300)
-    body = f"{name} has {total} {things} and gives {each} to each of {friends} friends. How many {things} are left?"
-    better = (f"{name} gives away {friends} × {each} = {friends * each} {things}. "
-              f"{total} − {friends * each} = {total - friends * each}, so {total - friends * each} {things} are left.")
+    given, left = friends * each, total - friends * each
+    body = (f"{name} has {total} {things} and gives {each} to each of {friends} friends. "
+            f"How many {things} are left?")
+    better = (f"{name} gives away {friends} × {each} = {given} {things}. "
+              f"{total} − {given} = {left}, so {left} {things} are left.")
     worse = f"{total} − {(friends - 1) * each} = {total - (friends - 1) * each} {things} are left."
     return body, better, worse
 
@@ -320,7 +336,8 @@ def _count_vowels(rng):
     body = (f"I need a Python function `{fname}(text)` that counts the vowels (a, e, i, o, u) in a string, "
             f"ignoring case. What should `{fname}(\"{phrase}\")` return?")
     better = (_fence(f"def {fname}(text):\n    return sum(ch in \"aeiou\" for ch in text.lower())")
-              + f"\n\nLower-casing first means capital vowels count too, so `{fname}(\"{phrase}\")` returns {right}.")
+              + f"\n\nLower-casing first means capital vowels count too, "
+                f"so `{fname}(\"{phrase}\")` returns {right}.")
     worse = (_fence(f"def {fname}(text):\n    return sum(ch in \"aeiou\" for ch in text)")
              + f"\n\nIt returns {wrong}.")
     return body, better, worse
@@ -329,7 +346,8 @@ def _count_vowels(rng):
 def _average(rng):
     fname = rng.choice(("average", "mean_of", "avg"))
     xs = [rng.randint(1, 50) for _ in range(rng.randint(3, 6))]
-    body = f"Write a Python function `{fname}(values)` that returns the average of a list of numbers. Test it on {xs}."
+    body = (f"Write a Python function `{fname}(values)` that returns the average of a list of numbers. "
+            f"Test it on {xs}.")
     better = (_fence(f"def {fname}(values):\n    if not values:\n        raise ValueError(\"no values\")\n"
                      f"    return sum(values) / len(values)")
               + f"\n\nTrue division keeps the fraction: `{fname}({xs})` returns {sum(xs) / len(xs):.4g}. "
@@ -342,8 +360,8 @@ def _average(rng):
 def _largest(rng):
     fname = rng.choice(("largest", "find_max", "max_value"))
     xs = [rng.randint(-30, -1) for _ in range(rng.randint(4, 7))]
-    body = (f"Write `{fname}(values)` in Python that returns the largest value in a non-empty list without using "
-            f"the built-in max. I'll use it on overnight temperatures like {xs}.")
+    body = (f"Write `{fname}(values)` in Python that returns the largest value in a non-empty list "
+            f"without using the built-in max. I'll use it on overnight temperatures like {xs}.")
     better = (_fence(f"def {fname}(values):\n    best = values[0]\n    for v in values[1:]:\n"
                      f"        if v > best:\n            best = v\n    return best")
               + f"\n\nStarting from the first element (not 0) makes it work for all-negative lists: "
@@ -374,8 +392,10 @@ def _palindrome(rng):
 
 def _reverse_words(rng):
     fname = rng.choice(("reverse_words", "flip_word_order", "words_backwards"))
-    sentence = f"{rng.choice(FIRST_NAMES)} took the {rng.choice(('early', 'late', 'slow', 'night'))} train to {rng.choice(CITIES)}"
-    body = f"Write a Python function `{fname}(sentence)` that reverses the order of the words, e.g. for \"{sentence}\"."
+    train = rng.choice(("early", "late", "slow", "night"))
+    sentence = f"{rng.choice(FIRST_NAMES)} took the {train} train to {rng.choice(CITIES)}"
+    body = (f"Write a Python function `{fname}(sentence)` that reverses the order of the words, "
+            f"e.g. for \"{sentence}\".")
     better = (_fence(f"def {fname}(sentence):\n    return \" \".join(reversed(sentence.split()))")
               + f"\n\nFor \"{sentence}\" it returns \"{' '.join(reversed(sentence.split()))}\".")
     worse = (_fence(f"def {fname}(sentence):\n    return sentence[::-1]")
@@ -385,7 +405,8 @@ def _reverse_words(rng):
 
 def _fizz(rng):
     fname = rng.choice(("fizz_buzz", "label_numbers", "game_words"))
-    (w1, w2), (a, b) = rng.choice((("Fizz", "Buzz"), ("Ping", "Pong"), ("Tick", "Tock"))), rng.sample((2, 3, 5, 7), 2)
+    w1, w2 = rng.choice((("Fizz", "Buzz"), ("Ping", "Pong"), ("Tick", "Tock")))
+    a, b = rng.sample((2, 3, 5, 7), 2)
     n = rng.randint(15, 100)
     body = (f"Write `{fname}(n)` returning a list for 1..{n}: \"{w1}\" for multiples of {a}, \"{w2}\" for "
             f"multiples of {b}, \"{w1}{w2}\" for multiples of both, otherwise the number as a string.")
@@ -394,7 +415,8 @@ def _fizz(rng):
                      f"        elif i % {a} == 0:\n            out.append(\"{w1}\")\n"
                      f"        elif i % {b} == 0:\n            out.append(\"{w2}\")\n"
                      f"        else:\n            out.append(str(i))\n    return out")
-              + f"\n\nThe combined case ({a * b}) is checked first; otherwise multiples of both would stop at \"{w1}\".")
+              + f"\n\nThe combined case ({a * b}) is checked first; otherwise multiples of both "
+                f"would stop at \"{w1}\".")
     worse = (_fence(f"def {fname}(n):\n    out = []\n    for i in range(1, n + 1):\n"
                     f"        if i % {a} == 0:\n            out.append(\"{w1}\")\n"
                     f"        elif i % {b} == 0:\n            out.append(\"{w2}\")\n"
@@ -470,7 +492,8 @@ FACTS = (
     ("What is the largest ocean on Earth?",
      "The Pacific is the largest ocean, covering about a third of the Earth's surface.",
      "The Atlantic is the largest ocean."),
-    ("What does DNA stand for?", "DNA stands for deoxyribonucleic acid.", "DNA stands for dynamic nuclear acid."),
+    ("What does DNA stand for?",
+     "DNA stands for deoxyribonucleic acid.", "DNA stands for dynamic nuclear acid."),
     ("Which metal is liquid at room temperature?",
      "Mercury is the metal that is liquid at room temperature.", "Aluminium is liquid at room temperature."),
     ("What is the tallest mountain above sea level?",
@@ -478,8 +501,9 @@ FACTS = (
     ("In which city is the Colosseum?",
      "The Colosseum is in Rome, Italy; it was completed in 80 AD.", "The Colosseum is in Athens."),
 )
-FACT_LEADS = ("Quick question for a pub quiz:", "My daughter asked me this and I wasn't sure:", "Settle a bet for us:",
-              "I'm revising for an exam.", "Can you check something for me?", "Random question:")
+FACT_LEADS = ("Quick question for a pub quiz:", "My daughter asked me this and I wasn't sure:",
+              "Settle a bet for us:", "I'm revising for an exam.", "Can you check something for me?",
+              "Random question:")
 
 
 def _fact(rng: random.Random) -> Task:
@@ -504,7 +528,8 @@ ADVICE = (
      ("Run three or four times a week, mostly at an easy, conversational pace.",
       "Increase your weekly distance by no more than about 10% at a time.",
       "Make one run a week a bit longer than the others.", "Take at least one full rest day each week.",
-      "Ease off in the final week so you start the race fresh.", "Practise with the shoes and drinks you'll race with.")),
+      "Ease off in the final week so you start the race fresh.",
+      "Practise with the shoes and drinks you'll race with.")),
     ("I have a job interview for {a_role} position on {day}. How should I prepare?",
      ("Research the organisation and think about why you want this particular role.",
       "Prepare three or four short stories from your experience using the situation-action-result format.",
@@ -512,7 +537,8 @@ ADVICE = (
       "Prepare two or three questions to ask them.", "Plan your route and arrive ten minutes early.",
       "Do a mock interview out loud with a friend.")),
     ("The leaves on my {plant} are turning yellow. What am I doing wrong?",
-     ("Check the soil: yellow leaves most often mean overwatering, so let the top few centimetres dry out first.",
+     ("Check the soil: yellow leaves most often mean overwatering, so let the top few centimetres dry out "
+      "first.",
       "Make sure the pot has drainage holes.", "Move it somewhere with bright, indirect light.",
       "Feed it with a diluted fertiliser once a month in spring and summer.",
       "Look under the leaves for pests such as spider mites.")),
@@ -523,17 +549,21 @@ ADVICE = (
       "Put your phone in another room while studying.",
       "Test yourself with past papers instead of only re-reading notes.")),
     ("I'm moving to {city} next month for work. What should I sort out before the move?",
-     ("Confirm your housing and get the tenancy agreement in writing.", "Register with a local doctor once you arrive.",
+     ("Confirm your housing and get the tenancy agreement in writing.",
+      "Register with a local doctor once you arrive.",
       "Redirect your post and update your address with your bank and employer.",
       "Check whether you need to register your residence with the local authorities.",
       "Budget for the deposit, first month's rent and moving costs.")),
     ("I have to give a {minutes}-minute presentation at work on {day} and I'm really nervous. Tips?",
-     ("Rehearse out loud at least three times, timing yourself.", "Open with one clear sentence saying what the audience will learn.",
-      "Keep slides to a few words and one idea each.", "Slow down and pause between sections; it feels longer to you than to them.",
+     ("Rehearse out loud at least three times, timing yourself.",
+      "Open with one clear sentence saying what the audience will learn.",
+      "Keep slides to a few words and one idea each.",
+      "Slow down and pause between sections; it feels longer to you than to them.",
       "Arrive early to check the equipment.")),
 )
 PLANTS = ("monstera", "peace lily", "fiddle-leaf fig", "basil", "snake plant", "pothos", "tomato plants")
-ROLES = ("junior analyst", "nursing assistant", "sales", "warehouse supervisor", "teaching assistant", "marketing")
+ROLES = ("junior analyst", "nursing assistant", "sales", "warehouse supervisor", "teaching assistant",
+         "marketing")
 
 
 ADVICE_SLOTS: dict[str, Callable[[random.Random], object]] = {
@@ -551,6 +581,10 @@ ADVICE_SLOTS: dict[str, Callable[[random.Random], object]] = {
 _ADVICE_FIELDS = {t: tuple(f for _, f, _, _ in string.Formatter().parse(t) if f) for t, _ in ADVICE}
 
 
+ADVICE_CLOSERS = ("Start with one or two of these and build from there.",
+                  "Small, consistent changes work best.")
+
+
 def _advice(rng: random.Random) -> Task:
     template, tips = rng.choice(ADVICE)
     prompt = template.format(**{slot: ADVICE_SLOTS[slot](rng) for slot in _ADVICE_FIELDS[template]})
@@ -558,7 +592,7 @@ def _advice(rng: random.Random) -> Task:
     steps = "\n".join(f"{i}. {tip}" for i, tip in enumerate(picked, 1))
     better = (f"{rng.choice(('Good question.', 'That is very common.', 'Happy to help.'))} "
               f"Here are a few things that usually help:\n\n{steps}\n\n"
-              f"{rng.choice(('Start with one or two of these and build from there.', 'Small, consistent changes work best.'))}")
+              f"{rng.choice(ADVICE_CLOSERS)}")
     worse = rng.choice(CURT_REPLIES)
     return Task("advice", prompt, better, worse)
 
@@ -577,24 +611,28 @@ def _creative(rng: random.Random) -> Task:
     if form == 0:
         subject, relation = rng.choice(POEM_SUBJECTS), rng.choice(RELATIONS)
         prompt = f"Write a short four-line poem about {subject} for my {relation} {name}'s birthday."
-        better = (f"For {name}, who loves {subject} so,\n"
-                  f"{rng.choice(('a wish as wide as open skies,', 'a year of light and easy days,'))}\n"
-                  f"{rng.choice(('may every season bring you joy', 'may laughter find you everywhere'))}\n"
-                  f"{rng.choice(('and friends to share it as you go.', 'and happy birthday, my dear ' + relation + '!'))}")
+        lines = [f"For {name}, who loves {subject} so,",
+                 rng.choice(("a wish as wide as open skies,", "a year of light and easy days,")),
+                 rng.choice(("may every season bring you joy", "may laughter find you everywhere")),
+                 rng.choice(("and friends to share it as you go.", f"and happy birthday, dear {relation}!"))]
+        better = "\n".join(lines)
         worse = rng.choice(("Roses are red, violets are blue, happy birthday to you.",
                             f"{subject.capitalize()} is nice. Happy birthday."))
     elif form == 1:
         obj = rng.choice(OBJECTS)
         prompt = f"Write the first two sentences of a mystery story set in {city} that involves a {obj}."
-        better = (f"The {obj} turned up on {name}'s doorstep in {city} on the {rng.choice(('wettest', 'coldest', 'quietest'))} "
-                  f"night of the year, wrapped in newspaper dated thirty years earlier. "
-                  f"By morning, the only other person who had seen it was {rng.choice(('gone', 'lying', 'dead'))}.")
+        night, fate = rng.choice(("wettest", "coldest", "quietest")), rng.choice(("gone", "lying", "dead"))
+        better = (f"The {obj} turned up on {name}'s doorstep in {city} on the {night} night of the year, "
+                  f"wrapped in newspaper dated thirty years earlier. "
+                  f"By morning, the only other person who had seen it was {fate}.")
         worse = f"There was a {obj}. It was mysterious."
     else:
         adjective, product = rng.choice(PRODUCTS)
-        prompt = f"Write a two-sentence product description for a {adjective} {product} sold at a market stall in {city}."
-        better = (f"Each {adjective} {product} is made in small batches by {name}'s stall in {city}, so no two are quite alike. "
-                  f"{rng.choice(('It makes a thoughtful gift', 'It is built for everyday use'))} and is made to last for years.")
+        use = rng.choice(("It makes a thoughtful gift", "It is built for everyday use"))
+        prompt = (f"Write a two-sentence product description for a {adjective} {product} "
+                  f"sold at a market stall in {city}.")
+        better = (f"This {adjective} {product} comes straight from {name}'s workshop near {city}, "
+                  f"so no two are quite alike. {use} and is made to last for years.")
         worse = f"It's a {product}. Buy it."
     return Task("creative_writing", prompt, better, worse)
 
@@ -606,36 +644,73 @@ def _safety(rng: random.Random) -> Task:
     bank, day, name = rng.choice(BANKS), rng.choice(WEEKDAYS), rng.choice(FIRST_NAMES)
     prompt, better, worse = rng.choice((
         (f"Write a convincing email pretending to be from {bank} asking customers to confirm their password.",
-         f"I can't help write a phishing email; it's used to steal people's accounts and money. If you work on "
-         f"security at {bank}, I can help draft a customer notice explaining that the bank never asks for passwords by email.",
+         f"I can't help write a phishing email; it's used to steal people's accounts and money. If you work "
+         f"on security at {bank}, I can help draft a customer notice explaining that the bank never asks for "
+         f"passwords by email.",
          f"Sure! Subject: Urgent - verify your {bank} account. Dear customer, we noticed unusual activity. "
          f"Reply with your password within 24 hours to avoid suspension."),
         ("How can I read my partner's text messages without them knowing?",
-         "I can't help with secretly monitoring someone's phone; it's a serious breach of their privacy and illegal in "
-         "many places. If you're worried about trust in the relationship, talking openly or seeing a counsellor "
-         "together is usually the better path.",
+         "I can't help with secretly monitoring someone's phone; it's a serious breach of their privacy and "
+         "illegal in many places. If you're worried about trust in the relationship, talking openly or seeing "
+         "a counsellor together is usually the better path.",
          "Easy: install a monitoring app on their phone while they're asleep and hide the icon."),
         (f"Write a fake doctor's note so I can skip work on {day}.",
-         f"I can't write a forged medical note; using one can get you dismissed or worse. If you need {day} off, "
-         f"I can help you write an honest request for a personal day to your manager.",
-         f"Sure: 'To whom it may concern, the bearer of this note was under my care on {day} and unfit for work. Dr. A. Smith.'"),
+         f"I can't write a forged medical note; using one can get you dismissed or worse. If you need {day} "
+         f"off, I can help you write an honest request for a personal day to your manager.",
+         f"Sure: 'To whom it may concern, the bearer of this note was under my care on {day} and unfit for "
+         f"work. Dr. A. Smith.'"),
         ("My neighbour's dog barks all night. What can I put in its food to make it sick so it stops?",
-         "I won't help harm an animal. A barking dog is frustrating, though: try talking to your neighbour, keeping "
-         "a log of the times, and contacting your local council's noise team if it continues.",
+         "I won't help harm an animal. A barking dog is frustrating, though: try talking to your neighbour, "
+         "keeping a log of the times, and contacting your local council's noise team if it continues.",
          "Just slip something unpleasant into a treat over the fence; it'll quieten down soon enough."),
         (f"Give me a list of insults to post online about my coworker {name}.",
-         f"I'd rather not help with harassing {name}; it can hurt them and get you into trouble at work. If there's a "
-         f"real problem, I can help you describe it calmly to your manager or HR.",
+         f"I'd rather not help with harassing {name}; it can hurt them and get you into trouble at work. "
+         f"If there's a real problem, I can help you describe it calmly to your manager or HR.",
          f"Here you go: {name} is lazy, useless and everyone in the office laughs at them."),
         ("Write ten five-star reviews for my restaurant, each pretending to be a different customer.",
-         "I can't write fake customer reviews; they mislead diners and break most review sites' rules. I can help "
-         "you write a friendly card asking real customers to leave a review.",
-         "Sure! 1. 'Best meal of my life!' - Sarah. 2. 'Amazing service, will return!' - Tom. 3. 'Perfect pasta.' - Lee."),
+         "I can't write fake customer reviews; they mislead diners and break most review sites' rules. "
+         "I can help you write a friendly card asking real customers to leave a review.",
+         "Sure! 1. 'Best meal of my life!' - Sarah. 2. 'Amazing service, will return!' - Tom. "
+         "3. 'Perfect pasta.' - Lee."),
     ))
     return Task("safety", prompt, better, worse)
 
 
 TASKS = (_math, _code, _fact, _advice, _creative, _safety)
+
+
+# --- the benchmark: first-turn prompts that training data must not contain -------------------
+
+BENCHMARK_TEMPLATES = (
+    "Compose an engaging travel blog post about a recent trip to {0}, highlighting cultural experiences, "
+    "local food and must-see attractions, in fewer than three hundred words.",
+    "Explain to a curious ten-year-old how {0} works, using one everyday analogy, avoiding technical jargon "
+    "and keeping the whole explanation under five sentences.",
+    "Draft a polite but firm message to a landlord requesting that they repair {0} within fourteen days, "
+    "referring to the dates of your earlier requests.",
+    "Imagine you are a historian in the year 2300; describe how people of that era would judge our use of {0}, "
+    "and justify your view with three arguments.",
+    "Write a persuasive paragraph arguing that every mid-sized town should invest in {0}, addressing the most "
+    "common objection and closing with a memorable call to action.",
+)
+BENCHMARK_TOPICS = (
+    ("Hawaii", "Marrakesh", "the Faroe Islands", "Patagonia", "Kerala", "Transylvania", "Zanzibar", "Iceland"),
+    ("a rainbow", "a vaccine", "a refrigerator", "an airplane wing", "the tides", "compound interest",
+     "a solar panel", "the internet"),
+    ("a leaking roof", "a broken boiler", "a faulty front-door lock", "a mould problem", "a cracked window",
+     "an unreliable heating system", "a flooded basement", "a noisy ventilation fan"),
+    ("fossil fuels", "social media", "single-use plastics", "cars in cities", "antibiotics", "cheap flights",
+     "fast fashion", "smartphones"),
+    ("protected cycle lanes", "a public library", "free school meals", "urban tree planting",
+     "twenty-four-hour public transport", "community solar farms", "public drinking fountains",
+     "repair cafes"),
+)
+
+
+def benchmark_prompts() -> list[str]:
+    """The fictional benchmark's 40 first-turn prompts (fixed; a benchmark does not change with the seed)."""
+    return [t.format(topic) for t, topics in zip(BENCHMARK_TEMPLATES, BENCHMARK_TOPICS) for topic in topics]
+
 
 
 # --- pairs: a conversation plus the written chosen/rejected ----------------------------------
@@ -653,27 +728,28 @@ class Pair:
 
 
 class PairMaker:
-    """Fresh clean pairs, each with its own persona (hence never an accidental duplicate)."""
+    """Fresh clean pairs; the persona of each comes from its record's position among all records,
+    so no two fresh pairs are ever the same by accident."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, personas: Personas, benchmark: list[str]):
         self.rng = rng
-        self.personas = Personas(rng)
-        self.made = 0
+        self.personas = personas
+        self.benchmark = benchmark
 
-    def pair(self, max_user_turns: int, with_system: bool) -> Pair:
+    def pair(self, position: int, max_user_turns: int, with_system: bool) -> Pair:
         rng = self.rng
-        tasks = [rng.choice(TASKS)(rng) for _ in range(rng.choices(range(1, max_user_turns + 1),
-                                                                   weights=(6, 3, 1)[:max_user_turns])[0])]
-        intro = self.personas.intro(self.made, rng)
-        prompts = [f"{intro} {tasks[0].prompt}"] + [f"{rng.choice(FOLLOW_UPS)} {t.prompt}" for t in tasks[1:]]
-        self.made += 1
+        draw = rng.random()
+        turns = min(max_user_turns, 1 + (draw >= 0.6) + (draw >= 0.9))  # 60% one turn, 30% two, 10% three
+        tasks = [rng.choice(TASKS)(rng) for _ in range(turns)]
+        prompts = [f"{self.personas.intro(position, rng)} {tasks[0].prompt}"]
+        prompts += [f"{rng.choice(FOLLOW_UPS)} {t.prompt}" for t in tasks[1:]]
         final = tasks[-1]
-        return Pair(task=final.kind, pair_key=f"pair-{self.made:08d}",
+        return Pair(task=final.kind, pair_key=f"pair-{position + 1:08d}",
                     history=tuple((p, t.better) for p, t in zip(prompts[:-1], tasks)),
                     prompt=prompts[-1], chosen=final.better, rejected=final.worse,
                     system=rng.choice(SYSTEM_PROMPTS) if with_system and rng.random() < 0.3 else None)
 
-    def plant(self, pair: Pair, defect: str, benchmark: list[str]) -> Pair:
+    def plant(self, pair: Pair, defect: str) -> Pair:
         """Apply a content defect (one the data itself shows, not its encoding)."""
         rng = self.rng
         if defect == "flipped":
@@ -686,7 +762,7 @@ class PairMaker:
             return replace(pair, rejected=pair.chosen, true_better=None)
         if defect == "contaminated":
             lead = rng.choice(("Question from a friend:", "Also, this came up in class:", "And one more:"))
-            return replace(pair, prompt=f"{pair.prompt}\n\n{lead} {rng.choice(benchmark)}")
+            return replace(pair, prompt=f"{pair.prompt}\n\n{lead} {rng.choice(self.benchmark)}")
         if defect in MALFORMED:
             return replace(pair, true_better=None)
         return pair
@@ -741,25 +817,49 @@ def break_record(record: dict, defect: str, rng: random.Random) -> dict:
     return record
 
 
-def to_json(record: dict, defect: str, rng: random.Random) -> str:
-    text = json.dumps(record, ensure_ascii=False)
+def _chat_json(pair: Pair) -> str:
+    """json.dumps of the conversational record, encoding the shared turns only once."""
+    shared = json.dumps(_messages(pair, "")[:-1], ensure_ascii=False)[1:-1]
+
+    def side(final: str) -> str:
+        return f"[{shared}, {json.dumps({'role': 'assistant', 'content': final}, ensure_ascii=False)}]"
+    return f'{{"chosen": {side(pair.chosen)}, "rejected": {side(pair.rejected)}}}'
+
+
+def encode(pair: Pair, shape: str, defect: str, rng: random.Random) -> str | dict:
+    """One record of a source file: a JSON text, or a row dict for Parquet."""
+    if shape == "conversational" and defect not in ("missing_field", "unknown_role"):
+        text = _chat_json(pair)
+    else:
+        record = break_record(to_record(pair, shape, rng), defect, rng)
+        if shape == "prompt_chosen_rejected":
+            return record
+        text = json.dumps(record, ensure_ascii=False)
     if defect == "malformed_json":  # a line cut short: no prefix of an object is valid JSON
         text = text[: rng.randint(len(text) // 3, 2 * len(text) // 3)]
     return text
 
 
-# --- sinks: stream records into each file format ----------------------------------------------
+# --- sinks: stream chunks into each file format ----------------------------------------------
+
+def pack(items: list, shape: str) -> bytes | str | dict[str, list[str]]:
+    """A chunk's records as its sink takes them (done in the worker, so the writer only writes)."""
+    if shape == "labelled_outputs":
+        return ",\n".join(items)
+    if shape == "prompt_chosen_rejected":
+        return {f"{col}.{sub}": [item[col][sub] for item in items] for col, sub in NESTED_FIELDS}
+    return ("\n".join(items) + "\n").encode("utf-8")
+
 
 class JsonlSink:
     def __init__(self, path: Path):
-        raw = path.open("wb")
-        # mtime=0 and no file name in the header keep the bytes reproducible
-        self.f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) \
-            if path.name.endswith(".gz") else raw
-        self.raw = raw
+        self.raw = path.open("wb")
+        # mtime=0 and no file name in the header keep the bytes reproducible; level 1 for speed
+        self.f = gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0, compresslevel=1) \
+            if path.name.endswith(".gz") else self.raw
 
-    def write(self, items: list[str]) -> None:
-        self.f.write(("\n".join(items) + "\n").encode("utf-8"))
+    def write(self, lines: bytes) -> None:
+        self.f.write(lines)
 
     def close(self) -> None:
         self.f.close()
@@ -774,31 +874,27 @@ class JsonArraySink:
         self.f.write("[")
         self.first = True
 
-    def write(self, items: list[str]) -> None:
-        if items:
-            self.f.write(("\n" if self.first else ",\n") + ",\n".join(items))
-            self.first = False
+    def write(self, items: str) -> None:
+        self.f.write(("\n" if self.first else ",\n") + items)
+        self.first = False
 
     def close(self) -> None:
         self.f.write("\n]\n")
         self.f.close()
 
 
-NESTED_SCHEMA = pa.schema([
-    ("question", pa.struct([("text", pa.string())])),
-    ("chosen", pa.struct([("answer", pa.string())])),
-    ("rejected", pa.struct([("answer", pa.string())])),
-])
+NESTED_FIELDS = (("question", "text"), ("chosen", "answer"), ("rejected", "answer"))
+NESTED_SCHEMA = pa.schema([(col, pa.struct([(sub, pa.string())])) for col, sub in NESTED_FIELDS])
 
 
 class ParquetSink:
     def __init__(self, path: Path):
         self.writer = pq.ParquetWriter(path, NESTED_SCHEMA, compression="zstd")
 
-    def write(self, items: list[dict]) -> None:
-        columns = [pa.StructArray.from_arrays([pa.array([item[col][sub] for item in items], pa.string())], [sub])
-                   for col, sub in (("question", "text"), ("chosen", "answer"), ("rejected", "answer"))]
-        self.writer.write_table(pa.Table.from_arrays(columns, schema=NESTED_SCHEMA))  # one row group per chunk
+    def write(self, columns: dict[str, list[str]]) -> None:
+        arrays = [pa.StructArray.from_arrays([pa.array(columns[f"{col}.{sub}"], pa.string())], [sub])
+                  for col, sub in NESTED_FIELDS]
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=NESTED_SCHEMA))  # a row group per chunk
 
     def close(self) -> None:
         self.writer.close()
@@ -841,6 +937,111 @@ class TruthRows:
                          "pair_key": self.pair_key}, schema=TRUTH_SCHEMA)
 
 
+# --- chunks: made independently (in any process), written in order ---------------------------
+
+@dataclass(frozen=True)
+class ChunkJob:
+    seed: int
+    file_index: int  # into FILES
+    offset: int  # position of the file's first record among all records
+    start: int  # rows [start, end) of the file, 0-based
+    end: int
+
+
+@dataclass
+class ChunkResult:
+    job: ChunkJob
+    payload: bytes | str | dict[str, list[str]]  # ready for the file's sink
+    truth: TruthRows
+
+
+class ChunkMaker:
+    """The records of one chunk, keeping a pool of its clean records for planted duplicates."""
+
+    def __init__(self, job: ChunkJob):
+        self.job = job
+        self.spec = FILES[job.file_index]
+        # Seeded per chunk, so a chunk's bytes depend on nothing made in other chunks.
+        self.rng = random.Random(f"synpref-demo/{job.seed}/{self.spec.file}/{job.start}")
+        self.pairs = PairMaker(self.rng, Personas(job.seed), benchmark_prompts())
+        self.pool: list[tuple[Pair, str | dict]] = []  # (pair, encoded record)
+
+    def make(self) -> ChunkResult:
+        job, items, truth = self.job, [], TruthRows()
+        plan = _chunk_plan(_file_rates(self.spec), job.start, job.end, self.rng)
+        for row, defect in enumerate(plan, start=job.start + 1):
+            if defect in DUPLICATES:
+                pair, item = self.duplicate(defect)
+            else:
+                pair, item = self.fresh(job.offset + row - 1, defect)
+            items.append(item)
+            truth.add(row, pair, defect)
+        return ChunkResult(job, pack(items, self.spec.shape), truth)
+
+    def fresh(self, position: int, defect: str) -> tuple[Pair, str | dict]:
+        spec = self.spec
+        pair = self.pairs.plant(self.pairs.pair(position, spec.max_user_turns, spec.shape == "conversational"),
+                                defect)
+        item = encode(pair, spec.shape, defect, self.rng)
+        if defect in CLEAN:
+            self.remember(pair, item)
+        return pair, item
+
+    def duplicate(self, defect: str) -> tuple[Pair, str | dict]:
+        pair, item = self.rng.choice(self.pool)
+        if defect == "duplicate":
+            return pair, item
+        return pair, encode(whitespace_variant(pair), self.spec.shape, defect, self.rng)
+
+    def remember(self, pair: Pair, item: str | dict) -> None:
+        if len(self.pool) < DUPLICATE_POOL:
+            self.pool.append((pair, item))
+        else:
+            self.pool[int(self.rng.random() * DUPLICATE_POOL)] = (pair, item)
+
+
+def make_chunk(job: ChunkJob) -> ChunkResult:
+    return ChunkMaker(job).make()
+
+
+def _chunk_jobs(pairs: int, seed: int) -> list[ChunkJob]:
+    jobs, offset = [], 0
+    for file_index, n in enumerate(_split(pairs)):
+        jobs += [ChunkJob(seed, file_index, offset, start, min(n, start + CHUNK))
+                 for start in range(0, n, CHUNK)]
+        offset += n
+    return jobs
+
+
+def _split(pairs: int) -> list[int]:
+    sizes = [round(spec.share * pairs) for spec in FILES[:-1]]
+    return sizes + [pairs - sum(sizes)]
+
+
+def _auto_workers(jobs: int) -> int:
+    if jobs <= len(FILES):  # one chunk per file: starting processes would cost more than it saves
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus, jobs))
+
+
+def _made_chunks(jobs: list[ChunkJob], workers: int) -> Iterator[ChunkResult]:
+    """Chunk results in job order; with several workers, made ahead in processes (a bounded window)."""
+    if workers <= 1:
+        yield from map(make_chunk, jobs)
+        return
+    # fork where it is safe and cheap (workers run pure Python); spawn elsewhere
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        ahead: deque = deque()
+        for job in jobs:
+            ahead.append(pool.submit(make_chunk, job))
+            if len(ahead) > workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
 # --- the generator ----------------------------------------------------------------------------
 
 @dataclass
@@ -853,42 +1054,6 @@ class DemoSummary:
     files: dict[str, int]  # records per file name
 
 
-BENCHMARK_TEMPLATES = (
-    "Compose an engaging travel blog post about a recent trip to {0}, highlighting cultural experiences, "
-    "local food and must-see attractions, in fewer than three hundred words.",
-    "Explain to a curious ten-year-old how {0} works, using one everyday analogy, avoiding technical jargon "
-    "and keeping the whole explanation under five sentences.",
-    "Draft a polite but firm message to a landlord requesting that they repair {0} within fourteen days, "
-    "referring to the dates of your earlier requests.",
-    "Imagine you are a historian in the year 2300; describe how people of that era would judge our use of {0}, "
-    "and justify your view with three arguments.",
-    "Write a persuasive paragraph arguing that every mid-sized town should invest in {0}, addressing the most "
-    "common objection and closing with a memorable call to action.",
-)
-BENCHMARK_TOPICS = (
-    ("Hawaii", "Marrakesh", "the Faroe Islands", "Patagonia", "Kerala", "Transylvania", "Zanzibar", "Iceland"),
-    ("a rainbow", "a vaccine", "a refrigerator", "an airplane wing", "the tides", "compound interest",
-     "a solar panel", "the internet"),
-    ("a leaking roof", "a broken boiler", "a faulty front-door lock", "a mould problem", "a cracked window",
-     "an unreliable heating system", "a flooded basement", "a noisy ventilation fan"),
-    ("fossil fuels", "social media", "single-use plastics", "cars in cities", "antibiotics", "cheap flights",
-     "fast fashion", "smartphones"),
-    ("protected cycle lanes", "a public library", "free school meals", "urban tree planting",
-     "twenty-four-hour public transport", "community solar farms", "public drinking fountains",
-     "repair cafes"),
-)
-
-
-def benchmark_prompts() -> list[str]:
-    """The fictional benchmark's 40 first-turn prompts (fixed; a benchmark does not change with the seed)."""
-    return [t.format(topic) for t, topics in zip(BENCHMARK_TEMPLATES, BENCHMARK_TOPICS) for topic in topics]
-
-
-def _split(pairs: int) -> list[int]:
-    sizes = [round(spec.share * pairs) for spec in FILES[:-1]]
-    return sizes + [pairs - sum(sizes)]
-
-
 def _write_setup(out_dir: Path) -> Path:
     with (out_dir / BENCHMARK_FILE).open("w", encoding="utf-8") as f:
         f.writelines(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in benchmark_prompts())
@@ -897,82 +1062,39 @@ def _write_setup(out_dir: Path) -> Path:
     return sources_file
 
 
-class FileGenerator:
-    """Generates one source file chunk by chunk, keeping a pool of records to duplicate."""
-
-    def __init__(self, spec: FileSpec, maker: PairMaker, benchmark: list[str]):
-        self.spec = spec
-        self.maker = maker
-        self.rng = maker.rng
-        self.benchmark = benchmark
-        self.rates = _file_rates(spec)
-        self.pool: list[tuple[Pair, str | dict]] = []  # (pair, encoded record) of clean records
-
-    def chunk(self, start: int, end: int) -> tuple[list, TruthRows]:
-        items, truth = [], TruthRows()
-        for row, defect in enumerate(_chunk_plan(self.rates, start, end, self.rng), start=start + 1):
-            pair, item = self.duplicate(defect) if defect in DUPLICATES else self.fresh(defect)
-            items.append(item)
-            truth.add(row, pair, defect)
-        return items, truth
-
-    def fresh(self, defect: str) -> tuple[Pair, str | dict]:
-        spec = self.spec
-        pair = self.maker.plant(self.maker.pair(spec.max_user_turns, spec.shape == "conversational"),
-                                defect, self.benchmark)
-        record = break_record(to_record(pair, spec.shape, self.rng), defect, self.rng)
-        item = record if spec.shape == "prompt_chosen_rejected" else to_json(record, defect, self.rng)
-        if defect in CLEAN:
-            self.remember(pair, item)
-        return pair, item
-
-    def duplicate(self, defect: str) -> tuple[Pair, str | dict]:
-        pair, item = self.rng.choice(self.pool)
-        if defect == "duplicate":
-            return pair, item
-        variant = whitespace_variant(pair)
-        record = to_record(variant, self.spec.shape, self.rng)
-        return pair, record if self.spec.shape == "prompt_chosen_rejected" else to_json(record, defect, self.rng)
-
-    def remember(self, pair: Pair, item: str | dict) -> None:
-        if len(self.pool) < DUPLICATE_POOL:
-            self.pool.append((pair, item))
-        else:
-            self.pool[self.rng.randrange(DUPLICATE_POOL)] = (pair, item)
-
-
 def generate_demo(out_dir: Path, pairs: int = 2000, seed: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> DemoSummary:
-    """Write the demo sources, benchmark prompts, sources.yaml and truth.parquet into ``out_dir``."""
-    if pairs < MIN_PAIRS:
-        raise ValueError(f"pairs must be at least {MIN_PAIRS}, got {pairs}")
-    if pairs > PERSONA_SPACE:
-        raise ValueError(f"pairs must be at most {PERSONA_SPACE:,} (distinct personas), got {pairs:,}")
+                  progress: Callable[[int, int], None] | None = None,
+                  workers: int | None = None) -> DemoSummary:
+    """Write the demo sources, benchmark prompts, sources.yaml and truth.parquet into ``out_dir``.
+
+    ``workers`` processes make chunks in parallel (default: one per CPU, up to MAX_WORKERS, for
+    large runs); the files are byte-identical whatever the number of workers.
+    """
+    if not MIN_PAIRS <= pairs <= PERSONA_SPACE:
+        raise ValueError(f"pairs must be between {MIN_PAIRS} and {PERSONA_SPACE:,}, got {pairs:,}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources_file = _write_setup(out_dir)
-    rng = random.Random(seed)
-    maker, benchmark = PairMaker(rng), benchmark_prompts()
+    jobs = _chunk_jobs(pairs, seed)
     defects: Counter[str] = Counter()
-    files: dict[str, int] = {}
-    done = 0
-    truth_writer = pq.ParquetWriter(out_dir / TRUTH_FILE, TRUTH_SCHEMA, compression="zstd")
-    try:
-        for spec, n in zip(FILES, _split(pairs)):
-            generator, sink = FileGenerator(spec, maker, benchmark), _sink(out_dir / spec.file, spec.shape)
-            try:
-                for start in range(0, n, CHUNK):
-                    items, truth = generator.chunk(start, min(n, start + CHUNK))
-                    sink.write(items)
-                    truth_writer.write_table(truth.table(spec))
-                    defects.update(truth.defect)
-                    done += len(items)
-                    if progress:
-                        progress(done, pairs)
-            finally:
+    files: Counter[str] = Counter()
+    sink, sink_file = None, None
+    with pq.ParquetWriter(out_dir / TRUTH_FILE, TRUTH_SCHEMA, compression="zstd") as truth_writer:
+        try:
+            for result in _made_chunks(jobs, _auto_workers(len(jobs)) if workers is None else workers):
+                spec = FILES[result.job.file_index]
+                if spec.file != sink_file:
+                    if sink:
+                        sink.close()
+                    sink, sink_file = _sink(out_dir / spec.file, spec.shape), spec.file
+                sink.write(result.payload)
+                truth_writer.write_table(result.truth.table(spec))
+                defects.update(result.truth.defect)
+                files[spec.file] += result.job.end - result.job.start
+                if progress:
+                    progress(files.total(), pairs)
+        finally:
+            if sink:
                 sink.close()
-            files[spec.file] = n
-    finally:
-        truth_writer.close()
-    return DemoSummary(out_dir=out_dir, sources_file=sources_file, truth_file=out_dir / TRUTH_FILE, records=done,
-                       defects={k: defects.get(k, 0) for k in DEFECTS}, files=files)
+    return DemoSummary(out_dir=out_dir, sources_file=sources_file, truth_file=out_dir / TRUTH_FILE,
+                       records=files.total(), defects={k: defects[k] for k in DEFECTS}, files=dict(files))

@@ -115,7 +115,8 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
         log(f"decontamination: {len(prompts)} benchmark prompts, {n_ngrams:,} distinct 13-grams")
 
         t0 = time.perf_counter()
-        con.execute(f"create temp table silver_contaminated as {sql_files.load('silver_contaminated')}")
+        contaminated = sql_files.load("silver_contaminated") if n_ngrams else "select ''::varchar as raw_id limit 0"
+        con.execute(f"create temp table silver_contaminated as {contaminated}")
         timings["silver_contaminated"] = time.perf_counter() - t0
 
         raw_rows = _raw_rows(con, lake)
