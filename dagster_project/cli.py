@@ -39,7 +39,7 @@ def main() -> None:
 @lake_option
 def demo(pairs: int, seed: int, lake_dir: str) -> None:
     """Generate seeded demo data into the lake and materialise every asset on it."""
-    from dagster_project.run import materialize_assets, print_tables
+    from dagster_project.run import materialize_assets, print_quarantine, print_tables
     from synpref.demo import generate_demo
     from synpref.sources import relocate
     from tqdm import tqdm
@@ -53,15 +53,17 @@ def demo(pairs: int, seed: int, lake_dir: str) -> None:
     click.echo(f"demo data: {summary.records:,} records in {landing} (sources: {sources_file})")
     ok = materialize_assets(lake, select="*", sources_file=str(sources_file))
     print_tables(lake)
+    print_quarantine(lake)
     if not ok:
         sys.exit(1)
-    root = lake.root
+    synpref = Path(sys.executable).with_name("synpref")
     click.echo(f"""
-Open the Dagster UI on this lake:
-    {sys.executable.rsplit('/', 1)[0]}/synpref ui --lake {root}      # then browse http://127.0.0.1:3000
+Open the Dagster UI on this lake (runs, asset metadata, lineage):
+    {synpref} ui --lake {lake.root}
+    then browse http://127.0.0.1:3000
 Query the curated pairs with SQL (read-only):
-    synpref sql --lake {root} "select source, count(*) as pairs from silver_pairs group by source"
-    synpref sql --lake {root} "select stage, reason, count(*) from quarantine group by all order by 3 desc"
+    {synpref} sql --lake {lake.root} "select source, count(*) as pairs from silver_pairs group by source"
+    {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
 Or open {lake.db_path} with any DuckDB client.""")
 
 

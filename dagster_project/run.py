@@ -7,7 +7,7 @@ import dagster as dg
 
 from dagster_project.definitions import defs
 from dagster_project.resources import LakeResource, SourcesResource
-from synpref.duck import table_counts
+from synpref.duck import quarantine_counts, table_counts
 from synpref.lake import Lake
 
 
@@ -48,3 +48,11 @@ def print_tables(lake: Lake) -> None:
     click.echo(f"{'table':<20} {'layer':<8} {'rows':>12} {'files':>6}")
     for table, layer, count, files in rows:
         click.echo(f"{table:<20} {layer:<8} {count:>12,} {files:>6}")
+
+
+def print_quarantine(lake: Lake) -> None:
+    rows = quarantine_counts(lake)
+    if rows:
+        click.echo(f"\n{'quarantine stage':<17} {'reason':<22} {'rows':>8}")
+        for stage, reason, count in rows:
+            click.echo(f"{stage:<17} {reason:<22} {count:>8,}")

@@ -125,3 +125,16 @@ def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:
     finally:
         con.close()
     return out
+
+
+def quarantine_counts(lake: Lake) -> list[tuple[str, str, int]]:
+    """(stage, reason, rows) over both stages' quarantine, largest first."""
+    con = duckdb.connect()
+    try:
+        register_tables(con, lake, temp=True)
+        if not {"ingest_quarantine", "silver_quarantine"} <= {t for t in TABLE_LAYERS if lake.has_table(t)}:
+            return []
+        return con.execute("select stage, reason, count(*) from quarantine group by all "
+                           "order by 3 desc, 1, 2").fetchall()
+    finally:
+        con.close()

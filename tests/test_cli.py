@@ -74,3 +74,17 @@ def test_sql_reports_a_bad_query_clearly(built_lake):
 def test_materialize_rejects_an_unknown_selection(built_lake):
     result = CliRunner().invoke(main, ["materialize", "--select", "no_such_table", "--lake", str(built_lake)])
     assert result.exit_code != 0 and "no_such_table" in result.output
+
+
+def test_demo_end_to_end_through_the_console_command(tmp_path):
+    lake_dir = tmp_path / "lake"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    out = subprocess.run([str(Path(sys.executable).with_name("synpref")), "demo", "--pairs", "400",
+                          "--lake", str(lake_dir)], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "silver_pairs" in out.stdout and "http://127.0.0.1:3000" in out.stdout
+    assert "duplicate" in out.stdout  # the planted defects show in the quarantine table
+    count = CliRunner().invoke(main, ["sql", "select count(*) from silver_pairs", "--lake", str(lake_dir),
+                                      "--format", "csv"])
+    assert int(count.output.splitlines()[1]) > 300
+    assert (lake_dir / "sources.yaml").exists()  # the UI's runs find the demo sources by default

@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from synpref import demo
-from synpref.demo import generate_demo
+from synpref.demo import chunks, generate_demo
 from synpref.ingest import ingest_sources
 from synpref.lake import Lake
 from synpref.sources import load_sources
@@ -60,7 +59,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path):
 
 
 def test_worker_processes_do_not_change_the_bytes(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "CHUNK", 150)  # several chunks per file
+    monkeypatch.setattr(chunks, "CHUNK", 150)  # several chunks per file
     serial = generate_demo(tmp_path / "serial", pairs=1200, seed=3, workers=1)
     parallel = generate_demo(tmp_path / "parallel", pairs=1200, seed=3, workers=2)
     assert _bytes(serial.out_dir) == _bytes(parallel.out_dir)
@@ -68,7 +67,7 @@ def test_worker_processes_do_not_change_the_bytes(tmp_path, monkeypatch):
 
 
 def test_tiny_chunks_still_plant_valid_duplicates(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "CHUNK", 3)  # chunks too small to hold every defect kind
+    monkeypatch.setattr(chunks, "CHUNK", 3)  # chunks too small to hold every defect kind
     out = generate_demo(tmp_path, pairs=200, seed=5).out_dir
     truth = pq.read_table(out / "truth.parquet").to_pylist()
     clean = {(r["file"], r["pair_key"]) for r in truth if r["defect"] in ("none", "flipped")}
@@ -77,7 +76,7 @@ def test_tiny_chunks_still_plant_valid_duplicates(tmp_path, monkeypatch):
 
 
 def test_progress_is_reported_per_chunk(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "CHUNK", 100)
+    monkeypatch.setattr(chunks, "CHUNK", 100)
     calls = []
     generate_demo(tmp_path, pairs=500, seed=0, progress=lambda done, total: calls.append((done, total)))
     assert len(calls) == 6  # chat 200, hh 100, labelled 75, parquet 125 rows, in chunks of 100
