@@ -31,7 +31,10 @@ from synpref.lake import Lake
 SILVER_TABLES = ("silver_decisions", "silver_pairs", "silver_quarantine")
 SQL_STEPS = ("macros", "benchmark_ngrams", "silver_contaminated", "silver_keyed", *SILVER_TABLES)
 MANIFEST = "silver/stage"
-ROWS_PER_BUCKET = 400_000
+ROWS_PER_BUCKET = 250_000
+# Rows the partitioned write of silver_keyed buffers over all buckets before flushing: DuckDB
+# buffers per bucket, so the per-bucket threshold shrinks as buckets grow, keeping memory flat.
+KEYED_BUFFER_ROWS = 60_000
 
 
 @dataclass
@@ -122,6 +125,7 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
         raw_rows = _raw_rows(con, lake)
         buckets = max(1, math.ceil(raw_rows / rows_per_bucket))
         con.execute(f"set variable buckets = {buckets}")
+        con.execute(f"set partitioned_write_flush_threshold = {max(1_000, KEYED_BUFFER_ROWS // buckets)}")
         for table in SILVER_TABLES:
             (staged / table).mkdir(parents=True)
         timings["silver_keyed"] = _copy(con, "silver_keyed", staged / "keyed", ", partition_by (bucket)")
