@@ -105,7 +105,7 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
         return SilverSummary(**{**done["summary"], "reused": True})
 
     start = time.perf_counter()
-    staged = lake.root / "_staging" / f"silver-{uuid.uuid4().hex[:8]}"
+    staged = lake.tmp_dir / f"silver-{uuid.uuid4().hex[:8]}"
     timings = dict.fromkeys(("silver_contaminated", "silver_keyed", *SILVER_TABLES), 0.0)
     con = stage_connection(lake, settings)
     try:
