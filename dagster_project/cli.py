@@ -110,6 +110,36 @@ def sql(query: str, fmt: str, max_rows: int, lake_dir: str) -> None:
 
 
 @main.command()
+@click.argument("tables", nargs=-1)
+@click.option("--batch-rows", default=100_000, show_default=True, help="Rows validated at a time.")
+@lake_option
+def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
+    """Run the data-quality suites (and reconciliations) on TABLES, or on every table.
+
+    Exits non-zero when a blocking check fails; warnings are printed and do not fail.
+    """
+    from synpref.checking import run_checks
+    from synpref.quality import docs_index
+
+    lake = Lake.at(lake_dir)
+    try:
+        rows = run_checks(lake, list(tables) or None, batch_rows=batch_rows)
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    if not rows:
+        raise click.ClickException(f"no tables to check under {lake.root}")
+    click.echo(f"{'table':<18} {'check':<58} {'kind':<9} {'result':<7} detail")
+    for r in rows:
+        result = "ok" if r.success else "FAILED"
+        click.echo(f"{r.table:<18} {r.check:<58} {'blocking' if r.blocking else 'warning':<9} {result:<7} {r.detail}")
+    blocking = [r for r in rows if r.blocking and not r.success]
+    warnings = [r for r in rows if not r.blocking and not r.success]
+    click.echo(f"\n{len(rows)} checks: {len(blocking)} blocking failed, {len(warnings)} warnings. "
+               f"Data Docs: {docs_index(lake)}")
+    sys.exit(1 if blocking else 0)
+
+
+@main.command()
 @lake_option
 def tables(lake_dir: str) -> None:
     """List the lake's tables with their row counts."""

@@ -3,9 +3,11 @@
 import dagster as dg
 
 from assets import raw, silver
-from dagster_project.resources import LakeResource, SourcesResource
+from dagster_project.checks import all_checks
+from dagster_project.resources import LakeResource, QualityResource, SourcesResource
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([raw, silver]),
-    resources={"lake": LakeResource(), "sources": SourcesResource()},
+    asset_checks=all_checks(),
+    resources={"lake": LakeResource(), "sources": SourcesResource(), "quality": QualityResource()},
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from pydantic import Field
 
@@ -37,3 +39,15 @@ class SourcesResource(dg.ConfigurableResource):
             return load_sources(path)
         except SourcesError as e:
             raise dg.Failure(description=str(e)) from e
+
+
+class QualityResource(dg.ConfigurableResource):
+    """Where the Great Expectations suites live and how big a validation batch is."""
+
+    suites_dir: str | None = Field(default=None, description="Folder of <table>.json/.sql suites; "
+                                                             "default the project's expectations/.")
+    batch_rows: int = Field(default=100_000, description="Rows validated at a time (bounds memory).")
+    build_docs: bool = Field(default=True, description="Rebuild GE Data Docs under <lake>/quality.")
+
+    def folder(self) -> Path | None:
+        return Path(self.suites_dir) if self.suites_dir else None

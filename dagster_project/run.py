@@ -6,7 +6,7 @@ import click
 import dagster as dg
 
 from dagster_project.definitions import defs
-from dagster_project.resources import LakeResource, SourcesResource
+from dagster_project.resources import LakeResource, QualityResource, SourcesResource
 from synpref.duck import quarantine_counts, table_counts
 from synpref.lake import Lake
 
@@ -24,14 +24,16 @@ def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None =
         known = ", ".join(sorted(k.to_user_string() for k in defs.resolve_all_asset_keys()))
         raise click.ClickException(f"asset selection {select!r} matches no asset; assets: {known}")
     result = dg.materialize(
-        list(defs.assets),
+        [*defs.assets, *defs.asset_checks],
         selection=selection,
         instance=instance,
-        resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=sources_file)},
+        resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=sources_file),
+                   "quality": QualityResource()},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
         tags={"launched_by": "synpref-cli"},
     )
+    print_checks(result.get_asset_check_evaluations())
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data:
@@ -56,3 +58,13 @@ def print_quarantine(lake: Lake) -> None:
         click.echo(f"\n{'quarantine stage':<17} {'reason':<22} {'rows':>8}")
         for stage, reason, count in rows:
             click.echo(f"{stage:<17} {reason:<22} {count:>8,}")
+
+
+def print_checks(evaluations) -> None:
+    if not evaluations:
+        return
+    click.echo(f"\n{'check':<40} {'result':<8} kind")
+    for e in sorted(evaluations, key=lambda e: (e.asset_key.to_user_string(), e.check_name)):
+        name = f"{e.asset_key.to_user_string()}:{e.check_name}"
+        kind = "blocking" if e.severity == dg.AssetCheckSeverity.ERROR else "warning"
+        click.echo(f"{name:<40} {'passed' if e.passed else 'FAILED':<8} {kind}")

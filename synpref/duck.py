@@ -106,6 +106,10 @@ def query_read_only(lake: Lake, sql: str):
     if not lake.db_path.exists():
         raise FileNotFoundError(f"no lake database at {lake.db_path}; run `synpref demo` or "
                                 f"`synpref materialize` first")
+    try:  # views hold absolute paths: re-point them in case the lake was moved or copied
+        refresh_views(lake)
+    except (duckdb.IOException, PermissionError, OSError):
+        pass  # a read-only lake still answers, with the views it has
     con = _connect_retrying(str(lake.db_path), read_only=True)
     return con, con.sql(sql)
 

@@ -54,3 +54,16 @@ def rows(lake: Lake, table: str, order: str = "source_file, source_row") -> list
         return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
     finally:
         con.close()
+
+
+def tamper(lake, table: str, select: str) -> None:
+    """Rewrite a table as `select` over its current rows (the planted violation)."""
+    con = duckdb.connect()
+    try:
+        files = lake.table_files(table)
+        con.execute(f"create table t as select * from read_parquet({[str(f) for f in files]}, union_by_name = true)")
+        for f in files:
+            f.unlink()
+        con.execute(f"copy ({select.format(t='t')}) to '{lake.table_dir(table) / 'part-0.parquet'}' (format parquet)")
+    finally:
+        con.close()

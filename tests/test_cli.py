@@ -10,19 +10,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_jsonl, write_sources
+from conftest import tamper, write_jsonl, write_sources
 from dagster_project.cli import main
 
 RECORDS = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(12)]
 
 
-@pytest.fixture
-def built_lake(tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    write_jsonl(tmp_path / "a.jsonl", RECORDS + RECORDS[:3])
-    src = write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl", "shape": "prompt_chosen_rejected"}])
-    lake_dir = tmp_path / "lake"
-    result = CliRunner().invoke(main, ["materialize", "--sources", str(src), "--lake", str(lake_dir)])
+@pytest.fixture(scope="module")
+def built_lake(tmp_path_factory):
+    """One lake for the module's read-only tests (tests that change it take a copy)."""
+    tmp_path = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+        write_jsonl(tmp_path / "a.jsonl", RECORDS + RECORDS[:3])
+        src = write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl",
+                                                  "shape": "prompt_chosen_rejected"}])
+        lake_dir = tmp_path / "lake"
+        result = CliRunner().invoke(main, ["materialize", "--sources", str(src), "--lake", str(lake_dir)])
     assert result.exit_code == 0, result.output
     return lake_dir
 
@@ -76,6 +80,23 @@ def test_materialize_rejects_an_unknown_selection(built_lake):
     assert result.exit_code != 0 and "no_such_table" in result.output
 
 
+def test_check_passes_with_warnings_and_fails_on_a_blocking_violation(built_lake, tmp_path):
+    import shutil
+
+    from synpref.lake import Lake
+
+    lake_dir = shutil.copytree(built_lake, tmp_path / "lake")
+    ok = CliRunner().invoke(main, ["check", "--lake", str(lake_dir)])
+    assert ok.exit_code == 0, ok.output
+    assert "0 blocking failed" in ok.output and "source_share" in ok.output  # one source: a warning only
+    assert "Data Docs:" in ok.output
+    tamper(Lake.at(lake_dir), "silver_pairs", "select * replace ((select min(pair_id) from {t}) as pair_id) from {t}")
+    bad = CliRunner().invoke(main, ["check", "silver_pairs", "--lake", str(lake_dir)])
+    assert bad.exit_code == 1
+    assert "expect_column_values_to_be_unique(pair_id)" in bad.output and "FAILED" in bad.output
+    assert "raw_pairs" not in bad.output.split("silver_pairs", 1)[0]  # only the table asked for
+
+
 def test_demo_end_to_end_through_the_console_command(tmp_path):
     lake_dir = tmp_path / "lake"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
@@ -88,3 +109,15 @@ def test_demo_end_to_end_through_the_console_command(tmp_path):
                                       "--format", "csv"])
     assert int(count.output.splitlines()[1]) > 300
     assert (lake_dir / "sources.yaml").exists()  # the UI's runs find the demo sources by default
+
+
+def test_sql_works_on_a_moved_lake(built_lake, tmp_path):
+    import shutil
+
+    moved = shutil.copytree(built_lake, tmp_path / "moved")
+    (built_lake.parent / "hidden").mkdir(exist_ok=True)
+    original = built_lake.rename(built_lake.parent / "hidden" / "lake")  # the old paths are gone
+    try:
+        assert "12" in _sql(moved, "select count(*) from silver_pairs").output
+    finally:
+        original.rename(built_lake)
