@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -51,3 +52,30 @@ class QualityResource(dg.ConfigurableResource):
 
     def folder(self) -> Path | None:
         return Path(self.suites_dir) if self.suites_dir else None
+
+
+class AnnotatorResource(dg.ConfigurableResource):
+    """The LLM annotator: models/config/annotator.yaml, with optional overrides."""
+
+    config_file: str | None = Field(default=None, description="Annotator YAML; default models/config/annotator.yaml.")
+    model: str | None = Field(default=None, description="Override: a local model path (vllm) or a served name (openai).")
+    backend: str | None = Field(default=None, description="Override: vllm | openai.")
+    base_url: str | None = Field(default=None, description="Override: the OpenAI-compatible server URL.")
+
+    def configured(self):
+        """The annotator config as written (its `model` is also the cache key of its annotations)."""
+        from models.annotator import default_config_path, load_config
+
+        config = load_config(self.config_file or default_config_path())
+        overrides = {k: v for k, v in (("model", self.model), ("backend", self.backend),
+                                       ("base_url", self.base_url)) if v}
+        return dataclasses.replace(config, **overrides)
+
+    def settings(self, lake: Lake):
+        """The config to run with: the placeholder model `tiny` is made under the lake if needed."""
+        from models.tiny_llm import make_tiny_llm
+
+        config = self.configured()
+        if config.model == "tiny":  # the demo and tests: a tiny random Llama made locally
+            config = dataclasses.replace(config, model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
+        return config

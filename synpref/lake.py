@@ -23,6 +23,7 @@ TABLE_LAYERS: dict[str, str] = {
     "silver_decisions": "silver",
     "silver_pairs": "silver",
     "silver_quarantine": "silver",
+    "pair_attributes": "silver",
 }
 
 DEFAULT_ROOT = "lake"

@@ -26,3 +26,19 @@ INGEST_QUARANTINE = pa.schema([
     ("detail", pa.string()),
     ("raw_text", pa.string()),
 ])
+
+PAIR_ATTRIBUTES = pa.schema([
+    ("pair_id", pa.string()),
+    ("model", pa.string()),
+    ("prompt_version", pa.string()),
+    ("status", pa.string()),  # ok | failed
+    ("task_category", pa.string()),
+    ("objectivity", pa.string()),
+    ("controversiality", pa.string()),
+    ("desired_attributes", pa.list_(pa.string())),
+    ("annotation_guideline", pa.string()),
+    ("attempts", pa.int32()),
+    ("error", pa.string()),  # why a failed pair failed; null when ok
+    ("raw_output", pa.string()),
+    ("annotated_at", pa.timestamp("us", tz="UTC")),
+])
