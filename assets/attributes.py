@@ -10,7 +10,8 @@ from synpref.duck import refresh_views
 
 
 class AttributesConfig(dg.Config):
-    prompt_version: str = Field(default="attributes-v1", description="Prompt template under models/prompts/.")
+    prompt_version: str | None = Field(default=None, description="Prompt template under models/prompts/; "
+                                                                   "default the annotator config's.")
     chunk_rows: int = Field(default=256, description="Pairs annotated and saved at a time (the resume unit).")
     max_attempts: int = Field(default=3, description="Tries per pair before it is recorded as failed.")
     limit: int | None = Field(default=None, description="Annotate at most this many pending pairs.")
@@ -27,8 +28,9 @@ def pair_attributes(context: dg.AssetExecutionContext, config: AttributesConfig,
     from models.attributes import annotate, load_prompt
 
     the_lake = lake.lake()
-    model_id = annotator.configured().model
-    prompt = load_prompt(config.prompt_version)
+    configured = annotator.configured()
+    model_id = configured.model
+    prompt = load_prompt(config.prompt_version or configured.prompt_version)
     context.log.info(f"annotating pending pairs with {model_id}, prompt {prompt.version}")
     summary = annotate_pending(
         the_lake, lambda: load_annotator(annotator.settings(the_lake)), annotate, prompt, model=model_id,

@@ -34,7 +34,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--pairs", default=2000, show_default=True, help="How many demo records to generate.")
+@click.option("--pairs", default=1000, show_default=True, help="How many demo records to generate.")
 @click.option("--seed", default=0, show_default=True)
 @lake_option
 def demo(pairs: int, seed: int, lake_dir: str) -> None:

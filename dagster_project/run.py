@@ -6,7 +6,8 @@ import click
 import dagster as dg
 
 from dagster_project.definitions import defs
-from dagster_project.resources import LakeResource, QualityResource, SourcesResource
+from dagster_project.resources import (AnnotatorResource, EmbedderResource, LakeResource, QualityResource,
+                                       SourcesResource)
 from synpref.duck import quarantine_counts, table_counts
 from synpref.lake import Lake
 
@@ -28,7 +29,7 @@ def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None =
         selection=selection,
         instance=instance,
         resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=sources_file),
-                   "quality": QualityResource()},
+                   "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource()},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
         tags={"launched_by": "synpref-cli"},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import expectations as suites
 from synpref.lake import Lake
-from synpref.quality import build_docs, validate_table
+from synpref.quality import build_docs, table_exists, validate_table
 from synpref.reconcile import reconcile_ingest, reconcile_reasons, reconcile_silver
 
 
@@ -26,7 +26,7 @@ def run_checks(lake: Lake, tables: list[str] | None = None, batch_rows: int = 10
     unknown = sorted(set(tables or []) - set(known))
     if unknown:
         raise ValueError(f"no suite for {', '.join(unknown)}; suites: {', '.join(known)}")
-    wanted = [t for t in (tables or known) if lake.has_table(t)]
+    wanted = [t for t in (tables or known) if table_exists(lake, t)]
     rows: list[CheckRow] = []
     for table in wanted:
         v = validate_table(lake, table, batch_rows=batch_rows, suites_dir=suites_dir, build_docs=False, log=log)

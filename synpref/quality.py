@@ -113,14 +113,32 @@ def gx_context(lake: Lake):
     return ctx
 
 
+def table_exists(lake: Lake, table: str) -> bool:
+    from synpref import vectors
+
+    return vectors.has_table(lake) if table == vectors.TABLE else lake.has_table(table)
+
+
+def _register_source(con, lake: Lake, table: str) -> tuple[str, int]:
+    """Make the whole table scannable by `con` without loading it; returns (its name, rows)."""
+    from synpref import vectors
+
+    if table == vectors.TABLE:  # LanceDB: scanned lazily through its Lance dataset
+        dataset = vectors.open_table(lake).to_lance()
+        con.register(f"{table}_source", dataset)
+        return f"{table}_source", dataset.count_rows()
+    files = [str(f) for f in lake.table_files(table)]
+    rows = con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)", [files]).fetchone()[0]
+    return f"read_parquet('{lake.table_glob(table)}', union_by_name = true)", int(rows)
+
+
 def validate_table(lake: Lake, table: str, batch_rows: int = BATCH_ROWS, suites_dir: Path | None = None,
                    build_docs: bool = True, log=lambda msg: None) -> TableValidation:
     """Validate one lake table against its suite; raises if the table has no files."""
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
 
-    files = lake.table_files(table)
-    if not files:
+    if not table_exists(lake, table):
         raise FileNotFoundError(f"{table} has no data under {lake.root}")
     suite_doc = suites.load_suite(table, suites_dir)
     projection = suites.load_projection(table, suites_dir)
@@ -143,12 +161,10 @@ def validate_table(lake: Lake, table: str, batch_rows: int = BATCH_ROWS, suites_
                                 c.kwargs.get("mostly")) for c in suite.expectation_configurations}
         con = duckdb.connect()
         try:
-            rows = con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)",
-                               [[str(f) for f in files]]).fetchone()[0]
+            source, rows = _register_source(con, lake, table)
             batches = max(1, math.ceil(rows / batch_rows))
             for b in range(batches):
-                con.execute(f"create or replace temp view {table} as select * from "
-                            f"read_parquet('{lake.table_glob(table)}', union_by_name = true) "
+                con.execute(f"create or replace temp view {table} as select * from {source} "
                             f"where hash({key}) % {batches} = {b}")
                 frame = con.execute(projection).df()
                 result = definition.run(batch_parameters={"dataframe": frame}, result_format={

@@ -67,3 +67,23 @@ def tamper(lake, table: str, select: str) -> None:
         con.execute(f"copy ({select.format(t='t')}) to '{lake.table_dir(table) / 'part-0.parquet'}' (format parquet)")
     finally:
         con.close()
+
+
+LAKE_STAGES = "*silver_pairs"  # raw and silver tables, without the model stages
+
+
+def lake_stages():
+    """LAKE_STAGES as an asset selection, whole multi-asset stages included."""
+    import dagster as dg
+
+    return dg.AssetSelection.from_string(LAKE_STAGES).required_multi_asset_neighbors()
+
+
+def dagster_resources(lake: Lake, sources_file, **overrides) -> dict:
+    """Every resource the definitions need, pointed at a test lake."""
+    from dagster_project.resources import (AnnotatorResource, EmbedderResource, LakeResource, QualityResource,
+                                           SourcesResource)
+
+    return {"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=str(sources_file)),
+            "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource(),
+            **overrides}

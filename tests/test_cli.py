@@ -26,7 +26,8 @@ def built_lake(tmp_path_factory):
         src = write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl",
                                                   "shape": "prompt_chosen_rejected"}])
         lake_dir = tmp_path / "lake"
-        result = CliRunner().invoke(main, ["materialize", "--sources", str(src), "--lake", str(lake_dir)])
+        result = CliRunner().invoke(main, ["materialize", "--select", "*silver_pairs", "--sources", str(src),
+                                           "--lake", str(lake_dir)])
     assert result.exit_code == 0, result.output
     return lake_dir
 
@@ -99,15 +100,19 @@ def test_check_passes_with_warnings_and_fails_on_a_blocking_violation(built_lake
 
 def test_demo_end_to_end_through_the_console_command(tmp_path):
     lake_dir = tmp_path / "lake"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
-    out = subprocess.run([str(Path(sys.executable).with_name("synpref")), "demo", "--pairs", "400",
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home"),
+           "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([str(Path(sys.executable).with_name("synpref")), "demo", "--pairs", "150",
                           "--lake", str(lake_dir)], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "silver_pairs" in out.stdout and "http://127.0.0.1:3000" in out.stdout
     assert "duplicate" in out.stdout  # the planted defects show in the quarantine table
     count = CliRunner().invoke(main, ["sql", "select count(*) from silver_pairs", "--lake", str(lake_dir),
                                       "--format", "csv"])
-    assert int(count.output.splitlines()[1]) > 300
+    assert int(count.output.splitlines()[1]) > 120
+    attributes = CliRunner().invoke(main, ["sql", "select count(*) from pair_attributes", "--lake", str(lake_dir),
+                                           "--format", "csv"])
+    assert int(attributes.output.splitlines()[1]) == int(count.output.splitlines()[1])  # every silver pair
     assert (lake_dir / "sources.yaml").exists()  # the UI's runs find the demo sources by default
 
 

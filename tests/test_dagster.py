@@ -16,18 +16,16 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from conftest import write_jsonl, write_sources
+from conftest import dagster_resources, lake_stages, write_jsonl, write_sources
 from dagster_project.definitions import defs
-from dagster_project.resources import LakeResource, SourcesResource
 
 BIN = Path(sys.executable).parent
 RECORDS = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(30)]
 
 
-def _materialize(lake, sources_file, selection="*"):
-    return dg.materialize(
-        list(defs.assets), selection=selection, raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
-        resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=str(sources_file))})
+def _materialize(lake, sources_file, selection=lake_stages()):
+    return dg.materialize(list(defs.assets), selection=selection, raise_on_error=False,
+                          instance=dg.DagsterInstance.ephemeral(), resources=dagster_resources(lake, sources_file))
 
 
 def _sources(tmp_path):
@@ -47,7 +45,8 @@ def test_definitions_validate():
 def test_assets_are_grouped_by_layer():
     groups = {spec.key.to_user_string(): spec.group_name for spec in defs.resolve_all_asset_specs()}
     assert groups == {"raw_pairs": "raw", "ingest_quarantine": "raw", "silver_decisions": "silver",
-                      "silver_pairs": "silver", "silver_quarantine": "silver"}
+                      "silver_pairs": "silver", "silver_quarantine": "silver", "pair_attributes": "silver",
+                      "pair_embeddings": "silver"}
 
 
 def test_materialize_everything_with_metadata_and_views(lake, tmp_path):

@@ -9,9 +9,9 @@ import dagster as dg
 import pytest
 
 import expectations as suites
-from conftest import write_jsonl, write_sources
+from conftest import dagster_resources, lake_stages, write_jsonl, write_sources
 from dagster_project.definitions import defs
-from dagster_project.resources import LakeResource, QualityResource, SourcesResource
+from dagster_project.resources import QualityResource
 
 
 def _suites_with_extra(tmp_path, table: str, severity: str):
@@ -32,9 +32,9 @@ def _run(lake, tmp_path, suites_dir):
     src = write_sources(tmp_path / "s.yaml", [{"name": n, "path": f"{n}.jsonl", "shape": "prompt_chosen_rejected"}
                                               for n in ("a", "b")])
     return dg.materialize(
-        [*defs.assets, *defs.asset_checks], raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
-        resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=str(src)),
-                   "quality": QualityResource(suites_dir=str(suites_dir), build_docs=False)})
+        [*defs.assets, *defs.asset_checks], selection=lake_stages(), raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=dagster_resources(lake, src, quality=QualityResource(suites_dir=str(suites_dir), build_docs=False)))
 
 
 def _materialized(result) -> set[str]:

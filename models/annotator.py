@@ -1,0 +1,220 @@
+"""The LLM annotator: chat conversations in, decoding forced to a JSON schema or a choice list.
+
+Two real backends behind one interface:
+- ``vllm``: an in-process ``vllm.LLM`` engine (offline, batched) on a local model folder;
+- ``openai``: any OpenAI-compatible server, e.g. ``vllm serve``, with vLLM's structured
+  output extension (``structured_outputs`` in the request body), requests sent concurrently.
+
+vLLM is imported only when an offline annotator is built, so the OpenAI client and the
+config work without it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+BACKENDS = ("vllm", "openai")
+# Compact JSON (no free whitespace): without it a weak model can pad JSON with whitespace
+# until it runs out of tokens. xgrammar is the backend that honours the setting.
+STRUCTURED_OUTPUTS_ENGINE = {"backend": "xgrammar", "disable_any_whitespace": True}
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int = 0
+
+
+@dataclass
+class AnnotatorConfig:
+    backend: str = "vllm"  # "vllm" | "openai"
+    model: str = ""  # local model folder for vllm; the served model name for openai
+    base_url: str | None = None  # openai only, e.g. http://127.0.0.1:8000/v1
+    api_key: str = "EMPTY"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    prompt_version: str = "attributes-v1"  # the attribute prompt this config is meant for
+    # Engine settings (vllm backend); for openai they are the server's business.
+    max_model_len: int = 2048
+    kv_cache_gib: int = 1
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    dtype: str = "auto"
+    enforce_eager: bool = True
+    cpu_threads: int | None = None  # vllm on a CPU: torch threads for the in-process engine; None: torch's choice
+    # Client settings (openai backend).
+    request_timeout_s: float = 120
+    concurrency: int = 8
+
+
+class RequestRejected(ValueError):
+    """The backend refused a request as invalid (e.g. a prompt longer than max_model_len),
+    as opposed to failing to serve it: retrying the same batch cannot succeed."""
+
+
+class Annotator(Protocol):
+    def generate_json(self, conversations: list[list[dict]], schema: dict) -> list[str]:
+        """One raw text per conversation, decoding forced to the JSON schema. Raises
+        RequestRejected where the backend refuses one of the requests as invalid."""
+
+    def generate_choice(self, conversations: list[list[dict]], choices: list[str], n: int = 1) -> list[list[str]]:
+        """n samples per conversation, each forced to one of the choices."""
+
+    def close(self) -> None:
+        """Release the engine or client."""
+
+
+class VLLMOfflineAnnotator:
+    """vLLM in this process: one batched ``llm.chat`` call per request list."""
+
+    def __init__(self, config: AnnotatorConfig):
+        if config.data_parallel_size > 1:
+            raise ValueError("the offline vllm backend runs one engine replica; for data parallelism serve the "
+                             "model with `vllm serve --data-parallel-size N` and use the openai backend")
+        # Set here, not at import: they must be in place before the engine starts, and a
+        # caller's own settings win.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gib))
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if config.cpu_threads:
+            _set_torch_threads(config.cpu_threads)
+        from vllm import LLM
+
+        self.config = config
+        self._llm = LLM(
+            model=config.model,
+            max_model_len=config.max_model_len,
+            tensor_parallel_size=config.tensor_parallel_size,
+            dtype=config.dtype,
+            enforce_eager=config.enforce_eager,
+            seed=config.sampling.seed,
+            structured_outputs_config=STRUCTURED_OUTPUTS_ENGINE,
+        )
+
+    def generate_json(self, conversations: list[list[dict]], schema: dict) -> list[str]:
+        outputs = self._chat(conversations, n=1, json=schema)
+        return [out.outputs[0].text for out in outputs]
+
+    def generate_choice(self, conversations: list[list[dict]], choices: list[str], n: int = 1) -> list[list[str]]:
+        outputs = self._chat(conversations, n=_decoded_samples(self.config.sampling, n), choice=list(choices))
+        return [_as_n_samples([sample.text for sample in out.outputs], n) for out in outputs]
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.llm_engine.engine_core.shutdown()
+            self._llm = None
+
+    def _chat(self, conversations: list[list[dict]], n: int, **constraint):
+        from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
+        from vllm.sampling_params import StructuredOutputsParams
+
+        s = self.config.sampling
+        params = SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
+                                structured_outputs=StructuredOutputsParams(**constraint))
+        try:
+            return self._llm.chat(conversations, params, use_tqdm=False)
+        except VLLMClientError as exc:  # one bad request fails the whole batch (vLLM aborts the rest)
+            raise RequestRejected(str(exc)) from exc
+
+
+class OpenAICompatibleAnnotator:
+    """An OpenAI-compatible server (``vllm serve``): one chat completion per conversation,
+    `concurrency` in flight, so the server can batch them."""
+
+    def __init__(self, config: AnnotatorConfig):
+        from openai import OpenAI
+
+        if not config.base_url:
+            raise ValueError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        self.config = config
+        self._client = OpenAI(base_url=config.base_url, api_key=config.api_key, timeout=config.request_timeout_s)
+
+    def generate_json(self, conversations: list[list[dict]], schema: dict) -> list[str]:
+        completions = self._complete_all(conversations, n=1, structured_outputs={"json": schema})
+        return [c.choices[0].message.content for c in completions]
+
+    def generate_choice(self, conversations: list[list[dict]], choices: list[str], n: int = 1) -> list[list[str]]:
+        completions = self._complete_all(conversations, n=_decoded_samples(self.config.sampling, n),
+                                         structured_outputs={"choice": list(choices)})
+        return [_as_n_samples([c.message.content for c in sorted(completion.choices, key=lambda c: c.index)], n)
+                for completion in completions]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _complete_all(self, conversations: list[list[dict]], n: int, structured_outputs: dict):
+        """Completions in input order; the first failed request fails the whole call."""
+        def complete(messages):
+            return self._complete(messages, n, structured_outputs)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
+            return list(pool.map(complete, conversations))
+
+    def _complete(self, messages: list[dict], n: int, structured_outputs: dict):
+        from openai import BadRequestError
+
+        s = self.config.sampling
+        try:
+            return self._client.chat.completions.create(
+                model=self.config.model, messages=messages, n=n, temperature=s.temperature, top_p=s.top_p,
+                max_tokens=s.max_tokens, seed=s.seed,
+                extra_body={"structured_outputs": structured_outputs},  # vLLM's extension to the OpenAI API
+            )
+        except BadRequestError as exc:
+            raise RequestRejected(str(exc)) from exc
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Before the engine is built: its CPU kernels keep the thread count they were made with.
+    In-process, vLLM does not pin threads as it does for its worker processes, and on a busy
+    machine every multi-threaded kernel call can wait for a descheduled thread (on a shared
+    2-core machine a tiny model ran 8x slower with 2 threads than with 1)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _decoded_samples(sampling: SamplingConfig, n: int) -> int:
+    """Samples to decode for n: greedy decoding gives n identical ones (and vLLM refuses n > 1
+    when greedy), so decode one and repeat it."""
+    return 1 if sampling.temperature == 0 else n
+
+
+def _as_n_samples(samples: list[str], n: int) -> list[str]:
+    return samples * n if len(samples) == 1 else samples
+
+
+def load_annotator(config: AnnotatorConfig) -> Annotator:
+    if not config.model:
+        raise ValueError("annotator config has no model")
+    if config.backend == "vllm":
+        return VLLMOfflineAnnotator(config)
+    if config.backend == "openai":
+        return OpenAICompatibleAnnotator(config)
+    raise ValueError(f"unknown annotator backend {config.backend!r}; known: {', '.join(BACKENDS)}")
+
+
+def default_config_path() -> Path:
+    return Path(__file__).resolve().parent / "config" / "annotator.yaml"
+
+
+def load_config(path: str | os.PathLike) -> AnnotatorConfig:
+    """The annotator config from YAML (keys as in AnnotatorConfig; `sampling` a mapping)."""
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    _check_keys(doc, AnnotatorConfig, str(path))
+    sampling = doc.pop("sampling", None) or {}
+    _check_keys(sampling, SamplingConfig, f"{path}: sampling")
+    return AnnotatorConfig(**doc, sampling=SamplingConfig(**sampling))
+
+
+def _check_keys(doc: dict, cls: type, where: str) -> None:
+    unknown = set(doc) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")

@@ -1,0 +1,167 @@
+"""Preference attributes of a pair (the paper's 5-tuple), annotated by an LLM.
+
+For each pair the annotator is asked, with a versioned prompt, for its task category,
+objectivity, controversiality, desired attributes and an annotation guideline, decoding
+forced to ATTRIBUTES_SCHEMA. Outputs are still checked (an answer cut at max_tokens is not
+JSON; a server may ignore the constraint): invalid ones are retried, and a pair that never
+gets a valid answer is recorded as failed with the reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from models.annotator import RequestRejected
+
+log = logging.getLogger(__name__)
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+
+TASK_CATEGORIES = ["math", "coding", "factual_qa", "advice", "creative_writing", "safety", "reasoning",
+                   "summarization", "classification", "other"]
+
+# Small maxLengths on purpose: they bound the answer, so it fits max_tokens even when the
+# model (the tiny random test one above all) never closes a string of its own accord.
+ATTRIBUTES_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["task_category", "objectivity", "controversiality", "desired_attributes", "annotation_guideline"],
+    "properties": {
+        "task_category": {"type": "string", "enum": TASK_CATEGORIES},
+        "objectivity": {"type": "string", "enum": ["objective", "subjective"]},
+        "controversiality": {"type": "string", "enum": ["low", "medium", "high"]},
+        "desired_attributes": {"type": "array", "minItems": 1, "maxItems": 5,
+                               "items": {"type": "string", "minLength": 1, "maxLength": 32}},
+        "annotation_guideline": {"type": "string", "minLength": 1, "maxLength": 300},
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(ATTRIBUTES_SCHEMA)
+
+# Reasons a pair's annotation failed (AttributeResult.error).
+INVALID_JSON = "invalid_json"
+SCHEMA_VIOLATION = "schema_violation"
+BACKEND_ERROR = "backend_error"
+
+TRUNCATED = "[...]"  # marks where a text was cut to its budget
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    version: str
+    system: str
+    user: str  # str.format template with {conversation}, {response_a}, {response_b}
+    conversation_chars: int
+    response_chars: int
+
+    def render(self, pair: dict) -> list[dict]:
+        """Chat messages for one pair. Chosen and rejected are shown as Response A and B in
+        an order fixed by their content, so the annotator cannot tell which was chosen."""
+        chosen, rejected = _head(pair["chosen"], self.response_chars), _head(pair["rejected"], self.response_chars)
+        response_a, response_b = (chosen, rejected) if _chosen_is_a(pair) else (rejected, chosen)
+        user = self.user.format(conversation=_tail(_transcript(pair["conversation"]), self.conversation_chars),
+                                response_a=response_a, response_b=response_b)
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+
+@dataclass
+class AttributeResult:
+    pair_id: str
+    status: str  # "ok" | "failed"
+    attempts: int
+    task_category: str | None = None
+    objectivity: str | None = None
+    controversiality: str | None = None
+    desired_attributes: list[str] | None = None
+    annotation_guideline: str | None = None
+    error: str | None = None  # INVALID_JSON | SCHEMA_VIOLATION | BACKEND_ERROR when failed
+    raw_output: str | None = None  # the last attempt's raw text (None when the backend failed)
+
+
+def load_prompt(version: str = "attributes-v1") -> PromptTemplate:
+    """The prompt `version` from models/prompts/<version with - as _>.yaml."""
+    path = PROMPTS_DIR / f"{version.replace('-', '_')}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem.replace("_", "-") for p in PROMPTS_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown prompt version {version!r}; known: {known}")
+    doc = yaml.safe_load(path.read_text())
+    if doc["version"] != version:
+        raise ValueError(f"{path} declares version {doc['version']!r}, not {version!r}")
+    return PromptTemplate(version=version, system=doc["system"].strip(), user=doc["user"].strip(),
+                          conversation_chars=doc["max_chars"]["conversation"],
+                          response_chars=doc["max_chars"]["response"])
+
+
+def annotate(annotator, pairs: list[dict], prompt: PromptTemplate, max_attempts: int = 3) -> list[AttributeResult]:
+    """One AttributeResult per pair, in order. Each attempt sends every pair still without a
+    valid answer, in one batch; after max_attempts the rest are recorded as failed."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    messages = [prompt.render(pair) for pair in pairs]
+    results: list[AttributeResult | None] = [None] * len(pairs)
+    pending = list(range(len(pairs)))
+    for attempt in range(1, max_attempts + 1):
+        if not pending:
+            break
+        texts = _generate(annotator, [messages[i] for i in pending])
+        for i, text in zip(pending, texts):
+            results[i] = _checked(pairs[i]["pair_id"], text, attempt)
+        pending = [i for i in pending if results[i].status != "ok"]
+    return results
+
+
+def _generate(annotator, conversations: list[list[dict]]) -> list[str | None]:
+    """The annotator's raw texts, None where it failed. A batch the backend rejects as
+    invalid is split in halves until the rejection is pinned to single conversations, so one
+    bad prompt (e.g. too long) does not fail its neighbours; any other failure (server down,
+    engine dead) fails the whole batch without more calls."""
+    try:
+        texts = annotator.generate_json(conversations, ATTRIBUTES_SCHEMA)
+    except RequestRejected:
+        if len(conversations) == 1:
+            log.warning("annotator rejected a conversation", exc_info=True)
+            return [None]
+        half = len(conversations) // 2
+        return _generate(annotator, conversations[:half]) + _generate(annotator, conversations[half:])
+    except Exception:
+        log.warning("annotator failed on a batch of %d", len(conversations), exc_info=True)
+        return [None] * len(conversations)
+    if len(texts) != len(conversations):
+        log.warning("annotator returned %d texts for %d conversations", len(texts), len(conversations))
+        return [None] * len(conversations)
+    return texts
+
+
+def _checked(pair_id: str, text: str | None, attempt: int) -> AttributeResult:
+    if text is None:
+        return AttributeResult(pair_id, "failed", attempt, error=BACKEND_ERROR)
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError:
+        return AttributeResult(pair_id, "failed", attempt, error=INVALID_JSON, raw_output=text)
+    if not _VALIDATOR.is_valid(answer):
+        return AttributeResult(pair_id, "failed", attempt, error=SCHEMA_VIOLATION, raw_output=text)
+    return AttributeResult(pair_id, "ok", attempt, raw_output=text, **answer)
+
+
+def _transcript(conversation: list[dict]) -> str:
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in conversation)
+
+
+def _chosen_is_a(pair: dict) -> bool:
+    digest = hashlib.md5(f"{pair['chosen']}\x00{pair['rejected']}".encode()).digest()
+    return digest[0] % 2 == 0
+
+
+def _head(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]} {TRUNCATED}"
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{TRUNCATED} {text[-limit:]}"

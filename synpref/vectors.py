@@ -1,0 +1,245 @@
+"""The pair-embedding store: one LanceDB table under ``<lake>/lancedb``, searched by cosine.
+
+Vectors are L2-normalised, so cosine distance ranks like dot product and L2. Small
+tables are searched exactly (a flat scan is fast and has perfect recall); past
+``IndexConfig.min_rows_for_index`` an ANN index is built whose kind and search
+settings were chosen by measured recall@10 against exact search
+(benchmarks/retrieval.py): library defaults were far below 0.95 recall.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import HnswFlat, HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
+
+from synpref.lake import Lake
+
+TABLE = "pair_embeddings"
+VECTOR = "vector"
+DISTANCE = "cosine"
+LOOKUP_BATCH = 500  # ids per `pair_id IN (...)` lookup
+
+INDEX_KINDS = {
+    "IVF_FLAT": IvfFlat,
+    "IVF_SQ": IvfSq,
+    "IVF_PQ": IvfPq,
+    "IVF_HNSW_FLAT": HnswFlat,
+    "IVF_HNSW_SQ": HnswSq,
+    "IVF_HNSW_PQ": HnswPq,
+}
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Which ANN index to build and how to search it; None leaves LanceDB's default."""
+
+    kind: str = "IVF_HNSW_SQ"
+    num_partitions: int | None = None  # IVF partitions; HNSW kinds keep one graph per partition
+    num_sub_vectors: int | None = None  # PQ kinds only
+    m: int = 20  # HNSW kinds: graph degree
+    ef_construction: int = 300  # HNSW kinds: build beam width
+    nprobes: int | None = 16  # partitions searched at least (more when a filter leaves too few)
+    ef: int | None = None  # HNSW kinds: search beam width (LanceDB: 1.5 x limit)
+    # Candidates re-ranked by exact distance, as a multiple of the limit. Always at least 1:
+    # without re-ranking some kinds report L2 on quantised vectors, not cosine distance.
+    refine_factor: int | None = 10
+    min_rows_for_index: int = 5000
+
+    def __post_init__(self):
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {self.kind!r}; known: {sorted(INDEX_KINDS)}")
+
+    def lance_index(self):
+        """The LanceDB index description for `create_index`."""
+        params = {"distance_type": DISTANCE, "num_partitions": self.num_partitions}
+        if self.kind.endswith("PQ"):
+            params["num_sub_vectors"] = self.num_sub_vectors
+        if "HNSW" in self.kind:
+            params.update(m=self.m, ef_construction=self.ef_construction)
+        return INDEX_KINDS[self.kind](**params)
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field(VECTOR, pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("task_category", pa.string()),
+        pa.field("objectivity", pa.string()),
+        pa.field("controversiality", pa.string()),
+        pa.field("text", pa.string()),
+    ])
+
+
+def open_db(lake: Lake) -> lancedb.DBConnection:
+    return lancedb.connect(str(lake.root / "lancedb"))
+
+
+def open_table(lake: Lake):
+    """The embeddings table; ValueError when nothing has been written yet."""
+    return open_db(lake).open_table(TABLE)
+
+
+def has_table(lake: Lake) -> bool:
+    return TABLE in open_db(lake).list_tables().tables
+
+
+def write_embeddings(lake: Lake, rows: pa.Table, mode: str = "append") -> int:
+    """Append (or, with mode="overwrite", replace) embedded pairs; returns rows written.
+
+    Each write is one atomic LanceDB commit, so a killed run leaves whole batches only
+    and `existing_pair_ids` tells a resumed run exactly what is left to embed.
+    """
+    if mode not in ("append", "overwrite"):
+        raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
+    data = _conform(rows)
+    db = open_db(lake)
+    if mode == "overwrite" or TABLE not in db.list_tables().tables:
+        db.create_table(TABLE, data=data, mode="overwrite")
+    elif data.num_rows:
+        db.open_table(TABLE).add(data)
+    return data.num_rows
+
+
+def _conform(rows: pa.Table) -> pa.Table:
+    """The rows in table order and types, with missing attribute columns as nulls."""
+    vector_type = rows.schema.field(VECTOR).type
+    if not pa.types.is_fixed_size_list(vector_type):
+        raise TypeError(f"{VECTOR} must be fixed_size_list<float32>[dim] (see vector_array), "
+                        f"not {vector_type}")
+    schema = embedding_schema(vector_type.list_size)
+    columns = [rows[f.name] if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+
+
+def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """A (rows, dim) float array as the table's vector column."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+
+
+def existing_pair_ids(lake: Lake) -> set[str]:
+    """Pairs already embedded (empty before the first write)."""
+    if not has_table(lake):
+        return set()
+    scan = open_table(lake).search().select(["pair_id"]).to_arrow()
+    return set(scan["pair_id"].to_pylist())
+
+
+def read_pairs(lake: Lake, pair_ids: Iterable[str],
+               columns: tuple[str, ...] = ("pair_id", VECTOR, "task_category")) -> pa.Table:
+    """The stored rows of the given pairs (those absent are simply not returned)."""
+    table = open_table(lake)
+    ids = list(dict.fromkeys(pair_ids))
+    parts = [
+        table.search().where(f"pair_id IN ({', '.join(map(sql_string, ids[i:i + LOOKUP_BATCH]))})")
+        .select(list(columns)).to_arrow()
+        for i in range(0, len(ids), LOOKUP_BATCH)
+    ]
+    return pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal for LanceDB filters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_index(lake: Lake, config: IndexConfig) -> dict:
+    """(Re)build the ANN index over every row, or report flat search below the threshold."""
+    table = open_table(lake)
+    rows = table.count_rows()
+    if rows < config.min_rows_for_index:
+        return {"kind": "flat", "rows": rows}
+    index = config.lance_index()
+    start = time.perf_counter()
+    table.create_index(VECTOR, config=index, replace=True)
+    seconds = time.perf_counter() - start
+    params = {k: v for k, v in asdict(index).items() if v is not None}
+    return {"kind": config.kind, "rows": rows, "params": params, "seconds": round(seconds, 3)}
+
+
+def vector_index_kind(lake: Lake) -> str | None:
+    """The kind of ANN index on the vector column, None when search is flat."""
+    for index in open_table(lake).list_indices():
+        if VECTOR in index.columns:
+            return index.index_type
+    return None
+
+
+def nearest(table, vectors: np.ndarray, limit: int, *, where: str | None = None,
+            config: IndexConfig, exact: bool = False) -> list[list[tuple[str, float]]]:
+    """One query of many vectors on an open table: per vector, (pair_id, distance) best first.
+
+    The filter is a prefilter, so a narrow one still yields `limit` rows when it has them.
+    `exact` bypasses the index (the reference for recall); without an index search is exact anyway.
+    """
+    query = (table.search(vectors, vector_column_name=VECTOR).distance_type(DISTANCE)
+             .limit(limit).select(["pair_id", "_distance"]))
+    if where:
+        query = query.where(where, prefilter=True)
+    if exact:
+        query = query.bypass_vector_index()
+    else:
+        query = query.refine_factor(max(1, config.refine_factor or 1))
+        if config.nprobes:
+            # maximum 0: probe further partitions only when a filter leaves fewer than `limit`
+            query = query.minimum_nprobes(config.nprobes).maximum_nprobes(0)
+        if config.ef:
+            query = query.ef(config.ef)
+    return _per_query(query.to_arrow(), len(vectors))
+
+
+def _per_query(result: pa.Table, n_queries: int) -> list[list[tuple[str, float]]]:
+    out: list[list[tuple[str, float]]] = [[] for _ in range(n_queries)]
+    owners = (result["query_index"].to_pylist() if "query_index" in result.column_names
+              else [0] * result.num_rows)
+    for owner, pair_id, distance in zip(owners, result["pair_id"].to_pylist(),
+                                        result["_distance"].to_pylist()):
+        out[owner].append((pair_id, distance))
+    for hits in out:
+        hits.sort(key=lambda hit: hit[1])
+    return out
+
+
+def search(lake: Lake, vectors: np.ndarray, k: int, *, where: str | None = None,
+           exclude_ids: set[str] | None = None,
+           config: IndexConfig) -> list[list[tuple[str, float]]]:
+    """Per query vector, its k nearest pairs (pair_id, cosine distance), best first.
+
+    Excluded ids are dropped after the search, so the search over-fetches, and asks
+    again with a larger limit for the queries left short while more rows could exist.
+    """
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    results: list[list[tuple[str, float]]] = [[] for _ in range(len(vectors))]
+    if k <= 0 or not len(vectors):
+        return results
+    exclude = exclude_ids or set()
+    table = open_table(lake)
+    total = table.count_rows()
+    limit = k + min(len(exclude), max(k, 16))
+    pending = list(range(len(vectors)))
+    while pending:
+        found = nearest(table, vectors[pending], limit, where=where, config=config)
+        short = []
+        for query, hits in zip(pending, found):
+            results[query] = [hit for hit in hits if hit[0] not in exclude][:k]
+            if len(results[query]) < k and len(hits) == limit < total:
+                short.append(query)
+        pending, limit = short, limit * 4
+    return results
+
+
+def recall_at_k(lake: Lake, queries: np.ndarray, k: int, config: IndexConfig) -> float:
+    """Mean share of the exact k nearest that the configured (ANN) search also returns."""
+    table = open_table(lake)
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    approx = nearest(table, queries, k, config=config)
+    exact = nearest(table, queries, k, config=config, exact=True)
+    shares = [len({p for p, _ in a} & {p for p, _ in e}) / len(e) for a, e in zip(approx, exact) if e]
+    return float(np.mean(shares)) if shares else 1.0

@@ -1,0 +1,79 @@
+"""pair_embeddings: real MiniLM into real LanceDB; reruns embed only new pairs, a crash resumes."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import pytest
+
+from conftest import run_stages, write_jsonl, write_sources
+from synpref import vectors
+from synpref.embeddings_stage import embed_pending
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TOPICS = ["baking bread", "fixing a bicycle", "learning french", "planting tomatoes", "saving money"]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from models.embedder import Embedder, EmbedderConfig
+
+    return Embedder(EmbedderConfig(batch_size=16))
+
+
+def _silver(lake, tmp_path, n: int, name: str = "a"):
+    write_jsonl(tmp_path / f"{name}.jsonl", [
+        {"prompt": f"How do I get better at {TOPICS[i % 5]}? (question {name}{i})", "chosen": f"Practise daily {i}.",
+         "rejected": f"Give up {i}."} for i in range(n)])
+    src = write_sources(tmp_path / "s.yaml", [{"name": "src", "path": "*.jsonl", "shape": "prompt_chosen_rejected"}])
+    run_stages(lake, src)
+
+
+def _ids(lake) -> list[str]:
+    return sorted(vectors.open_table(lake).to_arrow()["pair_id"].to_pylist())
+
+
+def _silver_ids(lake) -> list[str]:
+    con = duckdb.connect()
+    try:
+        return sorted(r[0] for r in con.execute(
+            f"select pair_id from read_parquet('{lake.table_glob('silver_pairs')}')").fetchall())
+    finally:
+        con.close()
+
+
+def test_embeds_every_silver_pair_once_and_reruns_only_new_ones(lake, tmp_path, embedder):
+    _silver(lake, tmp_path, 30)
+    first = embed_pending(lake, lambda: embedder, vectors.IndexConfig(), chunk_rows=8)
+    assert first.embedded == 30 and first.total == 30 and first.index["kind"] == "flat"
+    assert _ids(lake) == _silver_ids(lake)
+    again = embed_pending(lake, lambda: embedder, vectors.IndexConfig(), chunk_rows=8)
+    assert again.embedded == 0 and again.total == 30
+    _silver(lake, tmp_path, 7, name="b")
+    third = embed_pending(lake, lambda: embedder, vectors.IndexConfig(), chunk_rows=8)
+    assert third.embedded == 7 and _ids(lake) == _silver_ids(lake)
+
+
+class _DiesAfter:
+    """The real embedder, failing after a number of chunks (a killed run)."""
+
+    def __init__(self, embedder, chunks: int):
+        self.embedder, self.left = embedder, chunks
+
+    def embed(self, texts):
+        if self.left == 0:
+            raise KeyboardInterrupt("killed")
+        self.left -= 1
+        return self.embedder.embed(texts)
+
+
+def test_a_run_killed_mid_way_resumes_without_doubles(lake, tmp_path, embedder):
+    _silver(lake, tmp_path, 40)
+    with pytest.raises(KeyboardInterrupt):
+        embed_pending(lake, lambda: _DiesAfter(embedder, 2), vectors.IndexConfig(), chunk_rows=8)
+    assert len(_ids(lake)) == 16  # two whole chunks committed, nothing of the third
+    rest = embed_pending(lake, lambda: embedder, vectors.IndexConfig(), chunk_rows=8)
+    assert rest.embedded == 24
+    ids = _ids(lake)
+    assert ids == _silver_ids(lake) and len(ids) == len(set(ids)) == 40
