@@ -1,4 +1,4 @@
-"""The `synpref` command: demo, materialize, sql, tables, ui."""
+"""The `synpref` command: demo, materialize, sql, check, queue, tables, ui."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def main() -> None:
 @main.command()
 @click.option("--pairs", default=1000, show_default=True, help="How many demo records to generate.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--judge-pairs", default=64, show_default=True, help="Silver pairs queued for the LLM judges.")
 @lake_option
-def demo(pairs: int, seed: int, lake_dir: str) -> None:
+def demo(pairs: int, seed: int, judge_pairs: int, lake_dir: str) -> None:
     """Generate seeded demo data into the lake and materialise every asset on it."""
     from dagster_project.run import materialize_assets, print_quarantine, print_tables
     from synpref.demo import generate_demo
@@ -51,7 +52,11 @@ def demo(pairs: int, seed: int, lake_dir: str) -> None:
                                 progress=lambda done, total: bar.update(done - bar.n))
     sources_file = relocate(summary.sources_file, lake.default_sources_file)
     click.echo(f"demo data: {summary.records:,} records in {landing} (sources: {sources_file})")
-    ok = materialize_assets(lake, select="*", sources_file=str(sources_file))
+    # Until Stage 1 retrieval queues pairs for the judges, the demo queues a seeded sample.
+    sample = {"sql": f"select pair_id from silver_pairs order by hash(pair_id || '{seed}') limit {judge_pairs}",
+              "origin": "demo-sample"}
+    ok = materialize_assets(lake, select="*", sources_file=str(sources_file),
+                            ops={"judge_queue": {"config": sample}})
     print_tables(lake)
     print_quarantine(lake)
     if not ok:
@@ -64,6 +69,7 @@ Open the Dagster UI on this lake (runs, asset metadata, lineage):
 Query the curated pairs with SQL (read-only):
     {synpref} sql --lake {lake.root} "select source, count(*) as pairs from silver_pairs group by source"
     {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
+    {synpref} sql --lake {lake.root} "select verdict, count(*), avg(confidence) from silver_labels group by verdict"
 Or open {lake.db_path} with any DuckDB client.""")
 
 
@@ -137,6 +143,25 @@ def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
     click.echo(f"\n{len(rows)} checks: {len(blocking)} blocking failed, {len(warnings)} warnings. "
                f"Data Docs: {docs_index(lake)}")
     sys.exit(1 if blocking else 0)
+
+
+@main.command("queue")
+@click.argument("query")
+@click.option("--origin", default="cli", show_default=True, help="Recorded with each newly queued pair.")
+@lake_option
+def queue(query: str, origin: str, lake_dir: str) -> None:
+    """Queue the pair_ids a read-only SELECT returns for the LLM judges (judge_queue)."""
+    from synpref.duck import refresh_views
+    from synpref.judging_stage import enqueue
+
+    lake = Lake.at(lake_dir)
+    try:
+        new, old = enqueue(lake, query, origin)
+    except Exception as e:  # refused writes, unknown pairs, parse / binder errors: say what was wrong
+        raise click.ClickException(str(e)) from e
+    refresh_views(lake)
+    click.echo(f"queued {new:,} pairs ({old:,} were queued already); judge them with "
+               f"`synpref materialize --select silver_labels`")
 
 
 @main.command()

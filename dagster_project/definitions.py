@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from assets import attributes, embeddings, raw, silver
+from assets import attributes, embeddings, judging, raw, silver
 from dagster_project.checks import all_checks
-from dagster_project.resources import (AnnotatorResource, EmbedderResource, LakeResource, QualityResource,
-                                       SourcesResource)
+from dagster_project.resources import (AnnotatorResource, EmbedderResource, JudgesResource, LakeResource,
+                                       QualityResource, SourcesResource)
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([raw, silver, attributes, embeddings]),
+    assets=dg.load_assets_from_modules([raw, silver, attributes, embeddings, judging]),
     asset_checks=all_checks(),
     resources={"lake": LakeResource(), "sources": SourcesResource(), "quality": QualityResource(),
-               "annotator": AnnotatorResource(), "embedder": EmbedderResource()},
+               "annotator": AnnotatorResource(), "embedder": EmbedderResource(), "judges": JudgesResource()},
 )

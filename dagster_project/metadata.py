@@ -21,12 +21,17 @@ def preview(files: list[Path], columns: list[str]) -> dg.MetadataValue:
     if not files:
         return dg.MetadataValue.md("_empty_")
     frame = pl.scan_parquet(files).select(columns).head(PREVIEW_ROWS).collect()
-    frame = frame.with_columns(
-        pl.col(c).cast(pl.String).str.slice(0, PREVIEW_CHARS) for c in frame.columns)
+    frame = frame.with_columns(_as_text(c, dtype).str.slice(0, PREVIEW_CHARS) for c, dtype in frame.schema.items())
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
     return dg.MetadataValue.md("\n".join([header, rule, *rows]))
+
+
+def _as_text(column: str, dtype) -> pl.Expr:
+    if isinstance(dtype, pl.List):  # e.g. a judge's answers: "Candidate 1, Candidate 2"
+        return pl.col(column).list.eval(pl.element().cast(pl.String)).list.join(", ")
+    return pl.col(column).cast(pl.String)
 
 
 def _cell(value) -> str:

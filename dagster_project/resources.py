@@ -73,12 +73,34 @@ class AnnotatorResource(dg.ConfigurableResource):
 
     def settings(self, lake: Lake):
         """The config to run with: the placeholder model `tiny` is made under the lake if needed."""
-        from models.tiny_llm import make_tiny_llm
+        return with_local_model(self.configured(), lake)
 
-        config = self.configured()
-        if config.model == "tiny":  # the demo and tests: a tiny random Llama made locally
-            config = dataclasses.replace(config, model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
+
+def with_local_model(config, lake: Lake):
+    """An annotator config whose placeholder model `tiny` (the demo's and tests' tiny random
+    Llama) is made under the lake and named by its path; any other model is kept."""
+    from models.tiny_llm import make_tiny_llm
+
+    if config.model != "tiny":
         return config
+    return dataclasses.replace(config, model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
+
+
+class JudgesResource(dg.ConfigurableResource):
+    """The panel of LLM judges: models/config/judges.yaml, or another file."""
+
+    config_file: str | None = Field(default=None, description="Judge panel YAML; default models/config/judges.yaml.")
+    merge: str | None = Field(default=None, description="Override: majority | weighted.")
+
+    def panel(self):
+        """The panel as written (its judges' names and configs are the cache keys of their votes)."""
+        from models.judge import check_panel, load_panel
+
+        panel = load_panel(self.config_file)
+        if self.merge:
+            panel = dataclasses.replace(panel, merge=self.merge)
+            check_panel(panel)
+        return panel
 
 
 class EmbedderResource(dg.ConfigurableResource):

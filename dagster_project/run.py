@@ -6,14 +6,16 @@ import click
 import dagster as dg
 
 from dagster_project.definitions import defs
-from dagster_project.resources import (AnnotatorResource, EmbedderResource, LakeResource, QualityResource,
-                                       SourcesResource)
+from dagster_project.resources import (AnnotatorResource, EmbedderResource, JudgesResource, LakeResource,
+                                       QualityResource, SourcesResource)
 from synpref.duck import quarantine_counts, table_counts
 from synpref.lake import Lake
 
 
-def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None = None) -> bool:
-    """Materialise the selected assets; the run shows up in `synpref ui` (same DAGSTER_HOME)."""
+def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None = None,
+                       ops: dict | None = None) -> bool:
+    """Materialise the selected assets; the run shows up in `synpref ui` (same DAGSTER_HOME).
+    `ops` is run config per op, e.g. {"judge_queue": {"config": {"sql": ...}}}."""
     instance = dg.DagsterInstance.get()
     # Selecting one table of a multi-table stage (say silver_pairs) runs the whole stage.
     try:
@@ -29,8 +31,9 @@ def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None =
         selection=selection,
         instance=instance,
         resources={"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=sources_file),
-                   "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource()},
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                   "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource(),
+                   "judges": JudgesResource()},
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": ops or {}},
         raise_on_error=False,
         tags={"launched_by": "synpref-cli"},
     )

@@ -11,11 +11,12 @@ config work without it.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import yaml
 
@@ -24,13 +25,17 @@ BACKENDS = ("vllm", "openai")
 # until it runs out of tokens. xgrammar is the backend that honours the setting.
 STRUCTURED_OUTPUTS_ENGINE = {"backend": "xgrammar", "disable_any_whitespace": True}
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class SamplingConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 256
-    seed: int = 0
+    # Per-request seed. None sends none (the server's own seeding): a CPU `vllm serve` crashes
+    # on a seeded request whose long prompt is prefilled over several steps.
+    seed: int | None = 0
 
 
 @dataclass
@@ -85,8 +90,13 @@ class VLLMOfflineAnnotator:
         if config.cpu_threads:
             _set_torch_threads(config.cpu_threads)
         from vllm import LLM
+        from vllm.platforms import current_platform
 
         self.config = config
+        # A per-request seed gives each request its own torch generator. On the CPU, vLLM
+        # cannot rewind one when a long prompt's prefill is split over steps ("CPU Generator
+        # does not use offset"), so there sampling is seeded once, by the engine seed below.
+        self._per_request_seed = not current_platform.is_cpu()
         self._llm = LLM(
             model=config.model,
             max_model_len=config.max_model_len,
@@ -116,7 +126,8 @@ class VLLMOfflineAnnotator:
         from vllm.sampling_params import StructuredOutputsParams
 
         s = self.config.sampling
-        params = SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
+        params = SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                                seed=s.seed if self._per_request_seed else None,
                                 structured_outputs=StructuredOutputsParams(**constraint))
         try:
             return self._llm.chat(conversations, params, use_tqdm=False)
@@ -164,11 +175,34 @@ class OpenAICompatibleAnnotator:
         try:
             return self._client.chat.completions.create(
                 model=self.config.model, messages=messages, n=n, temperature=s.temperature, top_p=s.top_p,
-                max_tokens=s.max_tokens, seed=s.seed,
+                max_tokens=s.max_tokens, **({"seed": s.seed} if s.seed is not None else {}),
                 extra_body={"structured_outputs": structured_outputs},  # vLLM's extension to the OpenAI API
             )
         except BadRequestError as exc:
             raise RequestRejected(str(exc)) from exc
+
+
+def generate_isolating_rejects(generate: Callable[[list], list], conversations: list) -> list:
+    """`generate(conversations)`'s outputs, None where it failed. A batch the backend rejects
+    as invalid is split in halves until the rejection is pinned to single conversations, so
+    one bad prompt (e.g. too long) does not fail its neighbours; any other failure (server
+    down, engine dead) fails the whole batch without more calls."""
+    try:
+        outputs = generate(conversations)
+    except RequestRejected:
+        if len(conversations) == 1:
+            log.warning("annotator rejected a conversation", exc_info=True)
+            return [None]
+        half = len(conversations) // 2
+        return (generate_isolating_rejects(generate, conversations[:half])
+                + generate_isolating_rejects(generate, conversations[half:]))
+    except Exception:
+        log.warning("annotator failed on a batch of %d", len(conversations), exc_info=True)
+        return [None] * len(conversations)
+    if len(outputs) != len(conversations):
+        log.warning("annotator returned %d outputs for %d conversations", len(outputs), len(conversations))
+        return [None] * len(conversations)
+    return outputs
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -207,11 +241,18 @@ def default_config_path() -> Path:
 
 def load_config(path: str | os.PathLike) -> AnnotatorConfig:
     """The annotator config from YAML (keys as in AnnotatorConfig; `sampling` a mapping)."""
-    doc = yaml.safe_load(Path(path).read_text()) or {}
-    _check_keys(doc, AnnotatorConfig, str(path))
+    return config_from_dict(yaml.safe_load(Path(path).read_text()) or {}, str(path))
+
+
+def config_from_dict(doc: dict, where: str, base: AnnotatorConfig | None = None) -> AnnotatorConfig:
+    """An AnnotatorConfig from a mapping; with `base`, the mapping overrides it (sampling key by key)."""
+    doc = dict(doc)
+    _check_keys(doc, AnnotatorConfig, where)
     sampling = doc.pop("sampling", None) or {}
-    _check_keys(sampling, SamplingConfig, f"{path}: sampling")
-    return AnnotatorConfig(**doc, sampling=SamplingConfig(**sampling))
+    _check_keys(sampling, SamplingConfig, f"{where}: sampling")
+    if base is None:
+        return AnnotatorConfig(**doc, sampling=SamplingConfig(**sampling))
+    return replace(base, **doc, sampling=replace(base.sampling, **sampling))
 
 
 def _check_keys(doc: dict, cls: type, where: str) -> None:

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from models.annotator import RequestRejected
+from models.annotator import generate_isolating_rejects
 
-log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
 TASK_CATEGORIES = ["math", "coding", "factual_qa", "advice", "creative_writing", "safety", "reasoning",
                    "summarization", "classification", "other"]
 
-# Small maxLengths on purpose: they bound the answer, so it fits max_tokens even when the
-# model (the tiny random test one above all) never closes a string of its own accord.
+# Small maxLengths on purpose: they bound the answer to about 620 characters of JSON, so it
+# fits max_tokens even from a model that never closes a string of its own accord (a random
+# one fills every string to its maxLength).
 ATTRIBUTES_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -63,9 +62,9 @@ class PromptTemplate:
     def render(self, pair: dict) -> list[dict]:
         """Chat messages for one pair. Chosen and rejected are shown as Response A and B in
         an order fixed by their content, so the annotator cannot tell which was chosen."""
-        chosen, rejected = _head(pair["chosen"], self.response_chars), _head(pair["rejected"], self.response_chars)
+        chosen, rejected = clip_head(pair["chosen"], self.response_chars), clip_head(pair["rejected"], self.response_chars)
         response_a, response_b = (chosen, rejected) if _chosen_is_a(pair) else (rejected, chosen)
-        user = self.user.format(conversation=_tail(_transcript(pair["conversation"]), self.conversation_chars),
+        user = self.user.format(conversation=clip_tail(format_transcript(pair["conversation"]), self.conversation_chars),
                                 response_a=response_a, response_b=response_b)
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
@@ -109,40 +108,21 @@ def annotate(annotator, pairs: list[dict], prompt: PromptTemplate, max_attempts:
     for attempt in range(1, max_attempts + 1):
         if not pending:
             break
-        texts = _generate(annotator, [messages[i] for i in pending])
+        texts = generate_isolating_rejects(lambda batch: annotator.generate_json(batch, ATTRIBUTES_SCHEMA),
+                                           [messages[i] for i in pending])
         for i, text in zip(pending, texts):
             results[i] = _checked(pairs[i]["pair_id"], text, attempt)
         pending = [i for i in pending if results[i].status != "ok"]
     return results
 
 
-def _generate(annotator, conversations: list[list[dict]]) -> list[str | None]:
-    """The annotator's raw texts, None where it failed. A batch the backend rejects as
-    invalid is split in halves until the rejection is pinned to single conversations, so one
-    bad prompt (e.g. too long) does not fail its neighbours; any other failure (server down,
-    engine dead) fails the whole batch without more calls."""
-    try:
-        texts = annotator.generate_json(conversations, ATTRIBUTES_SCHEMA)
-    except RequestRejected:
-        if len(conversations) == 1:
-            log.warning("annotator rejected a conversation", exc_info=True)
-            return [None]
-        half = len(conversations) // 2
-        return _generate(annotator, conversations[:half]) + _generate(annotator, conversations[half:])
-    except Exception:
-        log.warning("annotator failed on a batch of %d", len(conversations), exc_info=True)
-        return [None] * len(conversations)
-    if len(texts) != len(conversations):
-        log.warning("annotator returned %d texts for %d conversations", len(texts), len(conversations))
-        return [None] * len(conversations)
-    return texts
-
-
 def _checked(pair_id: str, text: str | None, attempt: int) -> AttributeResult:
     if text is None:
         return AttributeResult(pair_id, "failed", attempt, error=BACKEND_ERROR)
     try:
-        answer = json.loads(text)
+        # strict=False: a raw control character inside a string (a small model may emit one;
+        # the grammar lets it through) is harmless here; the schema still decides validity
+        answer = json.loads(text, strict=False)
     except json.JSONDecodeError:
         return AttributeResult(pair_id, "failed", attempt, error=INVALID_JSON, raw_output=text)
     if not _VALIDATOR.is_valid(answer):
@@ -150,7 +130,7 @@ def _checked(pair_id: str, text: str | None, attempt: int) -> AttributeResult:
     return AttributeResult(pair_id, "ok", attempt, raw_output=text, **answer)
 
 
-def _transcript(conversation: list[dict]) -> str:
+def format_transcript(conversation: list[dict]) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in conversation)
 
 
@@ -159,9 +139,9 @@ def _chosen_is_a(pair: dict) -> bool:
     return digest[0] % 2 == 0
 
 
-def _head(text: str, limit: int) -> str:
+def clip_head(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]} {TRUNCATED}"
 
 
-def _tail(text: str, limit: int) -> str:
+def clip_tail(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{TRUNCATED} {text[-limit:]}"

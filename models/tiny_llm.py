@@ -21,6 +21,7 @@ from pathlib import Path
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 VOCAB_SIZE = 1536
+MAX_POSITIONS = 8192  # the judge prompt with 8 examples: about 6k tokens of this small vocabulary
 # The output-head bias (see _bias_output_head): the constant in hidden unit 0 of every
 # embedding, and the head's weight on it for quote tokens (minus that for control characters).
 # Tuned on 64 demo pairs: strings close after a token or two, yet answers still vary by pair.
@@ -138,7 +139,7 @@ def _train_tokenizer():
         pad_token=PAD,
         additional_special_tokens=ROLE_TOKENS,
         chat_template=CHAT_TEMPLATE,
-        model_max_length=4096,
+        model_max_length=MAX_POSITIONS,
     )
 
 
@@ -154,7 +155,7 @@ def _random_llama(tokenizer, seed: int):
         num_key_value_heads=2,
         num_hidden_layers=2,
         intermediate_size=256,
-        max_position_embeddings=4096,
+        max_position_embeddings=MAX_POSITIONS,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -25,6 +25,26 @@ from synpref.lake import Lake, atomic_path
 
 TABLE = "pair_attributes"
 
+# Each pair's latest successful attribute row (any model or prompt version).
+LATEST_ATTRIBUTES_SQL = """
+select pair_id, task_category, objectivity, controversiality, desired_attributes, annotation_guideline
+from read_parquet('{glob}', union_by_name = true)
+where status = 'ok'
+qualify row_number() over (partition by pair_id order by annotated_at desc) = 1
+"""
+_NO_ATTRIBUTES_SQL = ("select null::varchar as pair_id, null::varchar as task_category, "
+                      "null::varchar as objectivity, null::varchar as controversiality, "
+                      "null::varchar[] as desired_attributes, null::varchar as annotation_guideline where false")
+
+
+def register_latest_attributes(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """A temp view `latest_attributes` on con (empty before any pair is annotated)."""
+    if not lake.has_table(TABLE):
+        con.execute(f"create or replace temp view latest_attributes as {_NO_ATTRIBUTES_SQL}")
+        return
+    glob = lake.table_glob(TABLE).replace("'", "''")
+    con.execute(f"create or replace temp view latest_attributes as {LATEST_ATTRIBUTES_SQL.format(glob=glob)}")
+
 
 @dataclass
 class AttributesSummary:

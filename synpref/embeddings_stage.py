@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from synpref import vectors
+from synpref.attributes_stage import register_latest_attributes
 from synpref.duck import register_tables
 from synpref.lake import Lake
 
@@ -34,12 +35,6 @@ class EmbeddingsSummary:
 
 
 PENDING_SQL = """
-with latest_attributes as (
-    select pair_id, task_category, objectivity, controversiality, desired_attributes
-    from pair_attributes
-    where status = 'ok'
-    qualify row_number() over (partition by pair_id order by annotated_at desc) = 1
-)
 select s.pair_id, s.conversation, a.task_category, a.objectivity, a.controversiality, a.desired_attributes
 from silver_pairs as s
 left join latest_attributes as a using (pair_id)
@@ -56,11 +51,7 @@ def embed_pending(lake: Lake, make_embedder: Callable, index_config: vectors.Ind
     con = duckdb.connect()
     try:
         register_tables(con, lake, temp=True)
-        if not lake.has_table("pair_attributes"):  # embed from conversations alone
-            con.execute("create temp view pair_attributes as select null::varchar as pair_id, "
-                        "null::varchar as status, null::timestamptz as annotated_at, null::varchar as task_category, "
-                        "null::varchar as objectivity, null::varchar as controversiality, "
-                        "null::varchar[] as desired_attributes where false")
+        register_latest_attributes(con, lake)  # pairs without attributes embed their conversation alone
         anti_join = ""
         if vectors.has_table(lake):
             done = pa.table({"pair_id": pa.array(sorted(vectors.existing_pair_ids(lake)), pa.string())})

@@ -24,6 +24,10 @@ TABLE_LAYERS: dict[str, str] = {
     "silver_pairs": "silver",
     "silver_quarantine": "silver",
     "pair_attributes": "silver",
+    "judge_queue": "silver",
+    "judge_votes": "silver",
+    "silver_labels": "silver",
+    "gold_pairs": "gold",
 }
 
 DEFAULT_ROOT = "lake"

@@ -42,3 +42,46 @@ PAIR_ATTRIBUTES = pa.schema([
     ("raw_output", pa.string()),
     ("annotated_at", pa.timestamp("us", tz="UTC")),
 ])
+
+JUDGE_QUEUE = pa.schema([
+    ("pair_id", pa.string()),
+    ("origin", pa.string()),  # what queued it: a Stage 1 round's retrieval, Stage 2, a SQL query
+    ("queued_at", pa.timestamp("us", tz="UTC")),
+])
+
+# One judge's answers on one pair; the cache of the judging stage.
+JUDGE_VOTES = pa.schema([
+    ("pair_id", pa.string()),
+    ("judge", pa.string()),
+    ("config_key", pa.string()),  # hash of what decides the answers (model, sampling, prompt, seed)
+    ("model", pa.string()),
+    ("prompt_version", pa.string()),
+    ("samples", pa.int32()),
+    ("shown_order", pa.string()),  # chosen_first | rejected_first
+    ("answers", pa.list_(pa.string())),
+    ("agree", pa.int32()),  # answers for the original chosen response
+    ("flip", pa.int32()),
+    ("invalid", pa.int32()),
+    ("decision", pa.string()),  # agree | flipped | undecided
+    ("confidence", pa.float64()),
+    ("examples", pa.list_(pa.string())),  # pair_ids of the human-labelled examples shown
+    ("error", pa.string()),
+    ("judged_at", pa.timestamp("us", tz="UTC")),
+])
+
+MODEL_VOTE = pa.struct([
+    ("judge", pa.string()), ("model", pa.string()), ("weight", pa.float64()), ("answers", pa.list_(pa.string())),
+    ("agree", pa.int32()), ("flip", pa.int32()), ("invalid", pa.int32()), ("decision", pa.string()),
+])
+
+SILVER_LABELS = pa.schema([
+    ("pair_id", pa.string()),
+    ("verdict", pa.string()),  # agree (with the original label) | flipped | undecided
+    ("confidence", pa.float64()),
+    ("votes", pa.list_(MODEL_VOTE)),
+    ("models", pa.list_(pa.string())),
+    ("prompt_version", pa.string()),
+    ("shown_order", pa.string()),
+    ("merge", pa.string()),
+    ("labelled_at", pa.timestamp("us", tz="UTC")),
+])

@@ -39,16 +39,19 @@ INDEX_KINDS = {
 class IndexConfig:
     """Which ANN index to build and how to search it; None leaves LanceDB's default."""
 
-    kind: str = "IVF_HNSW_SQ"
+    # The defaults are the pick of benchmarks/retrieval.py (50k pairs; see benchmarks/README.md).
+    kind: str = "IVF_SQ"
     num_partitions: int | None = None  # IVF partitions; HNSW kinds keep one graph per partition
     num_sub_vectors: int | None = None  # PQ kinds only
     m: int = 20  # HNSW kinds: graph degree
     ef_construction: int = 300  # HNSW kinds: build beam width
-    nprobes: int | None = 16  # partitions searched at least (more when a filter leaves too few)
+    # IVF partitions searched per query. LanceDB makes about one partition per 8k rows: past
+    # ~100k rows rerun the benchmark at the pool's size and raise this with the partitions.
+    nprobes: int | None = 4
     ef: int | None = None  # HNSW kinds: search beam width (LanceDB: 1.5 x limit)
     # Candidates re-ranked by exact distance, as a multiple of the limit. Always at least 1:
     # without re-ranking some kinds report L2 on quantised vectors, not cosine distance.
-    refine_factor: int | None = 10
+    refine_factor: int | None = 5
     min_rows_for_index: int = 5000
 
     def __post_init__(self):
@@ -176,8 +179,9 @@ def nearest(table, vectors: np.ndarray, limit: int, *, where: str | None = None,
             config: IndexConfig, exact: bool = False) -> list[list[tuple[str, float]]]:
     """One query of many vectors on an open table: per vector, (pair_id, distance) best first.
 
-    The filter is a prefilter, so a narrow one still yields `limit` rows when it has them.
-    `exact` bypasses the index (the reference for recall); without an index search is exact anyway.
+    The filter is a prefilter (applied before the ANN search, not to its output); a narrow
+    one can still leave the probed partitions short of `limit` rows. `exact` bypasses the
+    index (the reference for recall); without an index every search is exact.
     """
     query = (table.search(vectors, vector_column_name=VECTOR).distance_type(DISTANCE)
              .limit(limit).select(["pair_id", "_distance"]))
@@ -188,8 +192,9 @@ def nearest(table, vectors: np.ndarray, limit: int, *, where: str | None = None,
     else:
         query = query.refine_factor(max(1, config.refine_factor or 1))
         if config.nprobes:
-            # maximum 0: probe further partitions only when a filter leaves fewer than `limit`
-            query = query.minimum_nprobes(config.nprobes).maximum_nprobes(0)
+            # fixed: with maximum_nprobes above the minimum, LanceDB 0.40 probes more partitions
+            # on every query, not only on queries left short
+            query = query.nprobes(config.nprobes)
         if config.ef:
             query = query.ef(config.ef)
     return _per_query(query.to_arrow(), len(vectors))
@@ -212,8 +217,9 @@ def search(lake: Lake, vectors: np.ndarray, k: int, *, where: str | None = None,
            config: IndexConfig) -> list[list[tuple[str, float]]]:
     """Per query vector, its k nearest pairs (pair_id, cosine distance), best first.
 
-    Excluded ids are dropped after the search, so the search over-fetches, and asks
-    again with a larger limit for the queries left short while more rows could exist.
+    Excluded ids are dropped after the search, so the search over-fetches. A query left
+    short of k is asked again, exactly (bypassing the index: a narrow filter can empty the
+    probed partitions) and with a larger limit, until k remain or no more rows match.
     """
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     results: list[list[tuple[str, float]]] = [[] for _ in range(len(vectors))]
@@ -223,15 +229,16 @@ def search(lake: Lake, vectors: np.ndarray, k: int, *, where: str | None = None,
     table = open_table(lake)
     total = table.count_rows()
     limit = k + min(len(exclude), max(k, 16))
-    pending = list(range(len(vectors)))
+    pending, exact = list(range(len(vectors))), False
     while pending:
-        found = nearest(table, vectors[pending], limit, where=where, config=config)
+        found = nearest(table, vectors[pending], limit, where=where, config=config, exact=exact)
         short = []
         for query, hits in zip(pending, found):
             results[query] = [hit for hit in hits if hit[0] not in exclude][:k]
-            if len(results[query]) < k and len(hits) == limit < total:
+            more_may_match = len(hits) == limit < total
+            if len(results[query]) < k and (more_may_match or not exact):
                 short.append(query)
-        pending, limit = short, limit * 4
+        pending, limit, exact = short, limit * 4, True
     return results
 
 

