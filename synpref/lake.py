@@ -28,6 +28,8 @@ TABLE_LAYERS: dict[str, str] = {
     "judge_votes": "silver",
     "silver_labels": "silver",
     "gold_pairs": "gold",
+    "rm_predictions": "models",
+    "rm_eval": "models",
 }
 
 DEFAULT_ROOT = "lake"
