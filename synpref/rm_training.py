@@ -59,7 +59,8 @@ class TrainingSummary:
 def _source_sql(pairs: str | Path) -> str:
     """The training pairs as a SELECT: a Parquet file's rows, or a read-only query over the lake."""
     text = str(pairs).strip()
-    if isinstance(pairs, Path) or not text.lower().startswith(("select", "with", "from", "(")):
+    if isinstance(pairs, Path) or text.lower().endswith(".parquet") or (
+            "\n" not in text and len(text) < 1024 and Path(text).is_file()):
         if not Path(text).is_file():
             raise FileNotFoundError(f"no training pairs file {text} (give a Parquet file or a SELECT)")
         return f"select * from read_parquet('{text.replace(chr(39), chr(39) * 2)}')"
