@@ -55,8 +55,10 @@ def demo(pairs: int, seed: int, judge_pairs: int, lake_dir: str) -> None:
     # Until Stage 1 retrieval queues pairs for the judges, the demo queues a seeded sample.
     sample = {"sql": f"select pair_id from silver_pairs order by hash(pair_id || '{seed}') limit {judge_pairs}",
               "origin": "demo-sample"}
+    # A short reward-model run keeps the demo quick on a CPU (settings: models/config/reward_model.yaml).
+    quick_rm = {"epochs": 1, "max_length": 128}
     ok = materialize_assets(lake, select="*", sources_file=str(sources_file),
-                            ops={"judge_queue": {"config": sample}})
+                            ops={"judge_queue": {"config": sample}, "reward_model": {"config": quick_rm}})
     print_tables(lake)
     print_quarantine(lake)
     if not ok:
@@ -70,6 +72,7 @@ Query the curated pairs with SQL (read-only):
     {synpref} sql --lake {lake.root} "select source, count(*) as pairs from silver_pairs group by source"
     {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
     {synpref} sql --lake {lake.root} "select verdict, count(*), avg(confidence) from silver_labels group by verdict"
+    {synpref} sql --lake {lake.root} "select breakdown, group_value, pairs, accuracy from rm_eval where breakdown <> 'checkpoint'"
 Or open {lake.db_path} with any DuckDB client.""")
 
 

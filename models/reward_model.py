@@ -41,6 +41,13 @@ def resolve_backbone(backbone: str) -> str:
     return str(backbone)
 
 
+def _quiet_transformers() -> None:
+    """No per-file progress bars from transformers (they flood the training and run logs)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
@@ -55,6 +62,7 @@ def load_reward_model(path: str, dtype=None):
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    _quiet_transformers()
     tokenizer = load_tokenizer(path)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=1, dtype=dtype or torch.float32)
@@ -112,7 +120,8 @@ class PairEncoder:
         return self._pairs(prompts, chosen), self._pairs(prompts, rejected)
 
     def _tokens(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        # verbose=False: texts longer than the model are expected here, they are cut right after
+        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
 
     def _pairs(self, prompts: list[list[int]], responses: list[str]) -> Encoded:
         t = self._template
@@ -207,6 +216,7 @@ def bt_loss(chosen, rejected):
 
 def save_reward_model(model, tokenizer, out_dir: Path, info: dict) -> None:
     """A folder AutoModelForSequenceClassification.from_pretrained loads, plus rm_info.json."""
+    _quiet_transformers()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
