@@ -28,6 +28,9 @@ TABLE_LAYERS: dict[str, str] = {
     "judge_votes": "silver",
     "silver_labels": "silver",
     "gold_pairs": "gold",
+    "rm_predictions": "models",
+    "filtered_pairs": "filtered",
+    "curated_export": "filtered",
 }
 
 DEFAULT_ROOT = "lake"
