@@ -74,7 +74,7 @@ def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int
         _inputs(con, lake, shard, n_shards, settings)
         part = shard_part(lake, shard)
         with atomic_path(part) as tmp:
-            con.execute(f"copy (select *, {shard} as shard, $best as best_model, $gold as gold_model, "
+            con.execute(f"copy (select *, {shard} as shard, {n_shards} as n_shards, $best as best_model, $gold as gold_model, "
                         f"now() as filtered_at from ({sql_files.load(TABLE)}) order by pair_id) "
                         f"to '{tmp}' (format parquet, compression zstd)",
                         {"best": settings.best_model, "gold": settings.gold_model})

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import rows, run_stages, write_jsonl, write_sources
+from conftest import assert_violation_fails, rows, run_stages, violations_parametrized, write_jsonl, write_sources
 from synpref.filter_stage import FilterSettings, filter_shard
 from synpref.shards import N_SHARDS
 
@@ -132,3 +132,53 @@ def test_curated_export_holds_kept_and_flipped_pairs_in_trl_form(scored_lake):
         assert r["rejected"] == [{"role": "assistant", "content": rejected}]
     dataset = load_from_disk(str(dataset_dir(lake)))
     assert dataset.num_rows == len(expected) and {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
+
+
+@pytest.fixture
+def exported_lake(scored_lake):
+    from synpref.export_stage import export_curated
+
+    lake, _ = scored_lake
+    for shard in range(N_SHARDS):
+        filter_shard(lake, shard, SETTINGS)
+    export_curated(lake, with_dataset=False)
+    return lake
+
+
+# curated_export in one batch: its flipped share is exactly the warning's limit (0.5) overall,
+# and a batch-level mean is judged per batch
+@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 6), ("curated_export", 100, 1)])
+def test_filtered_tables_pass_their_suites(exported_lake, table, batch_rows, batches):
+    from synpref.quality import validate_table
+
+    v = validate_table(exported_lake, table, batch_rows=batch_rows, build_docs=False)
+    assert v.success and not v.failed(blocking=False) and v.batches == batches, v.outcomes
+
+
+VIOLATIONS = [
+    ("filtered_pairs", "select * from {t} union all (select * from {t} limit 2)",
+     "expect_column_values_to_be_unique(pair_id)", True),
+    ("filtered_pairs", "select * replace ('kept' as status) from {t}",
+     "expect_column_values_to_be_in_set(reason_fits_status)", True),
+    ("filtered_pairs", "select * replace ('rm_agrees' as reason, 'kept' as status) from {t}",
+     "expect_column_values_to_be_in_set(kept_against_the_rule)", True),
+    ("filtered_pairs", "select * replace ((shard + 1) % n_shards as shard) from {t}",
+     "expect_column_values_to_be_in_set(wrong_shard)", True),
+    ("filtered_pairs", "select * replace (1.5 as p_gold) from {t}",
+     "expect_column_values_to_be_between(p_gold)", True),
+    ("filtered_pairs", "select * replace ('dropped' as status, 'not_judged' as reason) from {t}",
+     "expect_column_mean_to_be_between(dropped)", False),
+    ("curated_export", "select * replace (chosen as rejected) from {t}",
+     "expect_column_values_to_be_in_set(same_responses)", True),
+    ("curated_export", "select * replace ([struct_pack(role := 'user', content := 'x')] as chosen) from {t}",
+     "expect_column_values_to_be_in_set(response_roles)", True),
+    ("curated_export", "select * replace ('dropped' as status) from {t}",
+     "expect_column_values_to_be_in_set(status)", True),
+    ("curated_export", "select * replace ('flipped' as status) from {t}",
+     "expect_column_mean_to_be_between(flipped)", False),
+]
+
+
+@violations_parametrized(VIOLATIONS)
+def test_each_planted_violation_fails_its_expectation(exported_lake, table, select, expectation, blocking):
+    assert_violation_fails(exported_lake, table, select, expectation, blocking)
