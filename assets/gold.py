@@ -3,7 +3,8 @@
 import dagster as dg
 from pydantic import Field
 
-from dagster_project.metadata import counts_table, png_md, preview
+from dagster_project.metadata import counts_table, preview
+from dagster_project.plots import figure_md
 from dagster_project.resources import LakeResource
 from synpref import annotation_queue as queue_stage
 from synpref import human_labels as labels_stage
@@ -97,7 +98,7 @@ def gold_pairs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mate
         "pairwise_agreement": _number(a.pairwise), "fleiss_kappa": _number(a.fleiss_kappa),
         "cohen_kappa_mean": _number(a.cohen_mean),
         "cohen_kappa_by_annotator_pair": dg.MetadataValue.md("\n".join(lines) if a.cohen else "_no overlaps yet_"),
-        "figure": png_md(gold_figure(summary), "gold pairs by outcome and annotator agreement"),
+        "figure": figure_md(gold_figure(summary), "gold pairs by outcome and annotator agreement"),
         "sealed_labels": summary.sealed.sealed, "seconds": summary.seconds,
         "preview": preview(the_lake.table_files(GOLD), ["pair_id", "flipped", "votes_for", "votes_against",
                                                         "annotators", "simulated"]),

@@ -36,10 +36,3 @@ def _as_text(column: str, dtype) -> pl.Expr:
 
 def _cell(value) -> str:
     return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def png_md(png: bytes, alt: str) -> dg.MetadataValue:
-    """A PNG shown inline in the asset's metadata (a data URI in Markdown)."""
-    import base64
-
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -130,7 +130,7 @@ def main() -> None:
         finally:
             server.shutdown()
         summary = build_gold_pairs(lake)
-        (args.out / "gold_pairs_figure.png").write_bytes(gold_figure(summary))
+        gold_figure(summary).savefig(args.out / "gold_pairs_figure.png", dpi=90, bbox_inches="tight")
         a = summary.agreement
         print(f"gold pairs {summary.rows} ({summary.flipped} flipped); outcomes {summary.outcomes}; "
               f"pairwise agreement {a.pairwise}, Fleiss' kappa {a.fleiss_kappa}, Cohen's kappa mean {a.cohen_mean}")

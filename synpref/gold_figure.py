@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 from synpref.gold import OUTCOMES, GoldSummary
 
 
-def gold_figure(summary: GoldSummary) -> bytes:
-    """A PNG: labelled pairs by outcome, beside Cohen's kappa for each two annotators."""
+def gold_figure(summary: GoldSummary):
+    """A matplotlib figure: labelled pairs by outcome, beside Cohen's kappa for each two annotators."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,7 +45,4 @@ def gold_figure(summary: GoldSummary) -> bytes:
         right.axis("off")
         right.text(0.5, 0.5, "no pair judged by two annotators yet", ha="center", va="center")
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=90)
-    plt.close(fig)
-    return out.getvalue()
+    return fig

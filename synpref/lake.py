@@ -30,6 +30,9 @@ TABLE_LAYERS: dict[str, str] = {
     "annotation_queue": "gold",
     "human_labels": "gold",
     "gold_pairs": "gold",
+    "rm_predictions": "models",
+    "filtered_pairs": "filtered",
+    "curated_export": "filtered",
 }
 
 DEFAULT_ROOT = "lake"

@@ -48,7 +48,7 @@ def test_assets_are_grouped_by_layer():
                       "silver_pairs": "silver", "silver_quarantine": "silver", "pair_attributes": "silver",
                       "pair_embeddings": "silver", "judge_queue": "silver", "judge_votes": "silver",
                       "silver_labels": "silver", "annotation_queue": "gold", "human_labels": "gold",
-                      "gold_pairs": "gold"}
+                      "gold_pairs": "gold", "filtered_pairs": "filtered", "curated_export": "filtered"}
 
 
 def test_materialize_everything_with_metadata_and_views(lake, tmp_path):
