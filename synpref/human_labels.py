@@ -31,7 +31,6 @@ from synpref.lake import Lake, fsync_dir, write_part
 TABLE = "human_labels"
 CHOICES = ("chosen", "rejected", "cannot_decide")
 SHOWN_ORDERS = ("chosen_first", "rejected_first")
-DECIDED = ("chosen", "rejected")
 
 
 class LabelError(ValueError):

@@ -29,8 +29,6 @@ from synpref.lake import Lake, atomic_path
 
 FORMATS = ("jsonl", "csv")
 MAPPINGS = ("synpref", "argilla", "label_studio")
-TASK_COLUMNS = ("pair_id", "shown_order", "prompt", "response_1", "response_2", "task_category", "objectivity",
-                "controversiality", "desired_attributes", "annotation_guideline", "priority", "origin", "conversation")
 POSITION = {"1": 1, "candidate 1": 1, "response 1": 1, "2": 2, "candidate 2": 2, "response 2": 2}
 DIRECT = {"chosen": "chosen", "rejected": "rejected", "cannot decide": "cannot_decide", "undecided": "cannot_decide",
           "tie": "cannot_decide"}
