@@ -98,7 +98,7 @@ def test_an_unscored_pool_pair_is_an_error_not_a_drop(scored_lake):
     lake, scenario = scored_lake
     con = duckdb.connect()
     part = lake.table_dir("rm_predictions") / "part-0.parquet"
-    kept = con.execute(f"select * from read_parquet('{part}') where not (model = 'gold' and pair_id = "
+    kept = con.sql(f"select * from read_parquet('{part}') where not (model = 'gold' and pair_id = "
                        f"(select min(pair_id) from read_parquet('{part}')))").to_arrow_table()
     pq.write_table(kept, part)
     with pytest.raises(ValueError, match="no score from RM 'gold'"):
