@@ -6,7 +6,7 @@ from pydantic import Field
 from dagster_project.metadata import counts_table, preview
 from dagster_project.resources import JudgesResource, LakeResource, with_local_model
 from synpref.duck import refresh_views
-from synpref.judging_stage import LABELS, QUEUE, VOTES, enqueue, judge_queued, queue_counts
+from synpref.judging_stage import GOLD, LABELS, QUEUE, VOTES, enqueue, judge_queued, queue_counts
 
 
 class QueueConfig(dg.Config):
@@ -44,7 +44,7 @@ class JudgingConfig(dg.Config):
 @dg.multi_asset(
     name="judging",
     specs=[
-        dg.AssetSpec(VOTES, group_name="silver", deps=[QUEUE, "pair_attributes", "pair_embeddings"],
+        dg.AssetSpec(VOTES, group_name="silver", deps=[QUEUE, "pair_attributes", "pair_embeddings", GOLD],
                      kinds={"vllm", "parquet"},
                      description="Every judge's answers per queued pair, mapped back to the original label; "
                                  "cached by judge and its config."),

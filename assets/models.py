@@ -7,16 +7,17 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from dagster_project.metadata import line_plot, records_table
+from dagster_project.metadata import records_table
+from dagster_project.partitions import pool_shards
+from dagster_project.plots import line_plot
 from dagster_project.resources import LakeResource, ScorerResource, TrainerResource
 from synpref import rm_models
 from synpref.duck import refresh_views
 from synpref.rm_eval import evaluate_reward_model
 from synpref.rm_predictions import score_shard
 from synpref.rm_training import train_reward_model
-from synpref.shards import parse_shard_key, shard_keys
+from synpref.shards import parse_shard_key
 
-SHARDS = dg.StaticPartitionsDefinition(shard_keys())
 DEFAULT_MODEL = "baseline"
 DEFAULT_PAIRS = "select pair_id, conversation, chosen, rejected, source from silver_pairs"
 OVERRIDES = ("backbone", "learning_rate", "epochs", "max_steps", "global_batch_size", "micro_batch_size",
@@ -42,7 +43,7 @@ class RewardModelConfig(dg.Config):
 
 
 @dg.asset(
-    name="reward_model", group_name="models", deps=["silver_pairs"], kinds={"deepspeed", "pytorch"},
+    name="reward_model", group_name="models", deps=["silver_pairs", "gold_pairs"], kinds={"deepspeed", "pytorch"},
     description="A Bradley-Terry reward model trained under DeepSpeed (a subprocess under Dagster Pipes), the "
                 "checkpoint with the best eval accuracy kept as <lake>/models/rm/<name>/<version>/best.",
 )
@@ -139,7 +140,7 @@ class PredictionsConfig(ModelConfig):
 
 
 @dg.asset(
-    name="rm_predictions", group_name="models", deps=["reward_model", "silver_pairs"], partitions_def=SHARDS,
+    name="rm_predictions", group_name="models", deps=["reward_model", "silver_pairs"], partitions_def=pool_shards,
     backfill_policy=dg.BackfillPolicy.single_run(), kinds={"pytorch", "parquet"},
     description="Rewards of chosen and rejected and p_chosen per pair, one pool shard per partition (a run over a "
                 "range of shards loads the model once); a shard already scored by the model version is skipped.",

@@ -1,4 +1,4 @@
-"""The `synpref` command: demo, materialize, sql, check, queue, train, score, models, tables, ui."""
+"""The `synpref` command: demo, materialize, sql, check, queue, train, score, models, tables, ui, annotate."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import click
 
+from dagster_project.annotate_cli import annotate
+from dagster_project.cli_options import lake_option
 from synpref.lake import LAKE_ENV, Lake
 
-lake_option = click.option(
-    "--lake", "lake_dir", envvar=LAKE_ENV, default="lake", show_default=True,
-    help=f"Lake root folder (or ${LAKE_ENV}).")
 
 
 def _use_lake(lake_dir: str) -> Lake:
@@ -37,8 +36,9 @@ def main() -> None:
 @click.option("--pairs", default=1000, show_default=True, help="How many demo records to generate.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--judge-pairs", default=64, show_default=True, help="Silver pairs queued for the LLM judges.")
+@click.option("--human-pairs", default=50, show_default=True, help="Silver pairs queued for human annotators.")
 @lake_option
-def demo(pairs: int, seed: int, judge_pairs: int, lake_dir: str) -> None:
+def demo(pairs: int, seed: int, judge_pairs: int, human_pairs: int, lake_dir: str) -> None:
     """Generate seeded demo data into the lake and materialise every asset on it."""
     from dagster_project.run import materialize_assets, print_quarantine, print_tables
     from synpref.demo import generate_demo
@@ -55,10 +55,14 @@ def demo(pairs: int, seed: int, judge_pairs: int, lake_dir: str) -> None:
     # Until Stage 1 retrieval queues pairs for the judges, the demo queues a seeded sample.
     sample = {"sql": f"select pair_id from silver_pairs order by hash(pair_id || '{seed}') limit {judge_pairs}",
               "origin": "demo-sample"}
+    # ... and the humans' queue: candidates from all of silver, objective and low-controversy first.
+    for_humans = {"sql": "select pair_id from silver_pairs", "origin": "demo-sample", "size": human_pairs}
     # A short reward-model run keeps the demo quick on a CPU (settings: models/config/reward_model.yaml).
     quick_rm = {"epochs": 1, "max_length": 128}
-    ok = materialize_assets(lake, select="*", sources_file=str(sources_file),
-                            ops={"judge_queue": {"config": sample}, "reward_model": {"config": quick_rm}})
+    # Stage 2 (group filtered) needs the best and the gold RM picked by a Stage 1 round: not in the demo yet.
+    ok = materialize_assets(lake, select="not group:filtered", sources_file=str(sources_file),
+                            ops={"judge_queue": {"config": sample}, "annotation_queue": {"config": for_humans},
+                                 "reward_model": {"config": quick_rm}})
     print_tables(lake)
     print_quarantine(lake)
     if not ok:
@@ -73,7 +77,10 @@ Query the curated pairs with SQL (read-only):
     {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
     {synpref} sql --lake {lake.root} "select verdict, count(*), avg(confidence) from silver_labels group by verdict"
     {synpref} sql --lake {lake.root} "select breakdown, group_value, pairs, accuracy from rm_eval where breakdown <> 'checkpoint'"
-Or open {lake.db_path} with any DuckDB client.""")
+Or open {lake.db_path} with any DuckDB client.
+Label the queued pairs in the browser (prints your token, then serves http://127.0.0.1:8765):
+    {synpref} annotate add-annotator $USER --lake {lake.root}
+    {synpref} annotate serve --lake {lake.root}""")
 
 
 @main.command()
@@ -313,6 +320,8 @@ def ui(port: int, lake_dir: str) -> None:
     os.execv(str(dagster), [str(dagster), "dev", "-m", "dagster_project.definitions",
                             "-h", "127.0.0.1", "-p", str(port)])
 
+
+main.add_command(annotate)
 
 if __name__ == "__main__":
     main()

@@ -38,29 +38,6 @@ def _cell(value) -> str:
     return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def line_plot(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str) -> dg.MetadataValue:
-    """A small line chart as a PNG inlined in Markdown (the UI shows it with the asset)."""
-    import base64
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: render to memory
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    for label, (x, y) in series.items():
-        ax.plot(x, y, marker="o" if len(x) <= 30 else None, label=label)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
-    if len(series) > 1:
-        ax.legend()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")
-
-
 def records_table(records: list[dict], columns: list[str], digits: int = 4) -> dg.MetadataValue:
     """Rows of dicts as a Markdown table, floats rounded."""
     if not records:

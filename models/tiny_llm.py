@@ -27,6 +27,7 @@ MAX_POSITIONS = 8192  # the judge prompt with 8 examples: about 6k tokens of thi
 # Tuned on 64 demo pairs: strings close after a token or two, yet answers still vary by pair.
 CONSTANT_UNIT = 0.1
 QUOTE_PREFERENCE = 0.5
+FAVOUR_WEIGHT = 1000.0  # make_tiny_llm(favour=...): far above any random logit
 # The files whose presence means a finished model folder (written last: the weights).
 COMPLETE_MARKERS = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
 
@@ -91,8 +92,11 @@ factual_qa reasoning summarization classification other A B tie yes no true fals
 """
 
 
-def make_tiny_llm(out_dir: Path, seed: int = 0) -> Path:
+def make_tiny_llm(out_dir: Path, seed: int = 0, favour: str | None = None) -> Path:
     """Make the tiny model folder at `out_dir` unless a complete one is there; returns it.
+
+    `favour`: a text whose tokens the model then picks whenever it may, e.g. "1" makes a
+    judge with total position bias (under forced choice it always answers "Candidate 1").
 
     Written to a sibling temporary folder and renamed into place, so a killed run never
     leaves a half-made model that a later run would take as complete.
@@ -104,7 +108,7 @@ def make_tiny_llm(out_dir: Path, seed: int = 0) -> Path:
     try:
         tokenizer = _train_tokenizer()
         tokenizer.save_pretrained(staging)
-        _random_llama(tokenizer, seed).save_pretrained(staging, safe_serialization=True)
+        _random_llama(tokenizer, seed, favour).save_pretrained(staging, safe_serialization=True)
         if not _is_complete(out_dir):  # else another process finished first
             shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete leftover of a killed run
             staging.rename(out_dir)
@@ -143,7 +147,7 @@ def _train_tokenizer():
     )
 
 
-def _random_llama(tokenizer, seed: int):
+def _random_llama(tokenizer, seed: int, favour: str | None = None):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -163,15 +167,15 @@ def _random_llama(tokenizer, seed: int):
         dtype="float32",
     )
     model = LlamaForCausalLM(config).eval()
-    _bias_output_head(model, tokenizer)
+    _bias_output_head(model, tokenizer, favour)
     return model
 
 
-def _bias_output_head(model, tokenizer) -> None:
+def _bias_output_head(model, tokenizer, favour: str | None = None) -> None:
     """Raise the logits of tokens holding a double quote and sink those holding a control
     character, whatever the input: hidden unit 0 of every token embedding is a constant
     that survives to the final norm's output, and the output head reads that unit for those
-    tokens only."""
+    tokens only. Tokens holding `favour` get a weight that outweighs every other logit."""
     import torch
 
     def holding(predicate) -> list[int]:
@@ -183,3 +187,5 @@ def _bias_output_head(model, tokenizer) -> None:
         model.lm_head.weight[:, 0] = 0.0
         model.lm_head.weight[holding(lambda text: '"' in text), 0] = QUOTE_PREFERENCE
         model.lm_head.weight[holding(lambda text: any(ord(ch) < 32 for ch in text)), 0] = -QUOTE_PREFERENCE
+        if favour:
+            model.lm_head.weight[holding(lambda text: favour in text), 0] = FAVOUR_WEIGHT

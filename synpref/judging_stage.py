@@ -16,7 +16,6 @@ found exactly, by a dot product over the gold vectors read from LanceDB.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,8 +28,9 @@ import pyarrow.parquet as pq
 
 from synpref import schemas, vectors
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import check_read_only, register_tables
-from synpref.lake import Lake, atomic_path
+from synpref.duck import register_tables
+from synpref.lake import Lake, atomic_path, write_part
+from synpref.queues import enqueue_pairs
 
 QUEUE, VOTES, LABELS, GOLD = "judge_queue", "judge_votes", "silver_labels", "gold_pairs"
 SHOWN = {1: "chosen_first", 2: "rejected_first"}
@@ -58,35 +58,8 @@ class JudgingSummary:
 def enqueue(lake: Lake, select_sql: str, origin: str) -> tuple[int, int]:
     """Queue the pair_ids a read-only SELECT over the lake's tables returns (column
     `pair_id`). Returns (newly queued, already queued). Ids not in silver_pairs are an error."""
-    check_read_only(select_sql)
-    if len(duckdb.extract_statements(select_sql)) != 1:
-        raise ValueError("queue pairs with one SELECT statement")
-    con = duckdb.connect()
-    try:
-        register_tables(con, lake, temp=True)
-        con.execute(f"create temp table wanted as select distinct pair_id from ({select_sql.strip().rstrip(';')})")
-        (unknown,) = con.execute("select count(*), any_value(pair_id) from wanted anti join silver_pairs "
-                                 "using (pair_id)").fetchall()
-        if unknown[0]:
-            raise ValueError(f"{unknown[0]} pair_ids to queue are not in silver_pairs, e.g. {unknown[1]!r}")
-        queued = "anti join judge_queue using (pair_id)" if lake.has_table(QUEUE) else ""
-        new = con.sql(f"select pair_id from wanted {queued} order by pair_id").to_arrow_table()
-        ((total,),) = con.execute("select count(*) from wanted").fetchall()
-    finally:
-        con.close()
-    if new.num_rows:
-        rows = pa.table({"pair_id": new["pair_id"], "origin": pa.array([origin] * new.num_rows, pa.string()),
-                         "queued_at": pa.array([datetime.now(timezone.utc)] * new.num_rows,
-                                               schemas.JUDGE_QUEUE.field("queued_at").type)},
-                        schema=schemas.JUDGE_QUEUE)
-        _write_part(lake, QUEUE, rows)
-    return new.num_rows, total - new.num_rows
-
-
-def _write_part(lake: Lake, table: str, rows: pa.Table) -> None:
-    part = lake.table_dir(table) / f"part-{uuid.uuid4().hex[:12]}.parquet"
-    with atomic_path(part) as tmp:
-        pq.write_table(rows, tmp, compression="zstd")
+    queued = enqueue_pairs(lake, QUEUE, schemas.JUDGE_QUEUE, origin, select_sql=select_sql)
+    return queued.new, queued.already
 
 
 # ---------------------------------------------------------------- judging
@@ -135,7 +108,7 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
                 examples = gold.nearest([p["pair_id"] for p in pairs], prompt.max_examples)
                 annotator = annotator or make_annotator(judge)
                 votes = judge_pairs(annotator, judge, prompt, pairs, panel.order_seed, attributes, examples)
-                _write_part(lake, VOTES, _vote_rows(pairs, votes, judge, key, panel, examples))
+                write_part(lake, VOTES, _vote_rows(pairs, votes, judge, key, panel, examples))
                 judged += len(pairs)
                 errors += sum(v.error is not None for v in votes)
                 summary.with_examples += sum(bool(examples.get(p["pair_id"])) for p in pairs)

@@ -27,9 +27,13 @@ TABLE_LAYERS: dict[str, str] = {
     "judge_queue": "silver",
     "judge_votes": "silver",
     "silver_labels": "silver",
+    "annotation_queue": "gold",
+    "human_labels": "gold",
     "gold_pairs": "gold",
     "rm_predictions": "models",
     "rm_eval": "models",
+    "filtered_pairs": "filtered",
+    "curated_export": "filtered",
 }
 
 DEFAULT_ROOT = "lake"
@@ -111,6 +115,33 @@ def atomic_path(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable (its directory entry on disk)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_part(lake: Lake, table: str, rows, durable: bool = False) -> Path:
+    """Write an Arrow table as one new Parquet part of `table` (temporary name, then rename).
+
+    durable: fsync the file before the rename and the folder after it, so the part survives
+    a power loss, not only a killed process (for rows that exist nowhere else)."""
+    import pyarrow.parquet as pq
+
+    part = lake.table_dir(table) / f"part-{uuid.uuid4().hex[:12]}.parquet"
+    with atomic_path(part) as tmp:
+        pq.write_table(rows, tmp, compression="zstd")
+        if durable:
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+    if durable:
+        fsync_dir(part.parent)
+    return part
 
 
 def replace_all(pairs: list[tuple[Path, Path]]) -> None:

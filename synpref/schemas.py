@@ -86,6 +86,30 @@ SILVER_LABELS = pa.schema([
     ("labelled_at", pa.timestamp("us", tz="UTC")),
 ])
 
+# Pairs queued for human annotators; priority 0 comes first (objective, low controversy).
+ANNOTATION_QUEUE = pa.schema([
+    ("pair_id", pa.string()),
+    ("origin", pa.string()),  # what queued it: a Stage 1 round ('round-1'), the CLI, a SQL query
+    ("priority", pa.int32()),  # 3 x objectivity rank + controversiality rank (sql/annotation_queue.sql)
+    ("queued_at", pa.timestamp("us", tz="UTC")),
+])
+
+# One human judgement per row, never updated: a correction is a newer row of the same annotator.
+HUMAN_LABELS = pa.schema([
+    ("label_id", pa.string()),  # unique per judgement: sealing or importing twice never doubles a row
+    ("pair_id", pa.string()),
+    ("annotator", pa.string()),
+    ("choice", pa.string()),  # chosen | rejected | cannot_decide, relative to the pair's ORIGINAL label
+    ("shown_order", pa.string()),  # chosen_first | rejected_first; null where the order is unknown
+    ("comment", pa.string()),
+    ("seconds", pa.float64()),  # time spent on the pair; null where unknown
+    ("labelled_at", pa.timestamp("us", tz="UTC")),
+    ("guideline_version", pa.string()),
+    ("simulated", pa.bool_()),  # true for labels made by a program (e.g. from the demo's known truth)
+    ("source", pa.string()),  # web | import:<mapping> | what append_labels was told
+    ("recorded_at", pa.timestamp("us", tz="UTC")),  # when the row entered the lake
+])
+
 # A reward model's scores of pairs: one Parquet part per (model, version, pairs table, shard).
 RM_PREDICTIONS = pa.schema([
     ("pair_id", pa.string()),

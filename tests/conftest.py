@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 
 from models.annotator import STRUCTURED_OUTPUTS_ENGINE, default_config_path, load_config
 from models.tiny_llm import make_tiny_llm
+from synpref.annotate.process import free_port as _free_port
 from synpref.ingest import ingest_sources
 from synpref.lake import Lake
 from synpref.silver import build_silver
@@ -134,12 +134,6 @@ VLLM_CLI = (
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_llm(tmp_path_factory.mktemp("models") / "tiny-llm")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(server: subprocess.Popen, url: str, log: Path, timeout_s: float = 180) -> None:

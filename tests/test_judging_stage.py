@@ -117,6 +117,30 @@ def test_limited_run_then_rerun_judges_each_pair_once(judged_lake, panel):
     assert len({v["pair_id"] for v in votes}) == len(votes) == 8
 
 
+def test_a_judge_always_answering_candidate_1_is_half_agree_half_flipped(judged_lake, panel, tmp_path_factory):
+    """Real vLLM on a tiny model with total position bias: the shown order is a seeded coin,
+    so mapping its answers back must give agree exactly where the chosen response was
+    shown first, about half the pairs, and the bias must show in the metadata."""
+    from models.tiny_llm import make_tiny_llm
+
+    biased = make_tiny_llm(tmp_path_factory.mktemp("models") / "always-first", favour="1")
+    greedy = next(j for j in panel.judges if j.samples == 1)
+    one = replace(panel, judges=(replace(greedy, name="always-first",
+                                         annotator=replace(greedy.annotator, model=str(biased))),))
+    lake, prompt = judged_lake, load_judge_prompt(panel.prompt_version)
+    _queue_all_but_gold(lake)
+    summary = judge_queued(lake, one, prompt, lambda judge: load_annotator(judge.annotator))
+    votes = _check_votes(lake, prompt, one)
+    assert {a for v in votes for a in v["answers"]} == {"Candidate 1"}
+    assert summary.first_answer_share == {"always-first": 1.0, "all": 1.0}
+    labels = rows(lake, "silver_labels", order="pair_id")
+    assert len(labels) == N_PAIRS - N_GOLD
+    for label in labels:
+        assert label["verdict"] == ("agree" if label["shown_order"] == "chosen_first" else "flipped")
+    agree_share = sum(label["verdict"] == "agree" for label in labels) / len(labels)
+    assert 0.25 <= agree_share <= 0.75, agree_share
+
+
 def test_queue_refuses_unknown_pairs_and_writes(judged_lake):
     with pytest.raises(ValueError, match="not in silver_pairs"):
         enqueue(judged_lake, "select 'no-such-pair' as pair_id", origin="test")

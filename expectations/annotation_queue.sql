@@ -1,0 +1,3 @@
+-- The columns the annotation_queue suite validates.
+select pair_id, origin, priority, queued_at
+from annotation_queue

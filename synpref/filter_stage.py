@@ -1,0 +1,116 @@
+"""Stage 2's filter: every pool pair of a shard kept, flipped or dropped, with the reason.
+
+The rule (Skywork-Reward-V2): a pool pair is kept only if its original label agrees with the
+gold RM (trained on all human-verified pairs) and with either the current best RM or the LLM
+judges; the judges only see the pairs the best RM gets wrong (p <= 0.5). Human-verified
+pairs keep the humans' label. With recycling, a dropped pair whose flipped label passes the
+same rule comes back flipped. The decisions are ``sql/filtered_pairs.sql``; this module
+feeds it one shard at a time and writes the shard's part atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+
+import sql as sql_files
+from synpref.duck import DuckSettings, stage_connection
+from synpref.lake import Lake, atomic_path
+from synpref.rm_predictions import current_scores_sql
+from synpref.shards import N_SHARDS, shard_key, shard_sql
+
+TABLE = "filtered_pairs"
+STATUSES = ("kept", "flipped", "dropped")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    best_model: str  # the current best RM (picked by gold accuracy): its rm_predictions
+    gold_model: str  # the RM trained on all human-verified pairs
+    recycle_flipped: bool = True  # bring back dropped pairs whose flipped label passes the rule
+
+
+@dataclass
+class ShardFilterSummary:
+    shard: int
+    pairs: int
+    statuses: dict[str, int]
+    reasons: dict[str, int]
+    seconds: float
+    reused: bool = False
+
+
+def shard_part(lake: Lake, shard: int):
+    return lake.table_dir(TABLE) / f"{shard_key(shard)}.parquet"
+
+
+def _input_signature(lake: Lake, settings: FilterSettings) -> str:
+    """What the decisions depend on besides the shard: the rule, the settings and the input files."""
+    h = hashlib.md5(sql_files.load(TABLE).encode())
+    h.update(repr(sorted(asdict(settings).items())).encode())
+    for table in ("silver_pairs", "rm_predictions", "silver_labels", "gold_pairs"):
+        for f in lake.table_files(table):
+            st = f.stat()
+            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int = N_SHARDS,
+                 duck: DuckSettings = DuckSettings(), force: bool = False,
+                 log=lambda msg: None) -> ShardFilterSummary:
+    """Decide every pool pair of `shard`; reused when nothing it depends on has changed."""
+    manifest = f"{TABLE}/{shard_key(shard)}"
+    signature = _input_signature(lake, settings)
+    done = lake.read_manifest(manifest)
+    if not force and done and done["signature"] == signature and shard_part(lake, shard).exists():
+        log(f"{shard_key(shard)}: filtered_pairs up to date; reused")
+        return ShardFilterSummary(**{**done["summary"], "reused": True})
+    for table in ("silver_pairs", "rm_predictions"):
+        if not lake.has_table(table):
+            raise FileNotFoundError(f"{table} is empty under {lake.root}: score the pool before filtering it")
+    start = time.perf_counter()
+    con = stage_connection(lake, duck)
+    try:
+        _inputs(con, lake, shard, n_shards, settings)
+        part = shard_part(lake, shard)
+        with atomic_path(part) as tmp:
+            con.execute(f"copy (select *, {shard} as shard, {n_shards} as n_shards, $best as best_model, $gold as gold_model, "
+                        f"now() as filtered_at from ({sql_files.load(TABLE)}) order by pair_id) "
+                        f"to '{tmp}' (format parquet, compression zstd)",
+                        {"best": settings.best_model, "gold": settings.gold_model})
+            statuses = dict(con.execute(f"select status, count(*) from read_parquet('{tmp}') group by 1").fetchall())
+            reasons = dict(con.execute(f"select reason, count(*) from read_parquet('{tmp}') group by 1 "
+                                       f"order by 2 desc").fetchall())
+            (pool,) = con.execute("select count(*) from pool").fetchone()
+            if sum(statuses.values()) != pool:
+                raise AssertionError(f"{shard_key(shard)}: {pool} pool pairs but {sum(statuses.values())} decisions")
+    finally:
+        con.close()
+    summary = ShardFilterSummary(shard=shard, pairs=pool, statuses={s: statuses.get(s, 0) for s in STATUSES},
+                                 reasons=reasons, seconds=round(time.perf_counter() - start, 3))
+    lake.write_manifest(manifest, {"signature": signature, "summary": asdict(summary)})
+    log(f"{shard_key(shard)}: {pool:,} pairs, " + ", ".join(f"{v:,} {k}" for k, v in summary.statuses.items()))
+    return summary
+
+
+def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings) -> None:
+    """The temp views filtered_pairs.sql reads, for this shard; every pool pair must be scored."""
+    in_shard = f"{shard_sql(n_shards)} = {int(shard)}"
+    con.execute(f"create temp table pool as select pair_id, source from silver_pairs where {in_shard}")
+    for view, model in (("best_scores", settings.best_model), ("gold_scores", settings.gold_model)):
+        scores, params = current_scores_sql(con, lake, model)  # the model's current version, on the pool
+        con.execute(f"create temp table {view} as select pair_id, any_value(p_chosen) as p_chosen "
+                    f"from ({scores}) where {in_shard} group by pair_id", params)
+        (missing, example) = con.execute(f"select count(*), any_value(pair_id) from pool "
+                                         f"anti join {view} using (pair_id)").fetchone()
+        if missing:
+            raise ValueError(f"{shard_key(shard)}: {missing:,} pool pairs have no score from RM {model!r} "
+                             f"(e.g. {example}); score the shard with it first")
+    labels = f"select pair_id, verdict from silver_labels where {in_shard}" if lake.has_table("silver_labels") \
+        else "select null::varchar as pair_id, null::varchar as verdict where false"
+    con.execute(f"create temp view judge_verdicts as {labels}")
+    human = f"select pair_id, flipped from gold_pairs where {in_shard}" if lake.has_table("gold_pairs") \
+        else "select null::varchar as pair_id, null::boolean as flipped where false"
+    con.execute(f"create temp view human_verdicts as {human}")
+    con.execute(f"set variable recycle_flipped = {'true' if settings.recycle_flipped else 'false'}")

@@ -1,0 +1,132 @@
+"""The annotation page in a real browser: Playwright drives Debian's chromium (headless) against
+`synpref annotate serve`. Sign in, label pairs by clicks and keys, find them in gold_pairs; and a
+script inside a response is shown as text, never run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from playwright.sync_api import expect
+
+from annotation_support import pair_ids, silver_lake, simple_records, stored_labels, write_attributes
+from synpref.annotate.process import AnnotationServer
+from synpref.annotation_queue import queue_for_humans
+from synpref.annotators import add_annotator
+from synpref.gold import build_gold_pairs
+
+pytestmark = pytest.mark.browser
+PAYLOAD = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=2;alert(2)</script>'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("SYNPREF_CHROMIUM") or shutil.which("chromium")
+    if not executable:
+        pytest.fail("chromium is not installed: run `make browser` (scripts/install_browser.sh) or "
+                    "`apt-get install -y chromium`, or point SYNPREF_CHROMIUM at a Chromium binary")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def _sign_in(page, server: AnnotationServer, token: str) -> None:
+    response = page.goto(server.url + "/")
+    assert response.status == 401  # no token yet: the sign-in form
+    page.fill("#token", token)
+    page.click("#signin")
+    page.wait_for_selector("#task:not([hidden])")
+
+
+def _shown(page) -> dict:
+    return {"pair_id": page.text_content("#pair-id"), "1": page.text_content("#candidate-1"),
+            "2": page.text_content("#candidate-2"), "progress": page.text_content("#progress")}
+
+
+def test_label_five_pairs_by_clicks_and_keys_then_they_are_gold(lake, tmp_path, page):
+    silver_lake(lake, tmp_path, simple_records(8))
+    queue_for_humans(lake, "test", select_sql="select pair_id from silver_pairs")
+    token = add_annotator(lake, "alice")
+    server = AnnotationServer(lake, tmp_path / "server.log")
+    try:
+        _sign_in(page, server, token)
+        assert page.text_content("#annotator") == "alice"
+        # (how, which candidate); a comment is written on the fourth
+        actions = [("click", "1"), ("click", "2"), ("key", "1"), ("key", "2"), ("click", "1")]
+        preferred: dict[str, str] = {}
+        for step, (how, which) in enumerate(actions):
+            shown = _shown(page)
+            assert shown["progress"] == f"{step} of 8"
+            if step == 3:
+                page.keyboard.press("c")
+                page.keyboard.type("Checked the sum.")
+                page.keyboard.press("Escape")
+            if how == "click":
+                page.click(f"#choose-{which}")
+            else:
+                page.keyboard.press(which)
+            expect(page.locator("#pair-id")).not_to_have_text(shown["pair_id"])  # the next pair is up
+            expect(page.locator("#progress")).to_have_text(f"{step + 1} of 8")
+            preferred[shown["pair_id"]] = shown[which]
+        assert page.text_content("#status") == "Saved (5 of 8)."
+        undecided = _shown(page)["pair_id"]
+        page.keyboard.press("3")  # cannot decide: discarded, never gold
+        expect(page.locator("#pair-id")).not_to_have_text(undecided)
+        expect(page.locator("#progress")).to_have_text("6 of 8")
+
+        summary = build_gold_pairs(lake)  # seals the running server's journal first
+        assert summary.rows == 5 and summary.outcomes["cannot_decide"] == 1
+        gold = {r["pair_id"]: r for r in _gold(lake)}
+        assert set(gold) == set(preferred) and undecided not in gold
+        for pid, text in preferred.items():
+            assert gold[pid]["chosen"] == text  # the response alice preferred, whatever side it was on
+    finally:
+        assert server.shutdown()
+    labels = {r["pair_id"]: r for r in stored_labels(lake)}
+    assert len(labels) == 6 and labels[undecided]["choice"] == "cannot_decide"
+    assert [r["comment"] for r in labels.values() if r["comment"]] == ["Checked the sum."]
+    assert all(r["annotator"] == "alice" and r["seconds"] > 0 and r["guideline_version"] == "annotation-v1"
+               and r["source"] == "web" and r["simulated"] is False for r in labels.values())
+
+
+def _gold(lake):
+    from conftest import rows
+
+    return rows(lake, "gold_pairs", order="pair_id")
+
+
+def test_a_script_inside_a_response_is_shown_as_text_never_run(lake, tmp_path, page):
+    silver_lake(lake, tmp_path, [{"prompt": f"Say hi {PAYLOAD}", "chosen": f"Hi! {PAYLOAD}",
+                                  "rejected": f"No. {PAYLOAD}"}])
+    (pid,) = pair_ids(lake)
+    write_attributes(lake, {pid: ("objective", "low")}, guideline=f"Prefer a greeting. {PAYLOAD}")
+    queue_for_humans(lake, "test", pair_ids=[pid])
+    token = add_annotator(lake, "mallory-target")
+    server = AnnotationServer(lake, tmp_path / "server.log")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    try:
+        _sign_in(page, server, token)
+        texts = [page.text_content(s) for s in ("#candidate-1", "#candidate-2", "#conversation", "#pair-guideline")]
+        assert all(PAYLOAD in text for text in texts), texts
+        assert "&lt;script&gt;" in page.inner_html("#candidate-1")  # escaped, i.e. text
+        assert page.locator("#task script, #task img, #task iframe").count() == 0
+        page.wait_for_timeout(300)  # an onerror handler would have fired by now
+        assert page.evaluate("window.__pwned === undefined") and dialogs == []
+        csp = page.goto(server.url + "/").headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    finally:
+        assert server.shutdown()

@@ -1,0 +1,184 @@
+"""Stage 2's filter rule on every branch, shard by shard, with counts that reconcile."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import assert_violation_fails, rows, run_stages, violations_parametrized, write_jsonl, write_sources
+from synpref.filter_stage import FilterSettings, filter_shard
+from synpref.shards import N_SHARDS
+
+SETTINGS = FilterSettings(best_model="round-2", gold_model="gold")
+
+# scenario -> (p_best, p_gold, judge verdict, human flipped) and the expected (status, reason)
+# with recycling on; without it every "flipped" by recycling is "dropped" with the next reason.
+SCENARIOS = {
+    "rm_agrees": ((0.9, 0.8, None, None), ("kept", "rm_agrees")),
+    "judges_agree": ((0.3, 0.7, "agree", None), ("kept", "judges_agree")),
+    "gold_disagrees": ((0.9, 0.4, None, None), ("dropped", "gold_rm_disagrees")),
+    "judges_disagree": ((0.4, 0.6, "flipped", None), ("dropped", "judges_disagree")),
+    "undecided": ((0.5, 0.9, "undecided", None), ("dropped", "judges_undecided")),
+    "not_judged": ((0.2, 0.9, None, None), ("dropped", "not_judged")),
+    "all_flip": ((0.1, 0.2, "flipped", None), ("flipped", "recycled_flipped")),
+    "rms_flip": ((0.3, 0.1, "agree", None), ("flipped", "recycled_flipped")),
+    "human_kept": ((0.1, 0.1, "flipped", False), ("kept", "human_verified")),
+    "human_flipped": ((0.9, 0.9, None, True), ("flipped", "human_verified")),
+}
+WITHOUT_RECYCLING = {"all_flip": ("dropped", "judges_disagree"), "rms_flip": ("dropped", "gold_rm_disagrees")}
+
+
+@pytest.fixture
+def scored_lake(lake, tmp_path):
+    """Silver pairs, each assigned a scenario, with its scores, verdicts and human labels."""
+    n = 4 * len(SCENARIOS)
+    write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"Question {i}?", "chosen": f"Good answer {i}.",
+                                        "rejected": f"Bad answer {i}."} for i in range(n)])
+    run_stages(lake, write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl",
+                                                          "shape": "prompt_chosen_rejected"}]))
+    ids = [r["pair_id"] for r in rows(lake, "silver_pairs", order="pair_id")]
+    names = list(SCENARIOS)
+    scenario = {pid: names[i % len(names)] for i, pid in enumerate(ids)}
+    preds, labels, gold = [], [], []
+    for pid, name in scenario.items():
+        p_best, p_gold, verdict, human = SCENARIOS[name][0]
+        preds += [{"pair_id": pid, "model": "round-2", "p_chosen": p_best},
+                  {"pair_id": pid, "model": "round-1", "p_chosen": 1 - p_best},  # another model: ignored
+                  {"pair_id": pid, "model": "gold", "p_chosen": p_gold}]
+        if verdict:
+            labels.append({"pair_id": pid, "verdict": verdict})
+        if human is not None:
+            gold.append({"pair_id": pid, "flipped": human})
+    for table, data in (("rm_predictions", preds), ("silver_labels", labels), ("gold_pairs", gold)):
+        lake.table_dir(table).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(data), lake.table_dir(table) / "part-0.parquet")
+    return lake, scenario
+
+
+def _decisions(lake):
+    return {r["pair_id"]: r for r in rows(lake, "filtered_pairs", order="pair_id")}
+
+
+@pytest.mark.parametrize("recycle", [True, False])
+def test_every_branch_of_the_rule(scored_lake, recycle):
+    lake, scenario = scored_lake
+    settings = FilterSettings(SETTINGS.best_model, SETTINGS.gold_model, recycle_flipped=recycle)
+    summaries = [filter_shard(lake, shard, settings) for shard in range(N_SHARDS)]
+    decided = _decisions(lake)
+    assert set(decided) == set(scenario)  # every pool pair, once
+    assert sum(s.pairs for s in summaries) == len(scenario)
+    for pid, name in scenario.items():
+        expected = SCENARIOS[name][1] if recycle else WITHOUT_RECYCLING.get(name, SCENARIOS[name][1])
+        row = decided[pid]
+        assert (row["status"], row["reason"]) == expected, name
+        assert (row["p_best"], row["p_gold"]) == SCENARIOS[name][0][:2]
+        assert row["best_model"] == "round-2" and row["gold_model"] == "gold"
+    by_status = {}
+    for s in summaries:
+        for k, v in s.statuses.items():
+            by_status[k] = by_status.get(k, 0) + v
+    assert sum(by_status.values()) == len(scenario)
+
+
+def test_a_rerun_reuses_finished_shards_until_an_input_changes(scored_lake):
+    lake, _ = scored_lake
+    first = filter_shard(lake, 0, SETTINGS)
+    again = filter_shard(lake, 0, SETTINGS)
+    assert not first.reused and again.reused and again.statuses == first.statuses
+    # a new verdict is a changed input: the shard is decided again
+    pq.write_table(pa.table({"pair_id": ["f" * 32], "verdict": ["agree"]}),
+                   lake.table_dir("silver_labels") / "part-1.parquet")
+    assert not filter_shard(lake, 0, SETTINGS).reused
+    assert not filter_shard(lake, 0, FilterSettings("round-2", "gold", recycle_flipped=False)).reused
+
+
+def test_an_unscored_pool_pair_is_an_error_not_a_drop(scored_lake):
+    lake, scenario = scored_lake
+    con = duckdb.connect()
+    part = lake.table_dir("rm_predictions") / "part-0.parquet"
+    kept = con.sql(f"select * from read_parquet('{part}') where not (model = 'gold' and pair_id = "
+                       f"(select min(pair_id) from read_parquet('{part}')))").to_arrow_table()
+    pq.write_table(kept, part)
+    with pytest.raises(ValueError, match="no score from RM 'gold'"):
+        for shard in range(N_SHARDS):
+            filter_shard(lake, shard, SETTINGS)
+
+
+def test_curated_export_holds_kept_and_flipped_pairs_in_trl_form(scored_lake):
+    from datasets import load_from_disk
+
+    from synpref.export_stage import dataset_dir, export_curated, export_path
+
+    lake, scenario = scored_lake
+    for shard in range(N_SHARDS):
+        filter_shard(lake, shard, SETTINGS)
+    summary = export_curated(lake)
+    statuses = {name: SCENARIOS[name][1][0] for name in SCENARIOS}
+    expected = {pid for pid, name in scenario.items() if statuses[name] != "dropped"}
+    assert summary.pool == len(scenario) and summary.pairs == len(expected)
+    assert summary.by_source == [("a", len(scenario), summary.by_status["kept"], summary.by_status["flipped"],
+                                  summary.by_status["dropped"], round(len(expected) / len(scenario), 4))]
+    assert summary.by_task_category[0][0] == "unknown"  # no attributes in this lake
+    silver = {r["pair_id"]: r for r in rows(lake, "silver_pairs", order="pair_id")}
+    exported = pq.read_table(export_path(lake)).to_pylist()
+    assert {r["pair_id"] for r in exported} == expected
+    for r in exported:
+        s = silver[r["pair_id"]]
+        assert r["prompt"] == s["conversation"] and r["prompt"][-1]["role"] == "user"
+        chosen, rejected = (s["rejected"], s["chosen"]) if r["status"] == "flipped" else (s["chosen"], s["rejected"])
+        assert r["chosen"] == [{"role": "assistant", "content": chosen}]
+        assert r["rejected"] == [{"role": "assistant", "content": rejected}]
+    dataset = load_from_disk(str(dataset_dir(lake)))
+    assert dataset.num_rows == len(expected) and {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
+
+
+@pytest.fixture
+def exported_lake(scored_lake):
+    from synpref.export_stage import export_curated
+
+    lake, _ = scored_lake
+    for shard in range(N_SHARDS):
+        filter_shard(lake, shard, SETTINGS)
+    export_curated(lake, with_dataset=False)
+    return lake
+
+
+# curated_export in one batch: its flipped share is exactly the warning's limit (0.5) overall,
+# and a batch-level mean is judged per batch
+@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 6), ("curated_export", 100, 1)])
+def test_filtered_tables_pass_their_suites(exported_lake, table, batch_rows, batches):
+    from synpref.quality import validate_table
+
+    v = validate_table(exported_lake, table, batch_rows=batch_rows, build_docs=False)
+    assert v.success and not v.failed(blocking=False) and v.batches == batches, v.outcomes
+
+
+VIOLATIONS = [
+    ("filtered_pairs", "select * from {t} union all (select * from {t} limit 2)",
+     "expect_column_values_to_be_unique(pair_id)", True),
+    ("filtered_pairs", "select * replace ('kept' as status) from {t}",
+     "expect_column_values_to_be_in_set(reason_fits_status)", True),
+    ("filtered_pairs", "select * replace ('rm_agrees' as reason, 'kept' as status) from {t}",
+     "expect_column_values_to_be_in_set(kept_against_the_rule)", True),
+    ("filtered_pairs", "select * replace ((shard + 1) % n_shards as shard) from {t}",
+     "expect_column_values_to_be_in_set(wrong_shard)", True),
+    ("filtered_pairs", "select * replace (1.5 as p_gold) from {t}",
+     "expect_column_values_to_be_between(p_gold)", True),
+    ("filtered_pairs", "select * replace ('dropped' as status, 'not_judged' as reason) from {t}",
+     "expect_column_mean_to_be_between(dropped)", False),
+    ("curated_export", "select * replace (chosen as rejected) from {t}",
+     "expect_column_values_to_be_in_set(same_responses)", True),
+    ("curated_export", "select * replace ([struct_pack(role := 'user', content := 'x')] as chosen) from {t}",
+     "expect_column_values_to_be_in_set(response_roles)", True),
+    ("curated_export", "select * replace ('dropped' as status) from {t}",
+     "expect_column_values_to_be_in_set(status)", True),
+    ("curated_export", "select * replace ('flipped' as status) from {t}",
+     "expect_column_mean_to_be_between(flipped)", False),
+]
+
+
+@violations_parametrized(VIOLATIONS)
+def test_each_planted_violation_fails_its_expectation(exported_lake, table, select, expectation, blocking):
+    assert_violation_fails(exported_lake, table, select, expectation, blocking)
