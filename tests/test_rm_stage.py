@@ -54,7 +54,7 @@ def _make_lake(lake: Lake, tmp_path) -> Lake:
     gold = lake.table_dir("gold_pairs") / "part-0.parquet"  # written by hand: humans are not in this test
     gold.parent.mkdir(parents=True)
     con = duckdb.connect()
-    con.execute(f"copy (select pair_id, conversation, chosen, rejected, source from read_parquet("
+    con.execute(f"copy (select pair_id, conversation, chosen, rejected, false as flipped, source from read_parquet("
                 f"'{lake.table_glob('silver_pairs')}') order by md5(pair_id) limit {N_GOLD}) to '{gold}'")
     con.close()
     return lake
@@ -218,6 +218,28 @@ def test_rm_predictions_shard_by_shard_reconcile_and_resume(lake_copy):
     again = [score_shard(lake_copy, ref, s, make_scorer) for s in range(N_SHARDS)]
     assert [s.shard for s in again if not s.skipped] == [3] and len(loads) == 1
     assert len(rows(lake_copy, "rm_predictions", order="pair_id")) == N_PAIRS
+
+
+def test_stage2_filter_reads_the_current_version_on_the_pool(lake_copy):
+    from synpref.duck import stage_connection
+    from synpref.filter_stage import FilterSettings, filter_shard
+    from synpref.rm_predictions import current_scores_sql
+
+    ref = rm_models.resolve(lake_copy, "baseline")
+    scorer = Scorer(ref.path)
+    evaluate_reward_model(lake_copy, ref, lambda: scorer)  # adds eval_gold scores of the same pair_ids
+    for s in range(N_SHARDS):
+        score_shard(lake_copy, ref, s, lambda: scorer)
+    con = stage_connection(lake_copy)
+    try:
+        sql, params = current_scores_sql(con, lake_copy, "baseline")
+        ((n, distinct, versions),) = con.execute(
+            f"select count(*), count(distinct pair_id), list(distinct model_version) from ({sql})", params).fetchall()
+    finally:
+        con.close()
+    assert (n, distinct, versions) == (N_PAIRS, N_PAIRS, ["v001"])  # the pool's scores only, once each
+    decided = [filter_shard(lake_copy, s, FilterSettings("baseline", "baseline")) for s in range(N_SHARDS)]
+    assert sum(d.pairs for d in decided) == N_PAIRS
 
 
 # ---------------------------------------------------------------- suites
