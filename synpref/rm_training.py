@@ -27,7 +27,7 @@ import duckdb
 from models.launch import LaunchConfig, run_streamed, training_command, training_env
 from models.train_config import TrainConfig
 from synpref import rm_models
-from synpref.duck import check_read_only, register_tables
+from synpref.duck import check_read_only, stage_connection
 from synpref.lake import Lake
 
 PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
@@ -80,10 +80,10 @@ def _digest(con: duckdb.DuckDBPyConnection, view: str) -> dict:
 
 def prepare_sets(con: duckdb.DuckDBPyConnection, lake: Lake, pairs: str | Path, eval_set: str,
                  holdout_fraction: float, seed: int) -> tuple[str, dict[str, int]]:
-    """Temp views `train_set` and `eval_set` on con; returns (eval set kind, skipped pairs by reason)."""
+    """Temp views `train_set` and `eval_set` on con (a stage connection over the lake's tables);
+    returns (eval set kind, skipped pairs by reason)."""
     if eval_set not in EVAL_SETS:
         raise ValueError(f"eval_set must be one of {EVAL_SETS}, not {eval_set!r}")
-    register_tables(con, lake, temp=True)
     try:
         con.execute(f"create temp view candidates as {_source_sql(pairs)}")
         columns = {c[0] for c in con.execute("describe candidates").fetchall()}
@@ -138,7 +138,7 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
 
     start = time.perf_counter()
     rm_models.check_name(name)
-    con = duckdb.connect()
+    con = stage_connection(lake)  # bounded memory, spills under the lake
     try:
         kind, skipped = prepare_sets(con, lake, pairs, eval_set, holdout_fraction, config.seed)
         train_digest, eval_digest = _digest(con, "train_set"), _digest(con, "eval_set")

@@ -123,3 +123,22 @@ def test_a_killed_run_resumes_from_its_checkpoint(uninterrupted, toy_files, tiny
     assert metrics["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-4)
     assert metrics["best"]["loss"] == pytest.approx(reference["best"]["loss"], rel=1e-4)
     assert metrics["best"]["step"] == reference["best"]["step"]
+
+
+def test_a_causal_lm_trains_on_its_chat_template(toy_files, tiny_model, tmp_path):
+    """A Llama backbone (the tiny local test LLM) gets a reward head and its chat template."""
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "llama-rm"
+    _train(LaunchConfig(accelerator=CPU), [
+        "--train", str(toy_files / "train.parquet"), "--eval", str(toy_files / "eval.parquet"), "--out", str(out),
+        "--backbone", str(tiny_model), "--max_length", "256", "--learning_rate", "1e-3", "--global_batch_size", "16",
+        "--micro_batch_size", "8", "--max_steps", "6", "--eval_every", "3", "--save_every", "3", "--log_every", "3"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["input_format"] == "chat_template"
+    assert all(np.isfinite(e["loss"]) for e in _events(out, "train"))
+    model = AutoModelForSequenceClassification.from_pretrained(out / "best")
+    assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.pad_token_id is not None
+    pairs = pq.read_table(toy_files / "eval.parquet").to_pydict()
+    rc, rr, _ = Scorer(out / "best").score(pairs["conversation"], pairs["chosen"], pairs["rejected"])
+    assert np.mean(rc > rr) == pytest.approx(metrics["best"]["accuracy"])
