@@ -22,7 +22,7 @@ class FilterConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="filtered", partitions_def=pool_shards, deps=["silver_pairs", "silver_labels"],
+    group_name="filtered", partitions_def=pool_shards, deps=["silver_pairs", "silver_labels", "rm_predictions"],
     kinds={"duckdb", "parquet"},
     description="Every pool pair of the shard kept, flipped or dropped, with the reason and the evidence "
                 "(p_best, p_gold, the judges' verdict).",

@@ -2,16 +2,14 @@
 
 import dagster as dg
 
-from assets import attributes, embeddings, filtered, gold, judging, raw, silver
+from assets import attributes, embeddings, filtered, gold, judging, models, raw, silver
 from dagster_project.checks import all_checks
-from dagster_project.resources import (AnnotatorResource, EmbedderResource, JudgesResource, LakeResource,
-                                       QualityResource, SourcesResource)
+from dagster_project.resources import default_resources
 from dagster_project.sensors import gold_pairs_on_new_labels
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([raw, silver, attributes, embeddings, judging, gold, filtered]),
+    assets=dg.load_assets_from_modules([raw, silver, attributes, embeddings, judging, gold, models, filtered]),
     asset_checks=all_checks(),
     sensors=[gold_pairs_on_new_labels],
-    resources={"lake": LakeResource(), "sources": SourcesResource(), "quality": QualityResource(),
-               "annotator": AnnotatorResource(), "embedder": EmbedderResource(), "judges": JudgesResource()},
+    resources=default_resources(),
 )

@@ -36,3 +36,13 @@ def _as_text(column: str, dtype) -> pl.Expr:
 
 def _cell(value) -> str:
     return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def records_table(records: list[dict], columns: list[str], digits: int = 4) -> dg.MetadataValue:
+    """Rows of dicts as a Markdown table, floats rounded."""
+    if not records:
+        return dg.MetadataValue.md("_none_")
+    fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else _cell(v)  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in records]
+    return dg.MetadataValue.md("\n".join(lines))

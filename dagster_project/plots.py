@@ -38,3 +38,20 @@ def retention_bars(rows: list[tuple], title: str) -> dg.MetadataValue:
     ax.set_title(title)
     ax.legend(loc="lower right")
     return figure_md(fig, title)
+
+
+def line_plot(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str) -> dg.MetadataValue:
+    """Lines of (x, y) points per label, e.g. a loss curve or accuracy per checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, marker="o" if len(x) <= 30 else None, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    return figure_md(fig, title)

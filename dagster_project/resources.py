@@ -114,3 +114,47 @@ class EmbedderResource(dg.ConfigurableResource):
         from models.embedder import Embedder, EmbedderConfig
 
         return Embedder(EmbedderConfig(model=self.model, batch_size=self.batch_size))
+
+
+class TrainerResource(dg.ConfigurableResource):
+    """Reward-model training: the settings file and how the DeepSpeed script is launched."""
+
+    config_file: str | None = Field(default=None, description="Training settings (YAML); default "
+                                                              "models/config/reward_model.yaml.")
+    launcher: str = Field(default="python", description="python (one process) | deepspeed | torchrun.")
+    processes: int = Field(default=1, description="Data-parallel processes (GPUs, or CPU processes).")
+    accelerator: str = Field(default="auto", description="auto | cpu | cuda.")
+
+    def train_config(self, **overrides):
+        from models.train_config import load_config
+
+        return load_config(self.config_file, **overrides)
+
+    def launch(self):
+        from models.launch import LaunchConfig
+
+        return LaunchConfig(launcher=self.launcher, processes=self.processes, accelerator=self.accelerator)
+
+
+class ScorerResource(dg.ConfigurableResource):
+    """Reward-model scoring: batch sizes, chunking and device."""
+
+    max_tokens: int = Field(default=8192, description="Padded tokens per scoring batch (rows x longest row).")
+    max_batch: int = Field(default=64, description="Rows per scoring batch at most.")
+    chunk_pairs: int = Field(default=2048, description="Pairs read from DuckDB and length-bucketed at a time.")
+    device: str | None = Field(default=None, description="cpu | cuda; default cuda when available.")
+    threads: int | None = Field(default=None, description="Torch threads on the CPU; default torch's choice.")
+
+    def make(self, model_dir):
+        from models.scorer import Scorer, ScorerConfig
+
+        return Scorer(model_dir, ScorerConfig(max_tokens=self.max_tokens, max_batch=self.max_batch,
+                                              device=self.device, threads=self.threads))
+
+
+def default_resources(root: str | None = None, sources_file: str | None = None, **overrides) -> dict:
+    """Every resource the definitions need (the lake at `root`, default $SYNPREF_LAKE or ./lake)."""
+    return {"lake": LakeResource(root=root), "sources": SourcesResource(path=sources_file),
+            "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource(),
+            "judges": JudgesResource(), "trainer": TrainerResource(), "scorer": ScorerResource(),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(), **overrides}

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import sql as sql_files
 from synpref.duck import DuckSettings, stage_connection
 from synpref.lake import Lake, atomic_path
+from synpref.rm_predictions import current_scores_sql
 from synpref.shards import N_SHARDS, shard_key, shard_sql
 
 TABLE = "filtered_pairs"
@@ -98,8 +99,9 @@ def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings
     in_shard = f"{shard_sql(n_shards)} = {int(shard)}"
     con.execute(f"create temp table pool as select pair_id, source from silver_pairs where {in_shard}")
     for view, model in (("best_scores", settings.best_model), ("gold_scores", settings.gold_model)):
+        scores, params = current_scores_sql(con, lake, model)  # the model's current version, on the pool
         con.execute(f"create temp table {view} as select pair_id, any_value(p_chosen) as p_chosen "
-                    f"from rm_predictions where model = $model and {in_shard} group by pair_id", {"model": model})
+                    f"from ({scores}) where {in_shard} group by pair_id", params)
         (missing, example) = con.execute(f"select count(*), any_value(pair_id) from pool "
                                          f"anti join {view} using (pair_id)").fetchone()
         if missing:

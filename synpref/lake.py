@@ -31,6 +31,7 @@ TABLE_LAYERS: dict[str, str] = {
     "human_labels": "gold",
     "gold_pairs": "gold",
     "rm_predictions": "models",
+    "rm_eval": "models",
     "filtered_pairs": "filtered",
     "curated_export": "filtered",
 }

@@ -109,3 +109,32 @@ HUMAN_LABELS = pa.schema([
     ("source", pa.string()),  # web | import:<mapping> | what append_labels was told
     ("recorded_at", pa.timestamp("us", tz="UTC")),  # when the row entered the lake
 ])
+
+# A reward model's scores of pairs: one Parquet part per (model, version, pairs table, shard).
+RM_PREDICTIONS = pa.schema([
+    ("pair_id", pa.string()),
+    ("pairs_table", pa.string()),  # the table the pairs were read from (silver_pairs, gold_pairs, holdout...)
+    ("model", pa.string()),
+    ("model_version", pa.string()),
+    ("reward_chosen", pa.float64()),
+    ("reward_rejected", pa.float64()),
+    ("p_chosen", pa.float64()),  # sigmoid(reward_chosen - reward_rejected)
+    ("scored_at", pa.timestamp("us", tz="UTC")),
+])
+
+# A reward model's accuracy on its evaluation pairs, overall and by group (one part per model version).
+RM_EVAL = pa.schema([
+    ("model", pa.string()),
+    ("model_version", pa.string()),
+    ("eval_set", pa.string()),  # gold | holdout
+    ("breakdown", pa.string()),  # overall | source | task_category | objectivity | confidence_bin | checkpoint
+    ("group_value", pa.string()),
+    ("pairs", pa.int64()),
+    ("accuracy", pa.float64()),
+    ("mean_margin", pa.float64()),  # reward_chosen - reward_rejected
+    ("mean_p_chosen", pa.float64()),
+    ("mean_confidence", pa.float64()),  # max(p_chosen, 1 - p_chosen)
+    ("brier", pa.float64()),  # mean (1 - p_chosen)^2
+    ("ece", pa.float64()),  # expected calibration error over 5 confidence bins
+    ("evaluated_at", pa.timestamp("us", tz="UTC")),
+])

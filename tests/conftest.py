@@ -109,12 +109,9 @@ def lake_stages():
 
 def dagster_resources(lake: Lake, sources_file, **overrides) -> dict:
     """Every resource the definitions need, pointed at a test lake."""
-    from dagster_project.resources import (AnnotatorResource, EmbedderResource, JudgesResource, LakeResource,
-                                           QualityResource, SourcesResource)
+    from dagster_project.resources import default_resources
 
-    return {"lake": LakeResource(root=str(lake.root)), "sources": SourcesResource(path=str(sources_file)),
-            "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource(),
-            "judges": JudgesResource(), **overrides}
+    return default_resources(str(lake.root), str(sources_file), **overrides)
 
 
 # ---------------------------------------------------------------- the tiny LLM, in-process and served
@@ -188,3 +185,54 @@ def served_model(tiny_model, tmp_path_factory):
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         _stop(server)
+
+
+# ---------------------------------------------------------------- reward models
+
+TOY_TOPICS = ["bread", "math", "poems", "lists", "france", "travel", "music", "sleep"]
+
+
+def toy_preference_records(n: int, seed: int = 0) -> list[dict]:
+    """Pairs with a learnable signal: the chosen response is a helpful answer, the rejected one
+    a refusal; both share random filler of random length (so lengths vary as in real data)."""
+    import random
+
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        topic = rng.choice(TOY_TOPICS)
+        filler = " ".join(rng.choice(TOY_TOPICS) for _ in range(rng.randint(1, 40)))
+        records.append({"prompt": f"Tell me about {topic}, please ({seed}-{i}).",
+                        "chosen": f"Sure, here is a helpful answer about {topic}. {filler}",
+                        "rejected": f"No. Go away. {filler}"})
+    return records
+
+
+def toy_pairs_table(n: int, seed: int = 0):
+    """toy_preference_records as training pairs (pair_id, conversation, chosen, rejected, source)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([
+        {"pair_id": f"{seed:02d}{i:06d}" + "0" * 24, "conversation": [{"role": "user", "content": r["prompt"]}],
+         "chosen": r["chosen"], "rejected": r["rejected"], "source": "toy-a" if i % 3 else "toy-b"}
+        for i, r in enumerate(toy_preference_records(n, seed))])
+
+
+# Settings that make the tiny encoder learn the toy signal in a few seconds.
+TINY_RM_SETTINGS = {"max_length": 128, "learning_rate": 1e-3, "global_batch_size": 16, "micro_batch_size": 8,
+                    "epochs": 4, "save_every": 10, "eval_every": 10, "log_every": 4, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    from models.tiny_rm import make_tiny_encoder
+
+    return make_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_config_file(tiny_encoder, tmp_path_factory) -> Path:
+    """A training settings file for the tiny encoder (what TrainerResource / --config read)."""
+    path = tmp_path_factory.mktemp("config") / "tiny_rm.yaml"
+    path.write_text(yaml.safe_dump({"backbone": str(tiny_encoder), **TINY_RM_SETTINGS}))
+    return path

@@ -48,7 +48,8 @@ def test_assets_are_grouped_by_layer():
                       "silver_pairs": "silver", "silver_quarantine": "silver", "pair_attributes": "silver",
                       "pair_embeddings": "silver", "judge_queue": "silver", "judge_votes": "silver",
                       "silver_labels": "silver", "annotation_queue": "gold", "human_labels": "gold",
-                      "gold_pairs": "gold", "filtered_pairs": "filtered", "curated_export": "filtered"}
+                      "gold_pairs": "gold", "filtered_pairs": "filtered", "curated_export": "filtered",
+                      "reward_model": "models", "rm_eval": "models", "rm_predictions": "models"}
 
 
 def test_materialize_everything_with_metadata_and_views(lake, tmp_path):

@@ -1,0 +1,189 @@
+"""rm_predictions: a reward model's scores of pairs, one pool shard at a time.
+
+A shard's pairs are streamed from DuckDB in chunks (never the whole pool), scored in
+length-bucketed batches, and written through one Parquet writer to a temporary file that is
+renamed into place when the shard is complete and its rows reconcile with the shard's pairs:
+one part per (model, version, pairs table, shard). A shard whose part exists is skipped, so a
+rerun, or a run killed half-way, scores only the shards still missing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synpref import schemas
+from synpref.duck import DuckSettings, stage_connection
+from synpref.lake import TABLE_LAYERS, Lake, atomic_path
+from synpref.rm_models import ModelRef
+from synpref.shards import N_SHARDS, shard_key, shard_sql
+
+TABLE = "rm_predictions"
+PAIR_COLUMNS = ["pair_id", "conversation", "chosen", "rejected"]
+
+
+@dataclass
+class ShardSummary:
+    shard: int
+    pairs_table: str
+    rows: int
+    skipped: bool  # the part was there already
+    path: Path
+    seconds: float = 0.0
+    tokens: int = 0
+    padding_share: float = 0.0
+
+
+def part_path(lake: Lake, ref: ModelRef, pairs_table: str, label: str) -> Path:
+    return lake.table_dir(TABLE) / f"{ref.name}--{ref.version}--{pairs_table}--{label}.parquet"
+
+
+def prediction_rows(ref: ModelRef, pairs_table: str, pair_ids: list[str], reward_chosen: np.ndarray,
+                    reward_rejected: np.ndarray, p_chosen: np.ndarray) -> pa.Table:
+    n = len(pair_ids)
+    return pa.table({
+        "pair_id": pa.array(pair_ids, pa.string()),
+        "pairs_table": pa.array([pairs_table] * n, pa.string()),
+        "model": pa.array([ref.name] * n, pa.string()),
+        "model_version": pa.array([ref.version] * n, pa.string()),
+        "reward_chosen": pa.array(reward_chosen, pa.float64()),
+        "reward_rejected": pa.array(reward_rejected, pa.float64()),
+        "p_chosen": pa.array(p_chosen, pa.float64()),
+        "scored_at": pa.array([datetime.now(timezone.utc)] * n, schemas.RM_PREDICTIONS.field("scored_at").type),
+    }, schema=schemas.RM_PREDICTIONS)
+
+
+def write_scored(path: Path, chunks: Iterable[dict], scorer, to_rows: Callable[..., pa.Table],
+                 expected: int | None = None, log: Callable[[str], None] = lambda msg: None) -> int:
+    """Score chunks of pairs (dicts of column lists) into one Parquet file, written under a
+    temporary name and renamed only when every pair is in it (and as many as expected)."""
+    written = 0
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, to_rows([], np.empty(0), np.empty(0), np.empty(0)).schema,
+                              compression="zstd") as writer:
+            for chunk in chunks:
+                scores = scorer.score(chunk["conversation"], chunk["chosen"], chunk["rejected"])
+                writer.write_table(to_rows(chunk["pair_id"], *scores))
+                written += len(chunk["pair_id"])
+                log(f"{path.name}: {written:,} pairs scored")
+        if expected is not None and written != expected:
+            raise RuntimeError(f"{path.name}: {written} pairs scored, but the input holds {expected}")
+    return written
+
+
+def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> Iterator[dict]:
+    """The rows of a query as dicts of column lists, chunk_pairs rows at a time."""
+    for batch in con.sql(sql).to_arrow_reader(chunk_pairs):
+        if batch.num_rows:
+            yield batch.to_pydict()
+
+
+def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
+                chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None) -> ShardSummary:
+    """Score one shard of a pairs table with the model, unless that part exists already."""
+    if pairs_table not in TABLE_LAYERS or not lake.has_table(pairs_table):
+        raise ValueError(f"no lake table {pairs_table!r} to score")
+    if not 0 <= shard < N_SHARDS:
+        raise ValueError(f"shard {shard} is not one of the {N_SHARDS} shards")
+    path = part_path(lake, ref, pairs_table, shard_key(shard))
+    if path.exists():
+        return ShardSummary(shard, pairs_table, pq.read_metadata(path).num_rows, True, path)
+    start = time.perf_counter()
+    con = stage_connection(lake, DuckSettings())
+    try:
+        where = f"where {shard_sql()} = {int(shard)}"
+        ((expected,),) = con.execute(f"select count(*) from {pairs_table} {where}").fetchall()
+        scorer = make_scorer() if expected else None  # an empty shard still gets its (empty) part
+        before = (scorer.stats.tokens, scorer.stats.padded_tokens) if scorer else (0, 0)
+        rows = write_scored(path, stream_pairs(con, f"select {', '.join(PAIR_COLUMNS)} from {pairs_table} {where}",
+                                               chunk_pairs),
+                            scorer, lambda *a: prediction_rows(ref, pairs_table, *a), expected, log)
+    finally:
+        con.close()
+    tokens, padded = ((scorer.stats.tokens - before[0], scorer.stats.padded_tokens - before[1]) if scorer
+                      else (0, 0))
+    return ShardSummary(shard, pairs_table, rows, False, path, round(time.perf_counter() - start, 3), tokens,
+                        1 - tokens / padded if padded else 0.0)
+
+
+def write_predictions(lake: Lake, ref: ModelRef, pairs_table: str, label: str, pair_ids: list[str],
+                      scores: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Path:
+    """Scores held in memory (a small set, such as the evaluation pairs) as one part."""
+    path = part_path(lake, ref, pairs_table, label)
+    with atomic_path(path) as tmp:
+        pq.write_table(prediction_rows(ref, pairs_table, pair_ids, *scores), tmp, compression="zstd")
+    return path
+
+
+def scored_shards(lake: Lake, ref: ModelRef, pairs_table: str = "silver_pairs") -> list[int]:
+    """The shards of pairs_table the model has scored."""
+    return [s for s in range(N_SHARDS) if part_path(lake, ref, pairs_table, shard_key(s)).exists()]
+
+
+FILE_READERS = {".parquet": "read_parquet", ".jsonl": "read_json_auto", ".json": "read_json_auto",
+                ".gz": "read_json_auto"}
+
+
+def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chunk_pairs: int = 2048,
+               log: Callable[[str], None] = lambda msg: None) -> int:
+    """Score a pairs file (Parquet, JSONL or JSON: chosen, rejected, and conversation or prompt;
+    pair_id if it has one, else its row number) into an rm_predictions-shaped Parquet file."""
+    path = Path(path)
+    reader = FILE_READERS.get(path.suffix.lower())
+    if reader is None or not path.is_file():
+        raise ValueError(f"{path}: not a Parquet, JSONL or JSON file of pairs")
+    con = duckdb.connect()
+    try:
+        con.execute(f"create view pairs_file as select * from {reader}('{str(path).replace(chr(39), chr(39) * 2)}')")
+        columns = {c[0] for c in con.execute("describe pairs_file").fetchall()}
+        if "conversation" in columns:
+            conversation = "conversation"
+        elif "prompt" in columns:
+            conversation = "[{'role': 'user', 'content': prompt}]"
+        else:
+            raise ValueError(f"{path}: pairs need a conversation (list of role/content) or a prompt column")
+        missing = {"chosen", "rejected"} - columns
+        if missing:
+            raise ValueError(f"{path}: pairs need columns {sorted(missing)}")
+        ((rows, incomplete),) = con.execute(
+            f"select count(*), count(*) filter (where chosen is null or rejected is null or {conversation} is null) "
+            f"from pairs_file").fetchall()
+        if incomplete:
+            raise ValueError(f"{path}: {incomplete} of {rows} pairs lack chosen, rejected or the conversation")
+        pair_id = "pair_id::varchar" if "pair_id" in columns else "'row-' || (row_number() over ())::varchar"
+        sql = f"select {pair_id} as pair_id, {conversation} as conversation, chosen, rejected from pairs_file"
+        scorer = make_scorer()
+        return write_scored(Path(out), stream_pairs(con, sql, chunk_pairs), scorer,
+                            lambda *a: prediction_rows(ref, path.name, *a), rows, log)
+    finally:
+        con.close()
+
+
+def current_scores_sql(con: duckdb.DuckDBPyConnection, lake: Lake, model: str,
+                       pairs_table: str = "silver_pairs") -> tuple[str, dict]:
+    """A SELECT (and its parameters) of the rm_predictions rows on `pairs_table` of the model's
+    current version: the one `rm_models.resolve` picks for a model trained in this lake, else
+    every row of that model name (scores made elsewhere and written in, without versions)."""
+    from synpref import rm_models
+
+    columns = {c[0] for c in con.execute(f"describe {TABLE}").fetchall()}
+    where, params = ["model = $model"], {"model": model}
+    if "pairs_table" in columns:
+        where.append("coalesce(pairs_table, $pairs_table) = $pairs_table")
+        params["pairs_table"] = pairs_table
+    try:
+        version = rm_models.resolve(lake, model).version
+    except (LookupError, ValueError):
+        version = None
+    if version and "model_version" in columns:
+        where.append("model_version = $version")
+        params["version"] = version
+    return f"select * from {TABLE} where {' and '.join(where)}", params

@@ -1,0 +1,144 @@
+"""Real DeepSpeed on the CPU: the tiny encoder learns a toy preference signal in one process
+and in two processes through the DeepSpeed launcher, and a run killed after a checkpoint
+resumes from it and ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import TINY_RM_SETTINGS, toy_pairs_table
+from models.launch import LaunchConfig, run_streamed, training_command, training_env
+from models.scorer import Scorer
+
+pytestmark = pytest.mark.slow
+CPU = "cpu"
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    pq.write_table(toy_pairs_table(256, seed=1), folder / "train.parquet")
+    pq.write_table(toy_pairs_table(48, seed=2), folder / "eval.parquet")
+    return folder
+
+
+def _args(toy_files, out, tiny_rm_config_file) -> list[str]:
+    return ["--train", str(toy_files / "train.parquet"), "--eval", str(toy_files / "eval.parquet"),
+            "--out", str(out), "--config", str(tiny_rm_config_file)]
+
+
+def _train(launch: LaunchConfig, args: list[str]) -> list[str]:
+    lines: list[str] = []
+    run_streamed(training_command(launch, args), training_env(launch), lines.append)
+    return lines
+
+
+def _events(out, kind: str) -> list[dict]:
+    return [e for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if e["event"] == kind]
+
+
+def _assert_learned(out, world_size: int):
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["world_size"] == world_size
+    assert metrics["steps"] == 4 * (256 // TINY_RM_SETTINGS["global_batch_size"])  # 4 epochs
+    losses = [e["loss"] for e in _events(out, "train")]
+    assert losses[0] > 0.6 and losses[-1] < 0.5 * losses[0], losses  # the loss falls on the signal
+    assert metrics["best"]["accuracy"] >= 0.9
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(toy_files, tiny_rm_config_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "one-process"
+    _train(LaunchConfig(accelerator=CPU), _args(toy_files, out, tiny_rm_config_file))
+    return out
+
+
+def test_one_process_learns_and_keeps_its_best_checkpoint(uninterrupted, toy_files):
+    from transformers import AutoModelForSequenceClassification
+
+    metrics = _assert_learned(uninterrupted, world_size=1)
+    assert metrics["accumulation_steps"] == 2 and metrics["precision"] == "fp32"
+    # best/ is a plain transformers folder: it loads and scores the eval pairs as training saw it
+    model = AutoModelForSequenceClassification.from_pretrained(uninterrupted / "best")
+    assert model.config.num_labels == 1
+    evals = {e["step"]: e for e in _events(uninterrupted, "eval")}
+    best_step = max(evals, key=lambda s: (evals[s]["accuracy"], -evals[s]["loss"]))
+    assert metrics["best"]["step"] == best_step and (uninterrupted / "best").resolve().name == f"step-{best_step:06d}"
+    pairs = pq.read_table(toy_files / "eval.parquet").to_pydict()
+    rc, rr, _ = Scorer(uninterrupted / "best").score(pairs["conversation"], pairs["chosen"], pairs["rejected"])
+    assert np.mean(rc > rr) == pytest.approx(metrics["best"]["accuracy"])
+    assert float(np.mean(np.logaddexp(0, rr - rc))) == pytest.approx(metrics["best"]["loss"], abs=1e-5)
+    # checkpoints: DeepSpeed's, the last `keep_checkpoints` of them
+    tags = sorted(p.name for p in (uninterrupted / "checkpoints").glob("step-*"))
+    assert tags == ["step-000060", "step-000064"]
+    assert (uninterrupted / "checkpoints" / "latest").read_text().strip() == "step-000064"
+
+
+def test_two_processes_through_the_deepspeed_launcher(toy_files, tiny_rm_config_file, tmp_path):
+    out = tmp_path / "two-processes"
+    lines = _train(LaunchConfig(launcher="deepspeed", processes=2, accelerator=CPU),
+                   _args(toy_files, out, tiny_rm_config_file))
+    metrics = _assert_learned(out, world_size=2)
+    assert metrics["accumulation_steps"] == 1  # 16 pairs a step = 2 processes x 8 pairs
+    assert sum("exits successfully" in line for line in lines) == 2  # the launcher's two ranks
+    assert _events(out, "start")[0]["world_size"] == 2
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(uninterrupted, toy_files, tiny_rm_config_file, tmp_path):
+    out = tmp_path / "killed"
+    launch = LaunchConfig(accelerator=CPU)
+    args = _args(toy_files, out, tiny_rm_config_file)
+    with (tmp_path / "first.log").open("w") as log:
+        first = subprocess.Popen(training_command(launch, args), env={**os.environ, **training_env(launch)},
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    latest = out / "checkpoints" / "latest"
+    deadline = time.monotonic() + 120
+    while not (latest.exists() and latest.read_text().strip() == "step-000010"):
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint at step 10"
+        time.sleep(0.01)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+
+    lines = _train(launch, args)
+    assert any(line.startswith("resumed from step 10:") for line in lines)
+    starts = _events(out, "start")
+    assert [s["resumed_from"] for s in starts] == [0, 10]
+    resumed_steps = [e["step"] for e in _events(out, "train") if e["time"] > starts[1]["time"]]
+    assert resumed_steps[0] > 10  # nothing before the checkpoint was trained again
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from"] == 10 and metrics["status"] == "complete"
+    # same data order, optimizer and schedule state: it ends where the uninterrupted run ended
+    reference = json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-4)
+    assert metrics["best"]["loss"] == pytest.approx(reference["best"]["loss"], rel=1e-4)
+    assert metrics["best"]["step"] == reference["best"]["step"]
+
+
+def test_a_causal_lm_trains_on_its_chat_template(toy_files, tiny_model, tmp_path):
+    """A Llama backbone (the tiny local test LLM) gets a reward head and its chat template."""
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "llama-rm"
+    _train(LaunchConfig(accelerator=CPU), [
+        "--train", str(toy_files / "train.parquet"), "--eval", str(toy_files / "eval.parquet"), "--out", str(out),
+        "--backbone", str(tiny_model), "--max_length", "256", "--learning_rate", "1e-3", "--global_batch_size", "16",
+        "--micro_batch_size", "8", "--max_steps", "6", "--eval_every", "3", "--save_every", "3", "--log_every", "3"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["input_format"] == "chat_template"
+    assert all(np.isfinite(e["loss"]) for e in _events(out, "train"))
+    model = AutoModelForSequenceClassification.from_pretrained(out / "best")
+    assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.pad_token_id is not None
+    pairs = pq.read_table(toy_files / "eval.parquet").to_pydict()
+    rc, rr, _ = Scorer(out / "best").score(pairs["conversation"], pairs["chosen"], pairs["rejected"])
+    assert np.mean(rc > rr) == pytest.approx(metrics["best"]["accuracy"])
