@@ -51,14 +51,20 @@ def _eval_pairs_sql(lake: Lake, ref: ModelRef) -> tuple[str, str]:
     kind = ref.spec.get("eval_set", "gold")
     frozen = ref.version_dir / "data" / "eval.parquet" if ref.version_dir else None
     if kind == "gold" and lake.has_table(GOLD):
-        con = duckdb.connect()
-        register_tables(con, lake, temp=True)
-        has_source = "source" in {c[0] for c in con.execute(f"describe {GOLD}").fetchall()}
-        con.close()
         trained = ref.version_dir / "data" / "train.parquet" if ref.version_dir else None
         anti = f"anti join read_parquet('{trained}') as t using (pair_id)" if trained and trained.exists() else ""
-        return "gold", (f"select g.pair_id, g.conversation, g.chosen, g.rejected, "
-                        f"{'g.source' if has_source else 'null::varchar as source'} from {GOLD} as g {anti}")
+        con = duckdb.connect()
+        try:
+            register_tables(con, lake, temp=True)
+            has_source = "source" in {c[0] for c in con.execute(f"describe {GOLD}").fetchall()}
+            gold = (f"select g.pair_id, g.conversation, g.chosen, g.rejected, "
+                    f"{'g.source' if has_source else 'null::varchar as source'} from {GOLD} as g {anti}")
+            (rows,) = con.execute(f"select count(*) from ({gold})").fetchone()
+        finally:
+            con.close()
+        if rows or frozen is None or not frozen.exists():
+            return "gold", gold
+        # every gold pair was trained on (or gold was emptied): the set the model was selected on
     if frozen is None or not frozen.exists():
         raise ValueError(f"no evaluation pairs for {ref.name}: the lake has no gold_pairs and the model no held-out set")
     return kind, f"select pair_id, conversation, chosen, rejected, source from read_parquet('{frozen}')"

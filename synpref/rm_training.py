@@ -101,9 +101,9 @@ def prepare_sets(con: duckdb.DuckDBPyConnection, lake: Lake, pairs: str | Path, 
     (invalid,) = con.execute("select (select count(*) from candidates) - (select count(*) from usable)").fetchone()
     if invalid:
         skipped["missing_or_empty_field"] = int(invalid)
-    use_gold = eval_set == "gold" or (eval_set == "auto" and lake.has_table(GOLD))
-    if use_gold:
-        if not lake.has_table(GOLD):
+    gold_rows = con.execute(f"select count(*) from {GOLD}").fetchone()[0] if lake.has_table(GOLD) else 0
+    if eval_set == "gold" or (eval_set == "auto" and gold_rows):
+        if not gold_rows:
             raise ValueError("eval_set 'gold' asked for, but the lake has no gold_pairs")
         gold_source = "source" if "source" in {c[0] for c in con.execute(f"describe {GOLD}").fetchall()} \
             else "null::varchar as source"

@@ -115,8 +115,8 @@ def test_other_settings_make_a_new_version_and_a_failed_run_is_no_model(lake_cop
 
 
 def test_without_gold_a_seeded_share_is_held_out(lake_copy, tiny_rm_config_file):
-    for table in ("gold_pairs",):
-        shutil.rmtree(lake_copy.table_dir(table))
+    gold = lake_copy.table_files("gold_pairs")[0]
+    pq.write_table(pq.read_table(gold).slice(0, 0), gold)  # an empty gold_pairs counts as none
     held = {}
     for seed in (0, 0, 1):
         name = f"holdout-{seed}-{len(held)}"
