@@ -165,25 +165,3 @@ def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chun
                             lambda *a: prediction_rows(ref, path.name, *a), rows, log)
     finally:
         con.close()
-
-
-def current_scores_sql(con: duckdb.DuckDBPyConnection, lake: Lake, model: str,
-                       pairs_table: str = "silver_pairs") -> tuple[str, dict]:
-    """A SELECT (and its parameters) of the rm_predictions rows on `pairs_table` of the model's
-    current version: the one `rm_models.resolve` picks for a model trained in this lake, else
-    every row of that model name (scores made elsewhere and written in, without versions)."""
-    from synpref import rm_models
-
-    columns = {c[0] for c in con.execute(f"describe {TABLE}").fetchall()}
-    where, params = ["model = $model"], {"model": model}
-    if "pairs_table" in columns:
-        where.append("coalesce(pairs_table, $pairs_table) = $pairs_table")
-        params["pairs_table"] = pairs_table
-    try:
-        version = rm_models.resolve(lake, model).version
-    except (LookupError, ValueError):
-        version = None
-    if version and "model_version" in columns:
-        where.append("model_version = $version")
-        params["version"] = version
-    return f"select * from {TABLE} where {' and '.join(where)}", params
