@@ -18,6 +18,7 @@ from synpref.rm_training import train_reward_model
 class RoundModelConfig(dg.Config):
     max_steps: int | None = Field(default=None, description="Override: stop training after this many steps.")
     epochs: int | None = Field(default=None, description="Override: epochs over the silver pairs.")
+    max_length: int | None = Field(default=None, description="Override: tokens per sequence.")
 
 
 def _pipes_runner(context, client: dg.PipesSubprocessClient):
@@ -41,7 +42,7 @@ def round_reward_model(context: dg.AssetExecutionContext, config: RoundModelConf
     if not stage1.gold_count(the_lake):
         raise dg.Failure(description="no gold pairs yet: humans label the seed set first "
                                      "(`synpref round` queues it; label it on the annotation page)")
-    train_config = trainer.train_config(max_steps=config.max_steps, epochs=config.epochs)
+    train_config = trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length)
     try:
         summary = train_reward_model(the_lake, key, stage1.silver_training_sql(the_lake), train_config,
                                      eval_set="gold", launch=trainer.launch(),
@@ -112,7 +113,7 @@ def stage1_rounds_summary(context: dg.AssetExecutionContext, lake: LakeResource)
         "dagster/row_count": len(history),
         "rounds": records_table(history, ["round", "gold_accuracy", "gold_pairs_before", "gold_pairs_after",
                                           "wrong_or_unsure", "retrieved", "to_humans", "to_judges",
-                                          "human_judge_agreement", "simulated_humans"]),
+                                          "human_agreement", "human_judge_agreement", "simulated_humans"]),
         "gold_accuracy_by_round": line_plot({"gold accuracy": (x, [r["gold_accuracy"] for r in history])},
                                             "round", "accuracy on gold", "round RM accuracy on gold"),
         "sizes_by_round": line_plot({"gold pairs": (x, [r["gold_pairs_after"] for r in history]),

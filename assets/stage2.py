@@ -23,13 +23,18 @@ GOLD_RM = "gold"
 
 
 class GoldModelConfig(dg.Config):
+    init_from_best_round: bool = Field(default=True, description="Start from the round RM best on gold rather "
+                                                                 "than the bare backbone: a small gold set alone "
+                                                                 "trains little more than a coin.")
     holdout_fraction: float = Field(default=0.2, description="Share of the gold pairs held out to pick the checkpoint.")
     max_steps: int | None = Field(default=None, description="Override: stop training after this many steps.")
     epochs: int | None = Field(default=None, description="Override: epochs over the gold pairs.")
+    max_length: int | None = Field(default=None, description="Override: tokens per sequence.")
 
 
 @dg.asset(
-    group_name="stage2", deps=["gold_pairs"], kinds={"deepspeed", "pytorch"},
+    group_name="stage2", kinds={"deepspeed", "pytorch"},
+    deps=["gold_pairs", dg.AssetDep("round_reward_model", partition_mapping=dg.AllPartitionMapping())],
     description="The gold RM: trained on every human-verified pair (a held-out share picks the checkpoint).",
 )
 def gold_reward_model(context: dg.AssetExecutionContext, config: GoldModelConfig, lake: LakeResource,
@@ -44,9 +49,13 @@ def gold_reward_model(context: dg.AssetExecutionContext, config: GoldModelConfig
         pipes_subprocess_client.run(command=command, context=context, env=env)
 
     try:
+        start = _models(the_lake, with_gold=False)[0].path if config.init_from_best_round else None
+        if start:
+            context.log.info(f"gold RM starts from the best round RM: {start}")
         summary = train_reward_model(
             the_lake, GOLD_RM, "select pair_id, conversation, chosen, rejected, source from gold_pairs",
-            trainer.train_config(max_steps=config.max_steps, epochs=config.epochs), eval_set="holdout",
+            trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length,
+                                 backbone=str(start) if start else None), eval_set="holdout",
             holdout_fraction=config.holdout_fraction, launch=trainer.launch(), run=run, log=context.log.info)
         ref = rm_models.resolve(the_lake, GOLD_RM, summary.version)
         evaluation = evaluate_reward_model(the_lake, ref, lambda: scorer.make(ref.path), log=context.log.info)
@@ -69,11 +78,12 @@ def plan_shards(context: dg.OpExecutionContext):
         yield dg.DynamicOutput(parse_shard_key(key), mapping_key=key.replace("-", "_"))
 
 
-def _models(the_lake):
+def _models(the_lake, with_gold: bool = True):
     """Stage 2's two RMs: the round RM with the best gold accuracy, and the gold RM."""
     try:
         best_name, best_version, _ = stage1.best_round_model(the_lake)
-        return rm_models.resolve(the_lake, best_name, best_version), rm_models.resolve(the_lake, GOLD_RM)
+        best = rm_models.resolve(the_lake, best_name, best_version)
+        return best, rm_models.resolve(the_lake, GOLD_RM) if with_gold else None
     except LookupError as e:
         raise dg.Failure(description=str(e)) from e
 
@@ -161,13 +171,16 @@ def pool_judgements(pool_scores):
 class FilterConfig(dg.Config):
     recycle_flipped: bool = Field(default=True, description="Bring back dropped pairs whose flipped label "
                                                             "passes the same rule, flipped.")
+    flip_margin: float = Field(default=FilterSettings.flip_margin, description="Recycle only where p_gold (and "
+                                                                              "p_best, unless the judges flipped "
+                                                                              "it) is below 0.5 - margin.")
     force: bool = Field(default=False, description="Decide shards again even if their inputs are unchanged.")
 
 
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
 def filter_one_shard(context: dg.OpExecutionContext, config: FilterConfig, lake: LakeResource, shard: int) -> dict:
     try:
-        s = filter_shard(lake.lake(), shard, FilterSettings(config.recycle_flipped), duck=lake.duck_settings(),
+        s = filter_shard(lake.lake(), shard, FilterSettings(config.recycle_flipped, config.flip_margin), duck=lake.duck_settings(),
                          force=config.force, log=context.log.info)
     except (ValueError, FileNotFoundError) as e:
         raise dg.Failure(description=str(e)) from e

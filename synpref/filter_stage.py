@@ -4,7 +4,7 @@ The rule (Skywork-Reward-V2): a pool pair is kept only if its original label agr
 gold RM (trained on all human-verified pairs) and with either the current best RM or the LLM
 judges; the judges only see the pairs the best RM gets wrong (p <= 0.5). Human-verified
 pairs keep the humans' label. With recycling, a dropped pair whose flipped label passes the
-same rule comes back flipped. The decisions are ``sql/filtered_pairs.sql``; this module
+same rule by a margin comes back flipped. The decisions are ``sql/filtered_pairs.sql``; this module
 feeds it one shard at a time and writes the shard's part atomically.
 """
 
@@ -26,6 +26,8 @@ STATUSES = ("kept", "flipped", "dropped")
 @dataclass(frozen=True)
 class FilterSettings:
     recycle_flipped: bool = True  # bring back dropped pairs whose flipped label passes the rule
+    # ... by this margin: p_gold (and p_best, unless the judges flipped it) below 0.5 - margin
+    flip_margin: float = 0.2
 
 
 @dataclass
@@ -116,3 +118,4 @@ def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings
         else "select null::varchar as pair_id, null::boolean as flipped where false"
     con.execute(f"create temp view human_verdicts as {human}")
     con.execute(f"set variable recycle_flipped = {'true' if settings.recycle_flipped else 'false'}")
+    con.execute(f"set variable flip_margin = {float(settings.flip_margin)}")

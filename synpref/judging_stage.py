@@ -94,8 +94,8 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
     judge in parallel and rebuild it once, after the last shard)."""
     from models.judge import judge_pairs
 
-    if not lake.has_table(QUEUE):
-        raise ValueError("no judge_queue table: queue pairs first (Stage 1/2, or `synpref judge-queue`)")
+    if not lake.has_table(QUEUE):  # nothing queued yet: nothing to judge, and no labels
+        write_part(lake, QUEUE, schemas.JUDGE_QUEUE.empty_table())
     start = time.perf_counter()
     summary = JudgingSummary(queued=_count(lake, f"select count(distinct pair_id) from {_scan(lake, QUEUE)}"))
     gold = GoldExamples.load(lake)

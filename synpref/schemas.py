@@ -168,6 +168,7 @@ STAGE1_ROUNDS = pa.schema([
     ("judged_agree", pa.int64()),
     ("judged_flipped", pa.int64()),
     ("judged_undecided", pa.int64()),
+    ("human_agreement", pa.float64()),  # the round's gold pairs: mean share of annotators with the majority
     ("human_judge_agreement", pa.float64()),  # on pairs both humans and judges decided; null if none
     ("simulated_humans", pa.bool_()),
     ("finished_at", pa.timestamp("us", tz="UTC")),

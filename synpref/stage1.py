@@ -180,6 +180,11 @@ def record_round(lake: Lake, key: str, ref: ModelRef) -> dict:
     if lake.has_table("silver_labels") and queues.to_judges:
         verdicts = dict(_query(lake, "select verdict, count(*) from silver_labels where pair_id in "
                                      "(select pair_id from judge_queue where origin = $r) group by 1", {"r": key}))
+    human_agreement = None
+    if lake.has_table("gold_pairs"):
+        # how far the round's annotators agreed with the majority on its pairs
+        (human_agreement,), = _query(lake, "select round(avg(agreement), 4) from gold_pairs where pair_id in "
+                                           "(select pair_id from annotation_queue where origin = $r)", {"r": key})
     if lake.has_table("silver_labels") and lake.has_table("gold_pairs"):
         (both, same), = _query(lake, """
             select count(*), count(*) filter (where (l.verdict = 'flipped') = g.flipped)
@@ -190,7 +195,8 @@ def record_round(lake: Lake, key: str, ref: ModelRef) -> dict:
            "queries": queues.queries, "wrong_or_unsure": queues.wrong_or_unsure, "retrieved": queues.retrieved,
            "to_humans": len(queues.to_humans), "to_judges": len(queues.to_judges),
            "judged_agree": verdicts.get("agree", 0), "judged_flipped": verdicts.get("flipped", 0),
-           "judged_undecided": verdicts.get("undecided", 0), "human_judge_agreement": agreement,
+           "judged_undecided": verdicts.get("undecided", 0), "human_agreement": human_agreement,
+           "human_judge_agreement": agreement,
            "simulated_humans": simulated_humans, "finished_at": datetime.now(timezone.utc)}
     with atomic_path(lake.table_dir(ROUNDS) / f"{key}.parquet") as tmp:
         pq.write_table(pa.Table.from_pylist([row], schema=schemas.STAGE1_ROUNDS), tmp)

@@ -24,7 +24,8 @@ SCENARIOS = {
     "undecided": ((0.5, 0.9, "undecided", None), ("dropped", "judges_undecided")),
     "not_judged": ((0.2, 0.9, None, None), ("dropped", "not_judged")),
     "all_flip": ((0.1, 0.2, "flipped", None), ("flipped", "recycled_flipped")),
-    "rms_flip": ((0.3, 0.1, "agree", None), ("flipped", "recycled_flipped")),
+    "rms_flip": ((0.2, 0.1, "agree", None), ("flipped", "recycled_flipped")),
+    "weak_flip": ((0.4, 0.35, None, None), ("dropped", "not_judged")),  # within the margin: not recycled
     "human_kept": ((0.1, 0.1, "flipped", False), ("kept", "human_verified")),
     "human_flipped": ((0.9, 0.9, None, True), ("flipped", "human_verified")),
 }
@@ -149,9 +150,7 @@ def exported_lake(scored_lake):
     return lake
 
 
-# curated_export in one batch: its flipped share is exactly the warning's limit (0.5) overall,
-# and a batch-level mean is judged per batch
-@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 6), ("curated_export", 100, 1)])
+@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 7), ("curated_export", 7, 4)])
 def test_filtered_tables_pass_their_suites(exported_lake, table, batch_rows, batches):
     from synpref.quality import validate_table
 
@@ -171,7 +170,7 @@ VIOLATIONS = [
     ("filtered_pairs", "select * replace (1.5 as p_gold) from {t}",
      "expect_column_values_to_be_between(p_gold)", True),
     ("filtered_pairs", "select * replace ('dropped' as status, 'not_judged' as reason) from {t}",
-     "expect_column_mean_to_be_between(dropped)", False),
+     "expect_column_values_to_be_in_set(dropped)", False),
     ("curated_export", "select * replace (chosen as rejected) from {t}",
      "expect_column_values_to_be_in_set(same_responses)", True),
     ("curated_export", "select * replace ([struct_pack(role := 'user', content := 'x')] as chosen) from {t}",
@@ -179,7 +178,7 @@ VIOLATIONS = [
     ("curated_export", "select * replace ('dropped' as status) from {t}",
      "expect_column_values_to_be_in_set(status)", True),
     ("curated_export", "select * replace ('flipped' as status) from {t}",
-     "expect_column_mean_to_be_between(flipped)", False),
+     "expect_column_values_to_be_in_set(flipped)", False),
 ]
 
 
