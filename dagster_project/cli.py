@@ -81,6 +81,9 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lak
     print_tables(lake)
     print_quarantine(lake)
     print_retention(lake)
+    failed = sorted(f"{a}:{c}" for (a, c), passed in pipeline.CHECKS.items() if not passed)
+    click.echo(f"\ndata-quality checks: {len(pipeline.CHECKS) - len(failed)} of {len(pipeline.CHECKS)} passed "
+               f"in the Dagster runs" + (f"; not passed (warnings): {', '.join(failed)}" if failed else ""))
     synpref = Path(sys.executable).with_name("synpref")
     click.echo(f"""
 Open the Dagster UI on this lake (runs, asset metadata and plots, lineage):

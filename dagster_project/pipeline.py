@@ -32,6 +32,9 @@ ROUND_START = ["human_labels", "gold_pairs", "round_reward_model", "round_queues
 ROUND_FINISH = ["human_labels", "gold_pairs", "judge_votes", "silver_labels", "stage1_rounds_summary"]
 STAGE2_SHARDED = ["pool_scores", "pool_judgements", "filtered_pairs"]
 
+# (asset, check) -> passed, for every check run by run() in this process (the demo's summary)
+CHECKS: dict[tuple[str, str], bool] = {}
+
 
 def run(lake: Lake, assets: list[str], partition_key: str | None = None, ops: dict | None = None,
         tags: dict | None = None) -> bool:
@@ -44,8 +47,9 @@ def run(lake: Lake, assets: list[str], partition_key: str | None = None, ops: di
     failed = [e for e in result.all_events if e.is_step_failure and e.step_failure_data]
     for event in failed:
         click.echo(f"FAILED {event.step_key}: {event.step_failure_data.error.message.strip()}", err=True)
-    blocking = [e for e in result.get_asset_check_evaluations()
-                if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    evaluations = result.get_asset_check_evaluations()
+    CHECKS.update({(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations})
+    blocking = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     for e in blocking:
         click.echo(f"FAILED check {e.asset_key.to_user_string()}:{e.check_name}", err=True)
     return result.success and not blocking

@@ -38,7 +38,9 @@ def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None =
     partitioned = {k for k in selected if graph.get(k).partitions_def is not None}
     runs = [(selected - partitioned, {}, None)] if selected - partitioned else []  # (assets, tags, partition)
     for partitions_def in {graph.get(k).partitions_def for k in partitioned}:
-        keys = partitions_def.get_partition_keys()
+        keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        if not keys:
+            continue  # e.g. no Stage 1 round started yet
         assets = {k for k in partitioned if graph.get(k).partitions_def == partitions_def}
         # assets with a single-run backfill policy take all their partitions in one run
         single = {k for k in assets if _single_run(graph.get(k).backfill_policy)}

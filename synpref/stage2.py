@@ -54,6 +54,7 @@ def score_pool_shard(lake: Lake, shard: int, best: ModelRef, gold: ModelRef, mak
     wanted = (best.name, best.version, gold.name, gold.version)
     if part.exists() and _models_of(part) in (wanted, None):
         meta = pq.read_table(part, columns=["needs_judges"])
+        log(f"{shard_key(shard)}: pool_scores up to date; reused")
         return ShardScores(shard, meta.num_rows, sum(meta["needs_judges"].to_pylist()), True, 0.0)
     for ref in (best, gold):
         summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log)
