@@ -21,7 +21,7 @@ from synpref.judging_stage import enqueue, judge_queued
 from synpref.lake import Lake, atomic_path
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import part_path, score_shard
-from synpref.shards import shard_key, shard_sql
+from synpref.shards import N_SHARDS, shard_key, shard_sql
 
 POOL_SCORES = "pool_scores"
 STAGE2_ORIGIN = "stage2"
@@ -47,7 +47,8 @@ def _models_of(path) -> tuple[str, str, str, str] | None:
 
 
 def score_pool_shard(lake: Lake, shard: int, best: ModelRef, gold: ModelRef, make_scorer: Callable[[ModelRef], object],
-                     duck: DuckSettings = DuckSettings(), log=lambda msg: None) -> ShardScores:
+                     duck: DuckSettings = DuckSettings(), log=lambda msg: None, n_shards: int = N_SHARDS,
+                     chunk_pairs: int = 2048) -> ShardScores:
     """Both RMs' scores of the shard's pairs, joined into its pool_scores part."""
     start = time.perf_counter()
     part = pool_scores_part(lake, shard)
@@ -57,7 +58,8 @@ def score_pool_shard(lake: Lake, shard: int, best: ModelRef, gold: ModelRef, mak
         log(f"{shard_key(shard)}: pool_scores up to date; reused")
         return ShardScores(shard, meta.num_rows, sum(meta["needs_judges"].to_pylist()), True, 0.0)
     for ref in (best, gold):
-        summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log)
+        summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log, n_shards=n_shards,
+                              chunk_pairs=chunk_pairs)
         log(f"{shard_key(shard)}: {summary.rows:,} pairs {'already scored' if summary.skipped else 'scored'} "
             f"by {ref.name} {ref.version}")
     con = stage_connection(lake, duck)
@@ -71,12 +73,13 @@ def score_pool_shard(lake: Lake, shard: int, best: ModelRef, gold: ModelRef, mak
                              b.p_chosen <= 0.5 as needs_judges,
                              $bm as best_model, $bv as best_version, $gm as gold_model, $gv as gold_version
                       from silver_pairs as s join best as b using (pair_id) join gold as g using (pair_id)
-                      where {shard_sql()} = {int(shard)} order by s.pair_id)
+                      where {shard_sql(n_shards)} = {int(shard)} order by s.pair_id)
                 to '{tmp}' (format parquet, compression zstd)""",
                         {"bm": best.name, "bv": best.version, "gm": gold.name, "gv": gold.version})
             (rows, needs), = con.execute(f"select count(*), count(*) filter (where needs_judges) "
                                          f"from read_parquet('{tmp}')").fetchall()
-            (pool,), = con.execute(f"select count(*) from silver_pairs where {shard_sql()} = {int(shard)}").fetchall()
+            (pool,), = con.execute(f"select count(*) from silver_pairs "
+                                   f"where {shard_sql(n_shards)} = {int(shard)}").fetchall()
             if rows != pool:
                 raise AssertionError(f"{shard_key(shard)}: {pool} pool pairs but {rows} with both scores")
     finally:
