@@ -35,7 +35,8 @@ judges:
 
 def _env(tmp: Path, trainer_config: Path) -> dict:
     (tmp / "judges.yaml").write_text(ONE_JUDGE)  # one judge: half the engine starts of the repo's panel
-    return {"SYNPREF_JUDGES_CONFIG": str(tmp / "judges.yaml"),"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp),
+    return {"SYNPREF_JUDGES_CONFIG": str(tmp / "judges.yaml"),
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp),
             "DAGSTER_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1",
             "SYNPREF_TRAINER_CONFIG": str(trainer_config),  # the tiny encoder: plumbing, not accuracy
             # the code under test where it is not the installed one (a worktree beside a shared venv)
