@@ -32,16 +32,23 @@ def main() -> None:
     """SynPref: curate preference pairs for reward models in a Parquet + DuckDB lake."""
 
 
+DEMO_RM = {"epochs": 1, "max_length": 128}  # a short reward-model run keeps the demo quick on a CPU
+
+
 @main.command()
 @click.option("--pairs", default=1000, show_default=True, help="How many demo records to generate.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--judge-pairs", default=64, show_default=True, help="Silver pairs queued for the LLM judges.")
-@click.option("--human-pairs", default=50, show_default=True, help="Silver pairs queued for human annotators.")
+@click.option("--rounds", default=2, show_default=True, help="Stage 1 rounds.")
+@click.option("--seed-gold", default=48, show_default=True, help="Pairs labelled before round 1 (the seed gold set).")
+@click.option("--to-humans", default=16, show_default=True, help="Retrieved pairs sent to humans per round.")
 @lake_option
-def demo(pairs: int, seed: int, judge_pairs: int, human_pairs: int, lake_dir: str) -> None:
-    """Generate seeded demo data into the lake and materialise every asset on it."""
-    from dagster_project.run import materialize_assets, print_quarantine, print_tables
+def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lake_dir: str) -> None:
+    """Generate seeded demo data and run the whole method on it: the lake, Stage 1 rounds with
+    SIMULATED human annotators, Stage 2 over every shard, and the curated export."""
+    from dagster_project import pipeline
+    from dagster_project.run import print_quarantine, print_retention, print_tables
     from synpref.demo import generate_demo
+    from synpref.demo.simulated import simulate_annotators
     from synpref.sources import relocate
     from tqdm import tqdm
 
@@ -50,37 +57,99 @@ def demo(pairs: int, seed: int, judge_pairs: int, human_pairs: int, lake_dir: st
     with tqdm(total=pairs, desc="generating demo pairs", unit="pair") as bar:
         summary = generate_demo(landing, pairs=pairs, seed=seed,
                                 progress=lambda done, total: bar.update(done - bar.n))
-    sources_file = relocate(summary.sources_file, lake.default_sources_file)
-    click.echo(f"demo data: {summary.records:,} records in {landing} (sources: {sources_file})")
-    # Until Stage 1 retrieval queues pairs for the judges, the demo queues a seeded sample.
-    sample = {"sql": f"select pair_id from silver_pairs order by hash(pair_id || '{seed}') limit {judge_pairs}",
-              "origin": "demo-sample"}
-    # ... and the humans' queue: candidates from all of silver, objective and low-controversy first.
-    for_humans = {"sql": "select pair_id from silver_pairs", "origin": "demo-sample", "size": human_pairs}
-    # A short reward-model run keeps the demo quick on a CPU (settings: models/config/reward_model.yaml).
-    quick_rm = {"epochs": 1, "max_length": 128}
-    # Stage 2 (group filtered) needs the best and the gold RM picked by a Stage 1 round: not in the demo yet.
-    ok = materialize_assets(lake, select="not group:filtered", sources_file=str(sources_file),
-                            ops={"judge_queue": {"config": sample}, "annotation_queue": {"config": for_humans},
-                                 "reward_model": {"config": quick_rm}})
+    relocate(summary.sources_file, lake.default_sources_file)
+    click.echo(f"demo data: {summary.records:,} records in {landing}")
+
+    def step(title: str, ok) -> None:
+        click.echo(f"==> {title}: {'done' if ok else 'FAILED'}")
+        if not ok:
+            print_tables(lake)
+            sys.exit(1)
+
+    step("the lake (ingest, silver, attributes, embeddings) and the seed queue for humans", pipeline.run(
+        lake, pipeline.LAKE_ASSETS,
+        ops={"annotation_queue": {"config": {"sql": "select pair_id from silver_pairs", "origin": "seed",
+                                             "size": seed_gold}}}))
+    click.echo(f"    {simulate_annotators(lake, origin='seed'):,} SIMULATED human labels on the seed set "
+               f"(from the generator's known truth; marked simulated in human_labels and gold_pairs)")
+    for _ in range(rounds):
+        key = pipeline.start_round(lake, to_humans=to_humans, simulated_humans=True, model_overrides=DEMO_RM)
+        step(f"Stage 1 {key or 'round'}: the round RM, error-driven retrieval, queues, SIMULATED human labels", key)
+        step(f"Stage 1 {key}: gold rebuilt, the LLM judges, the round's figures", pipeline.finish_round(lake, key))
+    step("Stage 2: the gold RM, every shard scored, judged and filtered, the curated export",
+         pipeline.run_stage2(lake, model_overrides=DEMO_RM).ok)
     print_tables(lake)
     print_quarantine(lake)
-    if not ok:
-        sys.exit(1)
+    print_retention(lake)
+    failed = sorted(f"{a}:{c}" for (a, c), passed in pipeline.CHECKS.items() if not passed)
+    click.echo(f"\ndata-quality checks: {len(pipeline.CHECKS) - len(failed)} of {len(pipeline.CHECKS)} passed "
+               f"in the Dagster runs" + (f"; not passed (warnings): {', '.join(failed)}" if failed else ""))
     synpref = Path(sys.executable).with_name("synpref")
     click.echo(f"""
-Open the Dagster UI on this lake (runs, asset metadata, lineage):
+Open the Dagster UI on this lake (runs, asset metadata and plots, lineage):
     {synpref} ui --lake {lake.root}
     then browse http://127.0.0.1:3000
 Query the curated pairs with SQL (read-only):
-    {synpref} sql --lake {lake.root} "select source, count(*) as pairs from silver_pairs group by source"
+    {synpref} sql --lake {lake.root} "select status, reason, count(*) as pairs, round(avg(p_gold), 3) as p_gold from filtered_pairs group by all order by pairs desc"
+    {synpref} sql --lake {lake.root} "select round, gold_accuracy, gold_pairs_after, to_humans, to_judges from stage1_rounds order by round_number"
     {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
-    {synpref} sql --lake {lake.root} "select verdict, count(*), avg(confidence) from silver_labels group by verdict"
-    {synpref} sql --lake {lake.root} "select breakdown, group_value, pairs, accuracy from rm_eval where breakdown <> 'checkpoint'"
-Or open {lake.db_path} with any DuckDB client.
-Label the queued pairs in the browser (prints your token, then serves http://127.0.0.1:8765):
+Or open {lake.db_path} with any DuckDB client. The TRL-ready export: {lake.root / "filtered" / "curated_export"}
+Human labels in this demo are SIMULATED; to label for real in the browser:
     {synpref} annotate add-annotator $USER --lake {lake.root}
     {synpref} annotate serve --lake {lake.root}""")
+
+
+@main.command("round")
+@click.option("--to-humans", default=16, show_default=True, help="Retrieved pairs sent to humans.")
+@click.option("--seed-gold", default=48, show_default=True, help="Pairs queued for humans when there is no gold yet.")
+@click.option("--finish", "finish_key", default=None, help="Finish this round (after humans labelled its pairs).")
+@click.option("--simulate-humans", is_flag=True, help="Demo lakes only: label with annotators simulated from the "
+                                                      "generator's truth.")
+@lake_option
+def round_command(to_humans: int, seed_gold: int, finish_key: str | None, simulate_humans: bool,
+                  lake_dir: str) -> None:
+    """Start the next Stage 1 round (or finish one): the round RM, retrieval, the queues."""
+    from dagster_project import pipeline
+    from synpref import stage1
+    from synpref.demo.simulated import simulate_annotators
+
+    lake = _use_lake(lake_dir)
+    synpref = Path(sys.executable).with_name("synpref")
+    if finish_key:
+        sys.exit(0 if pipeline.finish_round(lake, finish_key) else 1)
+    if not pipeline.run(lake, ["human_labels", "gold_pairs"]):
+        sys.exit(1)
+    if not stage1.gold_count(lake):
+        queued = stage1.seed_gold_queue(lake, stage1.RoundSettings(seed_gold=seed_gold))
+        if not simulate_humans:
+            click.echo(f"no gold pairs yet: {queued:,} seed pairs queued for humans. Label them "
+                       f"(`{synpref} annotate serve --lake {lake.root}`), then run `synpref round` again.")
+            return
+        click.echo(f"{simulate_annotators(lake, origin=stage1.SEED_ORIGIN):,} SIMULATED labels on the seed set")
+        if not pipeline.run(lake, ["human_labels", "gold_pairs"]):
+            sys.exit(1)
+    key = pipeline.start_round(lake, to_humans=to_humans, simulated_humans=simulate_humans)
+    if not key:
+        sys.exit(1)
+    if simulate_humans:
+        sys.exit(0 if pipeline.finish_round(lake, key) else 1)
+    click.echo(f"{key} started: label its pairs (`{synpref} annotate serve --lake {lake.root}`), then "
+               f"`{synpref} round --finish {key} --lake {lake.root}`")
+
+
+@main.command()
+@click.option("--max-concurrent", default=None, type=int, help="Shards processed at once (default: one per core).")
+@lake_option
+def stage2(max_concurrent: int | None, lake_dir: str) -> None:
+    """Stage 2 over every shard: the gold RM, both RMs' scores, the judges, the filter, the export."""
+    from dagster_project import pipeline
+    from dagster_project.run import print_retention
+
+    lake = _use_lake(lake_dir)
+    result = pipeline.run_stage2(lake, max_concurrent=max_concurrent)
+    if result.ok:
+        print_retention(lake)
+    sys.exit(0 if result.ok else 1)
 
 
 @main.command()

@@ -5,3 +5,7 @@ import dagster as dg
 from synpref.shards import shard_keys
 
 pool_shards = dg.StaticPartitionsDefinition(shard_keys())
+
+# Stage 1 rounds: round-1, round-2, ... added as they start (`synpref round`, or the UI).
+STAGE1_ROUNDS = "stage1_rounds"
+stage1_rounds = dg.DynamicPartitionsDefinition(name=STAGE1_ROUNDS)

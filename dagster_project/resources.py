@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -57,7 +58,8 @@ class QualityResource(dg.ConfigurableResource):
 class AnnotatorResource(dg.ConfigurableResource):
     """The LLM annotator: models/config/annotator.yaml, with optional overrides."""
 
-    config_file: str | None = Field(default=None, description="Annotator YAML; default models/config/annotator.yaml.")
+    config_file: str | None = Field(default=None, description="Annotator YAML; default $SYNPREF_ANNOTATOR_CONFIG, "
+                                                              "else models/config/annotator.yaml.")
     model: str | None = Field(default=None, description="Override: a local model path (vllm) or a served name (openai).")
     backend: str | None = Field(default=None, description="Override: vllm | openai.")
     base_url: str | None = Field(default=None, description="Override: the OpenAI-compatible server URL.")
@@ -66,7 +68,7 @@ class AnnotatorResource(dg.ConfigurableResource):
         """The annotator config as written (its `model` is also the cache key of its annotations)."""
         from models.annotator import default_config_path, load_config
 
-        config = load_config(self.config_file or default_config_path())
+        config = load_config(self.config_file or os.environ.get("SYNPREF_ANNOTATOR_CONFIG") or default_config_path())
         overrides = {k: v for k, v in (("model", self.model), ("backend", self.backend),
                                        ("base_url", self.base_url)) if v}
         return dataclasses.replace(config, **overrides)
@@ -89,14 +91,15 @@ def with_local_model(config, lake: Lake):
 class JudgesResource(dg.ConfigurableResource):
     """The panel of LLM judges: models/config/judges.yaml, or another file."""
 
-    config_file: str | None = Field(default=None, description="Judge panel YAML; default models/config/judges.yaml.")
+    config_file: str | None = Field(default=None, description="Judge panel YAML; default $SYNPREF_JUDGES_CONFIG, "
+                                                              "else models/config/judges.yaml.")
     merge: str | None = Field(default=None, description="Override: majority | weighted.")
 
     def panel(self):
         """The panel as written (its judges' names and configs are the cache keys of their votes)."""
         from models.judge import check_panel, load_panel
 
-        panel = load_panel(self.config_file)
+        panel = load_panel(self.config_file or os.environ.get("SYNPREF_JUDGES_CONFIG"))
         if self.merge:
             panel = dataclasses.replace(panel, merge=self.merge)
             check_panel(panel)
@@ -120,6 +123,7 @@ class TrainerResource(dg.ConfigurableResource):
     """Reward-model training: the settings file and how the DeepSpeed script is launched."""
 
     config_file: str | None = Field(default=None, description="Training settings (YAML); default "
+                                                              "$SYNPREF_TRAINER_CONFIG, else "
                                                               "models/config/reward_model.yaml.")
     launcher: str = Field(default="python", description="python (one process) | deepspeed | torchrun.")
     processes: int = Field(default=1, description="Data-parallel processes (GPUs, or CPU processes).")
@@ -128,7 +132,7 @@ class TrainerResource(dg.ConfigurableResource):
     def train_config(self, **overrides):
         from models.train_config import load_config
 
-        return load_config(self.config_file, **overrides)
+        return load_config(self.config_file or os.environ.get("SYNPREF_TRAINER_CONFIG"), **overrides)
 
     def launch(self):
         from models.launch import LaunchConfig

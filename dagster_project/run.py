@@ -38,7 +38,9 @@ def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None =
     partitioned = {k for k in selected if graph.get(k).partitions_def is not None}
     runs = [(selected - partitioned, {}, None)] if selected - partitioned else []  # (assets, tags, partition)
     for partitions_def in {graph.get(k).partitions_def for k in partitioned}:
-        keys = partitions_def.get_partition_keys()
+        keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        if not keys:
+            continue  # e.g. no Stage 1 round started yet
         assets = {k for k in partitioned if graph.get(k).partitions_def == partitions_def}
         # assets with a single-run backfill policy take all their partitions in one run
         single = {k for k in assets if _single_run(graph.get(k).backfill_policy)}
@@ -98,3 +100,28 @@ def print_checks(evaluations) -> None:
         name = f"{e.asset_key.to_user_string()}:{e.check_name}"
         kind = "blocking" if e.severity == dg.AssetCheckSeverity.ERROR else "warning"
         click.echo(f"{name:<40} {'passed' if e.passed else 'FAILED':<8} {kind}")
+
+
+def print_retention(lake: Lake) -> None:
+    """Stage 2's outcome: retention by source and the reasons behind the decisions."""
+    from synpref.export_stage import RETENTION_SQL
+    from synpref.duck import register_tables
+    import duckdb
+
+    if not lake.has_table("filtered_pairs"):
+        return
+    con = duckdb.connect()
+    try:
+        register_tables(con, lake, temp=True)
+        by_source = con.execute(RETENTION_SQL.format(key="f.source", join="")).fetchall()
+        reasons = con.execute("select status, reason, count(*) from filtered_pairs group by all "
+                              "order by 3 desc").fetchall()
+    finally:
+        con.close()
+    total = [sum(r[i] for r in by_source) for i in range(1, 5)]
+    click.echo(f"\n{'retention by source':<20} {'pool':>7} {'kept':>7} {'flipped':>8} {'dropped':>8} {'retained':>9}")
+    for name, pool, kept, flipped, dropped, _ in [*by_source, ("all", *total, None)]:
+        click.echo(f"{name:<20} {pool:>7,} {kept:>7,} {flipped:>8,} {dropped:>8,} {(kept + flipped) / pool:>9.1%}")
+    click.echo(f"\n{'status':<8} {'reason':<20} {'pairs':>7}")
+    for status, reason, n in reasons:
+        click.echo(f"{status:<8} {reason:<20} {n:>7,}")

@@ -3,7 +3,9 @@
 -- gold_scores (pair_id, p_chosen: the current best RM's and the gold RM's probability that the
 -- original label is right), judge_verdicts (pair_id, verdict), human_verdicts (pair_id, flipped).
 -- A pair is kept when the gold RM agrees with its label and so do either the best RM or the
--- judges; with recycling, a dropped pair whose flipped label passes the same rule is flipped.
+-- judges; with recycling, a dropped pair is flipped where the evidence against its label is clear:
+-- the gold RM and either the best RM or the judges prefer the other response, the RMs by more
+-- than the margin (variable flip_margin), so a coin-flip RM recycles nothing.
 with evidence as (
     select
         p.pair_id,
@@ -24,8 +26,9 @@ checked as (
         *,
         p_gold > 0.5 as gold_agrees,
         p_best > 0.5 or judge_verdict = 'agree' as second_agrees,
-        -- the same rule for the label flipped
-        p_gold < 0.5 and (p_best < 0.5 or judge_verdict = 'flipped') as flip_passes
+        -- the same rule for the label flipped, with a margin
+        p_gold < 0.5 - getvariable('flip_margin')
+            and (p_best < 0.5 - getvariable('flip_margin') or judge_verdict = 'flipped') as flip_passes
     from evidence
 )
 

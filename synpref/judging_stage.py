@@ -55,10 +55,11 @@ class JudgingSummary:
 
 # ---------------------------------------------------------------- the queue
 
-def enqueue(lake: Lake, select_sql: str, origin: str) -> tuple[int, int]:
+def enqueue(lake: Lake, select_sql: str | None, origin: str, pair_ids: list[str] | None = None) -> tuple[int, int]:
     """Queue the pair_ids a read-only SELECT over the lake's tables returns (column
-    `pair_id`). Returns (newly queued, already queued). Ids not in silver_pairs are an error."""
-    queued = enqueue_pairs(lake, QUEUE, schemas.JUDGE_QUEUE, origin, select_sql=select_sql)
+    `pair_id`), or those listed. Returns (newly queued, already queued). Ids not in
+    silver_pairs are an error."""
+    queued = enqueue_pairs(lake, QUEUE, schemas.JUDGE_QUEUE, origin, select_sql=select_sql, pair_ids=pair_ids)
     return queued.new, queued.already
 
 
@@ -71,13 +72,14 @@ def _connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def pending_sql(lake: Lake) -> str:
-    """Queued pairs (with their texts and attributes) the judge $judge/$key has no votes for."""
+def pending_sql(lake: Lake, where: str | None = None) -> str:
+    """Queued pairs (with their texts and attributes) the judge $judge/$key has no votes for;
+    `where`: a condition on pair_id choosing some of them (e.g. one pool shard)."""
     done = ("anti join (select pair_id from judge_votes where judge = $judge and config_key = $key) "
             "using (pair_id)") if lake.has_table(VOTES) else ""
     return f"""
         select q.pair_id, s.conversation, s.chosen, s.rejected, {', '.join('a.' + k for k in ATTRIBUTE_KEYS)}
-        from (select distinct pair_id from judge_queue) as q
+        from (select distinct pair_id from judge_queue {f'where {where}' if where else ''}) as q
         join silver_pairs as s using (pair_id)
         left join latest_attributes as a using (pair_id)
         {done}
@@ -85,12 +87,15 @@ def pending_sql(lake: Lake) -> str:
 
 
 def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows: int = 128,
-                 limit: int | None = None, log=lambda msg: None) -> JudgingSummary:
-    """Every judge of the panel on every queued pair it has not judged; then silver_labels."""
+                 limit: int | None = None, where: str | None = None, rebuild_labels: bool = True,
+                 log=lambda msg: None) -> JudgingSummary:
+    """Every judge of the panel on every queued pair it has not judged (those `where` picks,
+    if given); then silver_labels is rebuilt, unless rebuild_labels is off (Stage 2's shards
+    judge in parallel and rebuild it once, after the last shard)."""
     from models.judge import judge_pairs
 
-    if not lake.has_table(QUEUE):
-        raise ValueError("no judge_queue table: queue pairs first (Stage 1/2, or `synpref judge-queue`)")
+    if not lake.has_table(QUEUE):  # nothing queued yet: nothing to judge, and no labels
+        write_part(lake, QUEUE, schemas.JUDGE_QUEUE.empty_table())
     start = time.perf_counter()
     summary = JudgingSummary(queued=_count(lake, f"select count(distinct pair_id) from {_scan(lake, QUEUE)}"))
     gold = GoldExamples.load(lake)
@@ -99,7 +104,7 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
         con = _connection(lake)
         annotator, judged, errors = None, 0, 0
         try:
-            con.execute(pending_sql(lake) + (f" limit {int(limit)}" if limit else ""),
+            con.execute(pending_sql(lake, where) + (f" limit {int(limit)}" if limit else ""),
                         {"judge": judge.name, "key": key} if lake.has_table(VOTES) else {})
             columns = [d[0] for d in con.description]
             while batch := con.fetchmany(chunk_rows):
@@ -119,10 +124,11 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
                 annotator.close()
         summary.judged[judge.name] = judged
         summary.errors[judge.name] = errors
-    labels = write_labels(lake, panel)
-    summary.labelled = labels.num_rows
-    summary.verdicts = dict(sorted(Counter(labels["verdict"].to_pylist()).items()))
-    summary.first_answer_share = first_answer_share(lake, panel, prompt.choices)
+    if rebuild_labels:
+        labels = write_labels(lake, panel)
+        summary.labelled = labels.num_rows
+        summary.verdicts = dict(sorted(Counter(labels["verdict"].to_pylist()).items()))
+        summary.first_answer_share = first_answer_share(lake, panel, prompt.choices)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary
 

@@ -32,6 +32,9 @@ TABLE_LAYERS: dict[str, str] = {
     "gold_pairs": "gold",
     "rm_predictions": "models",
     "rm_eval": "models",
+    "stage1_retrievals": "gold",
+    "stage1_rounds": "gold",
+    "pool_scores": "filtered",
     "filtered_pairs": "filtered",
     "curated_export": "filtered",
 }

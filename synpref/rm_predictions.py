@@ -87,19 +87,20 @@ def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> 
 
 
 def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
-                chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None) -> ShardSummary:
+                chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None,
+                n_shards: int = N_SHARDS) -> ShardSummary:
     """Score one shard of a pairs table with the model, unless that part exists already."""
     if pairs_table not in TABLE_LAYERS or not lake.has_table(pairs_table):
         raise ValueError(f"no lake table {pairs_table!r} to score")
-    if not 0 <= shard < N_SHARDS:
-        raise ValueError(f"shard {shard} is not one of the {N_SHARDS} shards")
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is not one of the {n_shards} shards")
     path = part_path(lake, ref, pairs_table, shard_key(shard))
     if path.exists():
         return ShardSummary(shard, pairs_table, pq.read_metadata(path).num_rows, True, path)
     start = time.perf_counter()
     con = stage_connection(lake, DuckSettings())
     try:
-        where = f"where {shard_sql()} = {int(shard)}"
+        where = f"where {shard_sql(n_shards)} = {int(shard)}"
         ((expected,),) = con.execute(f"select count(*) from {pairs_table} {where}").fetchall()
         scorer = make_scorer() if expected else None  # an empty shard still gets its (empty) part
         before = (scorer.stats.tokens, scorer.stats.padded_tokens) if scorer else (0, 0)
@@ -165,25 +166,3 @@ def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chun
                             lambda *a: prediction_rows(ref, path.name, *a), rows, log)
     finally:
         con.close()
-
-
-def current_scores_sql(con: duckdb.DuckDBPyConnection, lake: Lake, model: str,
-                       pairs_table: str = "silver_pairs") -> tuple[str, dict]:
-    """A SELECT (and its parameters) of the rm_predictions rows on `pairs_table` of the model's
-    current version: the one `rm_models.resolve` picks for a model trained in this lake, else
-    every row of that model name (scores made elsewhere and written in, without versions)."""
-    from synpref import rm_models
-
-    columns = {c[0] for c in con.execute(f"describe {TABLE}").fetchall()}
-    where, params = ["model = $model"], {"model": model}
-    if "pairs_table" in columns:
-        where.append("coalesce(pairs_table, $pairs_table) = $pairs_table")
-        params["pairs_table"] = pairs_table
-    try:
-        version = rm_models.resolve(lake, model).version
-    except (LookupError, ValueError):
-        version = None
-    if version and "model_version" in columns:
-        where.append("model_version = $version")
-        params["version"] = version
-    return f"select * from {TABLE} where {' and '.join(where)}", params

@@ -138,3 +138,51 @@ RM_EVAL = pa.schema([
     ("ece", pa.float64()),  # expected calibration error over 5 confidence bins
     ("evaluated_at", pa.timestamp("us", tz="UTC")),
 ])
+
+# Stage 1: what each round's error-driven retrieval found, and where each pair went.
+STAGE1_RETRIEVALS = pa.schema([
+    ("round", pa.string()),
+    ("query_pair_id", pa.string()),  # the gold pair the neighbours were retrieved around
+    ("p_query", pa.float64()),  # the round's RM: probability it ranks the gold pair right
+    ("k", pa.int32()),  # neighbours asked for: 8 when p <= 0.5, else ceil(8 (1 - p))
+    ("pair_id", pa.string()),
+    ("rank", pa.int32()),
+    ("distance", pa.float64()),
+    ("destination", pa.string()),  # humans | judges | already_queued (a neighbour of an earlier query)
+])
+
+# Stage 1: one row per round, the figures plotted across rounds.
+STAGE1_ROUNDS = pa.schema([
+    ("round", pa.string()),
+    ("round_number", pa.int32()),
+    ("model", pa.string()),
+    ("model_version", pa.string()),
+    ("gold_accuracy", pa.float64()),  # of the round's RM, on the gold pairs it was not trained on
+    ("gold_pairs_before", pa.int64()),
+    ("gold_pairs_after", pa.int64()),
+    ("queries", pa.int64()),  # gold pairs retrieved around (k > 0)
+    ("wrong_or_unsure", pa.int64()),  # gold pairs with p <= 0.5
+    ("retrieved", pa.int64()),  # distinct new pairs found
+    ("to_humans", pa.int64()),
+    ("to_judges", pa.int64()),
+    ("judged_agree", pa.int64()),
+    ("judged_flipped", pa.int64()),
+    ("judged_undecided", pa.int64()),
+    ("human_agreement", pa.float64()),  # the round's gold pairs: mean share of annotators with the majority
+    ("human_judge_agreement", pa.float64()),  # on pairs both humans and judges decided; null if none
+    ("simulated_humans", pa.bool_()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+])
+
+# Stage 2: each pool pair's scores from the current best RM and the gold RM.
+POOL_SCORES = pa.schema([
+    ("pair_id", pa.string()),
+    ("shard", pa.int32()),
+    ("p_best", pa.float64()),
+    ("p_gold", pa.float64()),
+    ("needs_judges", pa.bool_()),  # p_best <= 0.5: the best RM does not confirm the label
+    ("best_model", pa.string()),
+    ("best_version", pa.string()),
+    ("gold_model", pa.string()),
+    ("gold_version", pa.string()),
+])

@@ -100,36 +100,6 @@ def test_check_passes_with_warnings_and_fails_on_a_blocking_violation(built_lake
     assert "raw_pairs" not in bad.output.split("silver_pairs", 1)[0]  # only the table asked for
 
 
-def test_demo_end_to_end_through_the_console_command(tmp_path):
-    lake_dir = tmp_path / "lake"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home"),
-           "HF_HUB_OFFLINE": "1",
-           # the code under test where it is not the installed one (a worktree beside a shared venv)
-           **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})}
-    out = subprocess.run([str(Path(sys.executable).with_name("synpref")), "demo", "--pairs", "150",
-                          "--lake", str(lake_dir)], capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "silver_pairs" in out.stdout and "http://127.0.0.1:3000" in out.stdout
-    assert "duplicate" in out.stdout  # the planted defects show in the quarantine table
-    count = CliRunner().invoke(main, ["sql", "select count(*) from silver_pairs", "--lake", str(lake_dir),
-                                      "--format", "csv"])
-    assert int(count.output.splitlines()[1]) > 120
-    attributes = CliRunner().invoke(main, ["sql", "select count(*) from pair_attributes", "--lake", str(lake_dir),
-                                           "--format", "csv"])
-    assert int(attributes.output.splitlines()[1]) == int(count.output.splitlines()[1])  # every silver pair
-    labels = CliRunner().invoke(main, ["sql", "select count(*), count(distinct pair_id), bool_and(verdict in "
-                                              "('agree', 'flipped', 'undecided')) from silver_labels",
-                                       "--lake", str(lake_dir), "--format", "csv"])
-    assert labels.output.splitlines()[1] == "64,64,true"  # the demo's judge sample, each pair labelled once
-    assert "silver_labels:expectations" in out.stdout
-    scored = CliRunner().invoke(main, ["sql", "select count(*) from rm_predictions where pairs_table = 'silver_pairs'",
-                                       "--lake", str(lake_dir), "--format", "csv"])
-    assert scored.output.splitlines()[1] == count.output.splitlines()[1]  # the RM scored every silver pair
-    assert "rm_eval:expectations" in out.stdout and "rm_predictions:expectations" in out.stdout
-    assert not re.search(r"FAILED\s+blocking", out.stdout)  # every blocking check of the run passed
-    assert (lake_dir / "sources.yaml").exists()  # the UI's runs find the demo sources by default
-
-
 def test_sql_works_on_a_moved_lake(built_lake, tmp_path):
     import shutil
 

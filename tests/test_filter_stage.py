@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import assert_violation_fails, rows, run_stages, violations_parametrized, write_jsonl, write_sources
 from synpref.filter_stage import FilterSettings, filter_shard
-from synpref.shards import N_SHARDS
+from synpref.schemas import POOL_SCORES
+from synpref.shards import N_SHARDS, shard_of
+from synpref.stage2 import pool_scores_part
 
-SETTINGS = FilterSettings(best_model="round-2", gold_model="gold")
+SETTINGS = FilterSettings()
 
 # scenario -> (p_best, p_gold, judge verdict, human flipped) and the expected (status, reason)
 # with recycling on; without it every "flipped" by recycling is "dropped" with the next reason.
@@ -23,7 +24,8 @@ SCENARIOS = {
     "undecided": ((0.5, 0.9, "undecided", None), ("dropped", "judges_undecided")),
     "not_judged": ((0.2, 0.9, None, None), ("dropped", "not_judged")),
     "all_flip": ((0.1, 0.2, "flipped", None), ("flipped", "recycled_flipped")),
-    "rms_flip": ((0.3, 0.1, "agree", None), ("flipped", "recycled_flipped")),
+    "rms_flip": ((0.2, 0.1, "agree", None), ("flipped", "recycled_flipped")),
+    "weak_flip": ((0.4, 0.35, None, None), ("dropped", "not_judged")),  # within the margin: not recycled
     "human_kept": ((0.1, 0.1, "flipped", False), ("kept", "human_verified")),
     "human_flipped": ((0.9, 0.9, None, True), ("flipped", "human_verified")),
 }
@@ -41,17 +43,20 @@ def scored_lake(lake, tmp_path):
     ids = [r["pair_id"] for r in rows(lake, "silver_pairs", order="pair_id")]
     names = list(SCENARIOS)
     scenario = {pid: names[i % len(names)] for i, pid in enumerate(ids)}
-    preds, labels, gold = [], [], []
+    scores, labels, gold = {s: [] for s in range(N_SHARDS)}, [], []
     for pid, name in scenario.items():
         p_best, p_gold, verdict, human = SCENARIOS[name][0]
-        preds += [{"pair_id": pid, "model": "round-2", "p_chosen": p_best},
-                  {"pair_id": pid, "model": "round-1", "p_chosen": 1 - p_best},  # another model: ignored
-                  {"pair_id": pid, "model": "gold", "p_chosen": p_gold}]
+        scores[shard_of(pid)].append({"pair_id": pid, "shard": shard_of(pid), "p_best": p_best, "p_gold": p_gold,
+                                      "needs_judges": p_best <= 0.5, "best_model": "round-2", "best_version": "v001",
+                                      "gold_model": "gold", "gold_version": "v003"})
         if verdict:
             labels.append({"pair_id": pid, "verdict": verdict})
         if human is not None:
             gold.append({"pair_id": pid, "flipped": human})
-    for table, data in (("rm_predictions", preds), ("silver_labels", labels), ("gold_pairs", gold)):
+    for shard, rows_ in scores.items():
+        pool_scores_part(lake, shard).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows_, schema=POOL_SCORES), pool_scores_part(lake, shard))
+    for table, data in (("silver_labels", labels), ("gold_pairs", gold)):
         lake.table_dir(table).mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(data), lake.table_dir(table) / "part-0.parquet")
     return lake, scenario
@@ -64,7 +69,7 @@ def _decisions(lake):
 @pytest.mark.parametrize("recycle", [True, False])
 def test_every_branch_of_the_rule(scored_lake, recycle):
     lake, scenario = scored_lake
-    settings = FilterSettings(SETTINGS.best_model, SETTINGS.gold_model, recycle_flipped=recycle)
+    settings = FilterSettings(recycle_flipped=recycle)
     summaries = [filter_shard(lake, shard, settings) for shard in range(N_SHARDS)]
     decided = _decisions(lake)
     assert set(decided) == set(scenario)  # every pool pair, once
@@ -74,7 +79,8 @@ def test_every_branch_of_the_rule(scored_lake, recycle):
         row = decided[pid]
         assert (row["status"], row["reason"]) == expected, name
         assert (row["p_best"], row["p_gold"]) == SCENARIOS[name][0][:2]
-        assert row["best_model"] == "round-2" and row["gold_model"] == "gold"
+        assert (row["best_model"], row["best_version"], row["gold_model"], row["gold_version"]) == \
+            ("round-2", "v001", "gold", "v003")
     by_status = {}
     for s in summaries:
         for k, v in s.statuses.items():
@@ -91,19 +97,18 @@ def test_a_rerun_reuses_finished_shards_until_an_input_changes(scored_lake):
     pq.write_table(pa.table({"pair_id": ["f" * 32], "verdict": ["agree"]}),
                    lake.table_dir("silver_labels") / "part-1.parquet")
     assert not filter_shard(lake, 0, SETTINGS).reused
-    assert not filter_shard(lake, 0, FilterSettings("round-2", "gold", recycle_flipped=False)).reused
+    assert not filter_shard(lake, 0, FilterSettings(recycle_flipped=False)).reused
 
 
 def test_an_unscored_pool_pair_is_an_error_not_a_drop(scored_lake):
-    lake, scenario = scored_lake
-    con = duckdb.connect()
-    part = lake.table_dir("rm_predictions") / "part-0.parquet"
-    kept = con.sql(f"select * from read_parquet('{part}') where not (model = 'gold' and pair_id = "
-                       f"(select min(pair_id) from read_parquet('{part}')))").to_arrow_table()
-    pq.write_table(kept, part)
-    with pytest.raises(ValueError, match="no score from RM 'gold'"):
-        for shard in range(N_SHARDS):
-            filter_shard(lake, shard, SETTINGS)
+    lake, _ = scored_lake
+    part = pool_scores_part(lake, 0)
+    pq.write_table(pq.read_table(part).slice(1), part)
+    with pytest.raises(ValueError, match="no pool_scores"):
+        filter_shard(lake, 0, SETTINGS)
+    part.unlink()
+    with pytest.raises(FileNotFoundError, match="score the shard"):
+        filter_shard(lake, 0, SETTINGS)
 
 
 def test_curated_export_holds_kept_and_flipped_pairs_in_trl_form(scored_lake):
@@ -145,9 +150,7 @@ def exported_lake(scored_lake):
     return lake
 
 
-# curated_export in one batch: its flipped share is exactly the warning's limit (0.5) overall,
-# and a batch-level mean is judged per batch
-@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 6), ("curated_export", 100, 1)])
+@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 7), ("curated_export", 7, 4)])
 def test_filtered_tables_pass_their_suites(exported_lake, table, batch_rows, batches):
     from synpref.quality import validate_table
 
@@ -167,7 +170,7 @@ VIOLATIONS = [
     ("filtered_pairs", "select * replace (1.5 as p_gold) from {t}",
      "expect_column_values_to_be_between(p_gold)", True),
     ("filtered_pairs", "select * replace ('dropped' as status, 'not_judged' as reason) from {t}",
-     "expect_column_mean_to_be_between(dropped)", False),
+     "expect_column_values_to_be_in_set(dropped)", False),
     ("curated_export", "select * replace (chosen as rejected) from {t}",
      "expect_column_values_to_be_in_set(same_responses)", True),
     ("curated_export", "select * replace ([struct_pack(role := 'user', content := 'x')] as chosen) from {t}",
@@ -175,7 +178,7 @@ VIOLATIONS = [
     ("curated_export", "select * replace ('dropped' as status) from {t}",
      "expect_column_values_to_be_in_set(status)", True),
     ("curated_export", "select * replace ('flipped' as status) from {t}",
-     "expect_column_mean_to_be_between(flipped)", False),
+     "expect_column_values_to_be_in_set(flipped)", False),
 ]
 
 

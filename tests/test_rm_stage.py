@@ -220,25 +220,24 @@ def test_rm_predictions_shard_by_shard_reconcile_and_resume(lake_copy):
     assert len(rows(lake_copy, "rm_predictions", order="pair_id")) == N_PAIRS
 
 
-def test_stage2_filter_reads_the_current_version_on_the_pool(lake_copy):
-    from synpref.duck import stage_connection
+def test_pool_scores_take_each_model_version_on_the_pool_then_the_filter_decides(lake_copy):
     from synpref.filter_stage import FilterSettings, filter_shard
-    from synpref.rm_predictions import current_scores_sql
+    from synpref.stage2 import score_pool_shard
 
     ref = rm_models.resolve(lake_copy, "baseline")
     scorer = Scorer(ref.path)
     evaluate_reward_model(lake_copy, ref, lambda: scorer)  # adds eval_gold scores of the same pair_ids
-    for s in range(N_SHARDS):
-        score_shard(lake_copy, ref, s, lambda: scorer)
-    con = stage_connection(lake_copy)
-    try:
-        sql, params = current_scores_sql(con, lake_copy, "baseline")
-        ((n, distinct, versions),) = con.execute(
-            f"select count(*), count(distinct pair_id), list(distinct model_version) from ({sql})", params).fetchall()
-    finally:
-        con.close()
-    assert (n, distinct, versions) == (N_PAIRS, N_PAIRS, ["v001"])  # the pool's scores only, once each
-    decided = [filter_shard(lake_copy, s, FilterSettings("baseline", "baseline")) for s in range(N_SHARDS)]
+    scored = [score_pool_shard(lake_copy, s, ref, ref, lambda r: scorer) for s in range(N_SHARDS)]
+    assert sum(s.pairs for s in scored) == N_PAIRS and not any(s.reused for s in scored)
+    pool = {r["pair_id"]: r for r in rows(lake_copy, "pool_scores", order="pair_id")}
+    predicted = {r["pair_id"]: r["p_chosen"] for r in rows(lake_copy, "rm_predictions", order="pair_id")
+                 if r["pairs_table"] == "silver_pairs"}
+    assert len(pool) == N_PAIRS and all(r["p_best"] == predicted[pid] == r["p_gold"] for pid, r in pool.items())
+    assert all(r["needs_judges"] == (r["p_best"] <= 0.5) for r in pool.values())
+    assert {(r["best_model"], r["best_version"]) for r in pool.values()} == {("baseline", ref.version)}
+    again = [score_pool_shard(lake_copy, s, ref, ref, lambda r: pytest.fail("no model to load")) for s in range(N_SHARDS)]
+    assert all(s.reused for s in again)
+    decided = [filter_shard(lake_copy, s, FilterSettings()) for s in range(N_SHARDS)]
     assert sum(d.pairs for d in decided) == N_PAIRS
 
 

@@ -1,0 +1,104 @@
+"""The whole method as Dagster runs, for the CLI: Stage 1 rounds and Stage 2 over the shards.
+
+Every step is a run of the project's own assets on the lake's Dagster instance, so the UI
+shows each round and each Stage 2 run with its logs and metadata. A round is two runs, as it
+is for people: `start` trains the round's RM and queues the retrieved pairs for humans and
+judges; `finish` (once humans have labelled) seals the labels, rebuilds gold, runs the judges
+and records the round. Stage 2 trains the gold RM in-process, then runs the shard-partitioned
+assets over every shard in one run under the multiprocess executor (one step per shard).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import dagster as dg
+
+from dagster_project.definitions import defs
+from dagster_project.partitions import STAGE1_ROUNDS
+from dagster_project.resources import default_resources
+from synpref import stage1
+from synpref.lake import Lake
+from synpref.shards import shard_keys
+
+LAKE_ASSETS = ["raw_pairs", "ingest_quarantine", "silver_decisions", "silver_pairs", "silver_quarantine",
+               "pair_attributes", "pair_embeddings", "annotation_queue"]
+ROUND_START = ["human_labels", "gold_pairs", "round_reward_model", "round_queues"]
+ROUND_FINISH = ["human_labels", "gold_pairs", "judge_votes", "silver_labels", "stage1_rounds_summary"]
+STAGE2_SHARDED = ["pool_scores", "pool_judgements", "filtered_pairs"]
+
+# (asset, check) -> passed, for every check run by run() in this process (the demo's summary)
+CHECKS: dict[tuple[str, str], bool] = {}
+
+
+def run(lake: Lake, assets: list[str], partition_key: str | None = None, ops: dict | None = None,
+        tags: dict | None = None) -> bool:
+    """One in-process run of the named assets (and their checks) on the lake's instance."""
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(*assets),
+        partition_key=partition_key, instance=dg.DagsterInstance.get(), resources=default_resources(str(lake.root)),
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": ops or {}},
+        raise_on_error=False, tags={"launched_by": "synpref-cli", **(tags or {})})
+    failed = [e for e in result.all_events if e.is_step_failure and e.step_failure_data]
+    for event in failed:
+        click.echo(f"FAILED {event.step_key}: {event.step_failure_data.error.message.strip()}", err=True)
+    evaluations = result.get_asset_check_evaluations()
+    CHECKS.update({(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations})
+    blocking = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    for e in blocking:
+        click.echo(f"FAILED check {e.asset_key.to_user_string()}:{e.check_name}", err=True)
+    return result.success and not blocking
+
+
+def rounds_started(instance: dg.DagsterInstance) -> list[str]:
+    keys = instance.get_dynamic_partitions(STAGE1_ROUNDS)
+    return sorted(keys, key=stage1.round_number)
+
+
+def start_round(lake: Lake, to_humans: int = stage1.RoundSettings.to_humans, simulated_humans: bool = False,
+                model_overrides: dict | None = None) -> str | None:
+    """Add the next round (round-N) and run its start: the round RM, retrieval, the queues."""
+    instance = dg.DagsterInstance.get()
+    started = rounds_started(instance)
+    key = stage1.round_key(stage1.round_number(started[-1]) + 1 if started else 1)
+    instance.add_dynamic_partitions(STAGE1_ROUNDS, [key])
+    ok = run(lake, ROUND_START, key, ops={
+        "round_reward_model": {"config": model_overrides or {}},
+        "round_queues": {"config": {"to_humans": to_humans, "simulated_humans": simulated_humans}}})
+    return key if ok else None
+
+
+def finish_round(lake: Lake, key: str) -> bool:
+    """Seal the round's human labels into gold, judge its queued pairs, record its figures."""
+    return run(lake, ROUND_FINISH, key)
+
+
+@dataclass
+class Stage2Result:
+    ok: bool
+    returncode: int
+
+
+def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None) -> Stage2Result:
+    """The gold RM, then every shard through scoring, the judges and the filter (one run,
+    multiprocess: a `dagster asset materialize` over the shard range), then the export."""
+    if not run(lake, ["human_labels", "gold_pairs", "gold_reward_model"],
+               ops={"gold_reward_model": {"config": model_overrides or {}}}):
+        return Stage2Result(False, 1)
+    keys = shard_keys()
+    command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+               "-m", "dagster_project.definitions", "--select", ",".join(STAGE2_SHARDED),
+               "--partition-range", f"{keys[0]}...{keys[-1]}"]
+    if max_concurrent:
+        command += ["--config-json", f'{{"execution": {{"config": {{"multiprocess": '
+                                     f'{{"max_concurrent": {int(max_concurrent)}}}}}}}}}']
+    env = {**os.environ, "SYNPREF_LAKE": str(lake.root)}
+    done = subprocess.run(command, env=env)
+    if done.returncode != 0:
+        return Stage2Result(False, done.returncode)
+    return Stage2Result(run(lake, ["curated_export"]), 0)
