@@ -11,6 +11,7 @@ config work without it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,9 @@ class Annotator(Protocol):
     def generate_choice(self, conversations: list[list[dict]], choices: list[str], n: int = 1) -> list[list[str]]:
         """n samples per conversation, each forced to one of the choices."""
 
+    def with_sampling(self, sampling: SamplingConfig) -> "Annotator":
+        """The same engine or client, sampling with other settings."""
+
     def close(self) -> None:
         """Release the engine or client."""
 
@@ -115,6 +119,13 @@ class VLLMOfflineAnnotator:
         outputs = self._chat(conversations, n=_decoded_samples(self.config.sampling, n), choice=list(choices))
         return [_as_n_samples([sample.text for sample in out.outputs], n) for out in outputs]
 
+    def with_sampling(self, sampling: SamplingConfig) -> "VLLMOfflineAnnotator":
+        """A view on this engine that samples with other settings (closing the engine is the
+        owner's business). On a CPU the engine's seed stays the owner's: requests carry none."""
+        view = copy.copy(self)
+        view.config = replace(self.config, sampling=sampling)
+        return view
+
     def close(self) -> None:
         if self._llm is not None:
             self._llm.llm_engine.engine_core.shutdown()
@@ -157,6 +168,11 @@ class OpenAICompatibleAnnotator:
         return [_as_n_samples([c.message.content for c in sorted(completion.choices, key=lambda c: c.index)], n)
                 for completion in completions]
 
+    def with_sampling(self, sampling: SamplingConfig) -> "OpenAICompatibleAnnotator":
+        view = copy.copy(self)
+        view.config = replace(self.config, sampling=sampling)
+        return view
+
     def close(self) -> None:
         self._client.close()
 
@@ -180,6 +196,38 @@ class OpenAICompatibleAnnotator:
             )
         except BadRequestError as exc:
             raise RequestRejected(str(exc)) from exc
+
+
+def engine_key(config: AnnotatorConfig) -> str:
+    """What decides the engine (or client): everything but the sampling settings."""
+    return repr(replace(config, sampling=None))
+
+
+class SharedEngines:
+    """One engine per engine key: a panel's judges on one model, differing only in how they
+    sample (or in prompt), share it rather than each loading the model again."""
+
+    def __init__(self):
+        self._engines: dict[str, Annotator] = {}
+
+    def get(self, config: AnnotatorConfig, make: Callable[[], "Annotator"]) -> "Annotator":
+        """The engine for `config` (made by `make` the first time), sampling as `config` says."""
+        key = engine_key(config)
+        if key not in self._engines:
+            self._engines[key] = make()
+            return self._engines[key]
+        return self._engines[key].with_sampling(config.sampling)
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+    def __enter__(self) -> "SharedEngines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def generate_isolating_rejects(generate: Callable[[list], list], conversations: list) -> list:

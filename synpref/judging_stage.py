@@ -92,6 +92,7 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
     """Every judge of the panel on every queued pair it has not judged (those `where` picks,
     if given); then silver_labels is rebuilt, unless rebuild_labels is off (Stage 2's shards
     judge in parallel and rebuild it once, after the last shard)."""
+    from models.annotator import SharedEngines
     from models.judge import judge_pairs
 
     if not lake.has_table(QUEUE):  # nothing queued yet: nothing to judge, and no labels
@@ -99,31 +100,30 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
     start = time.perf_counter()
     summary = JudgingSummary(queued=_count(lake, f"select count(distinct pair_id) from {_scan(lake, QUEUE)}"))
     gold = GoldExamples.load(lake)
-    for judge in panel.judges:
-        key = judge.config_key(panel.prompt_version, panel.order_seed)
-        con = _connection(lake)
-        annotator, judged, errors = None, 0, 0
-        try:
-            con.execute(pending_sql(lake, where) + (f" limit {int(limit)}" if limit else ""),
-                        {"judge": judge.name, "key": key} if lake.has_table(VOTES) else {})
-            columns = [d[0] for d in con.description]
-            while batch := con.fetchmany(chunk_rows):
-                pairs = [dict(zip(columns, row)) for row in batch]
-                attributes = {p["pair_id"]: {k: p[k] for k in ATTRIBUTE_KEYS} for p in pairs}
-                examples = gold.nearest([p["pair_id"] for p in pairs], prompt.max_examples)
-                annotator = annotator or make_annotator(judge)
-                votes = judge_pairs(annotator, judge, prompt, pairs, panel.order_seed, attributes, examples)
-                write_part(lake, VOTES, _vote_rows(pairs, votes, judge, key, panel, examples))
-                judged += len(pairs)
-                errors += sum(v.error is not None for v in votes)
-                summary.with_examples += sum(bool(examples.get(p["pair_id"])) for p in pairs)
-                log(f"{judge.name}: {judged:,} pairs judged")
-        finally:
-            con.close()
-            if annotator is not None:
-                annotator.close()
-        summary.judged[judge.name] = judged
-        summary.errors[judge.name] = errors
+    with SharedEngines() as engines:  # judges on one model load it once, however they sample
+        for judge in panel.judges:
+            key = judge.config_key(panel.prompt_version, panel.order_seed)
+            con = _connection(lake)
+            annotator, judged, errors = None, 0, 0
+            try:
+                con.execute(pending_sql(lake, where) + (f" limit {int(limit)}" if limit else ""),
+                            {"judge": judge.name, "key": key} if lake.has_table(VOTES) else {})
+                columns = [d[0] for d in con.description]
+                while batch := con.fetchmany(chunk_rows):
+                    pairs = [dict(zip(columns, row)) for row in batch]
+                    attributes = {p["pair_id"]: {k: p[k] for k in ATTRIBUTE_KEYS} for p in pairs}
+                    examples = gold.nearest([p["pair_id"] for p in pairs], prompt.max_examples)
+                    annotator = annotator or engines.get(judge.annotator, lambda: make_annotator(judge))
+                    votes = judge_pairs(annotator, judge, prompt, pairs, panel.order_seed, attributes, examples)
+                    write_part(lake, VOTES, _vote_rows(pairs, votes, judge, key, panel, examples))
+                    judged += len(pairs)
+                    errors += sum(v.error is not None for v in votes)
+                    summary.with_examples += sum(bool(examples.get(p["pair_id"])) for p in pairs)
+                    log(f"{judge.name}: {judged:,} pairs judged")
+            finally:
+                con.close()
+            summary.judged[judge.name] = judged
+            summary.errors[judge.name] = errors
     if rebuild_labels:
         labels = write_labels(lake, panel)
         summary.labelled = labels.num_rows

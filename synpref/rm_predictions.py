@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from synpref import schemas
 from synpref.duck import DuckSettings, stage_connection
 from synpref.lake import TABLE_LAYERS, Lake, atomic_path
+from synpref.memory import trim_heap
 from synpref.rm_models import ModelRef
 from synpref.shards import N_SHARDS, shard_key, shard_sql
 
@@ -73,6 +74,7 @@ def write_scored(path: Path, chunks: Iterable[dict], scorer, to_rows: Callable[.
                 scores = scorer.score(chunk["conversation"], chunk["chosen"], chunk["rejected"])
                 writer.write_table(to_rows(chunk["pair_id"], *scores))
                 written += len(chunk["pair_id"])
+                trim_heap()  # else the shard's RSS grows with every chunk (heap fragmentation)
                 log(f"{path.name}: {written:,} pairs scored")
         if expected is not None and written != expected:
             raise RuntimeError(f"{path.name}: {written} pairs scored, but the input holds {expected}")

@@ -82,7 +82,14 @@ def _check_votes(lake, prompt, panel):
 def test_every_queued_pair_gets_a_verdict_from_every_judge(judged_lake, panel):
     lake, prompt = judged_lake, load_judge_prompt(panel.prompt_version)
     assert _queue_all_but_gold(lake) == (N_PAIRS - N_GOLD, 0)
-    summary = judge_queued(lake, panel, prompt, lambda judge: load_annotator(judge.annotator), chunk_rows=8)
+    loaded = []  # the panel's judges share the tiny model: one engine for all of them
+
+    def load(judge):
+        loaded.append(judge.name)
+        return load_annotator(judge.annotator)
+
+    summary = judge_queued(lake, panel, prompt, load, chunk_rows=8)
+    assert loaded == [panel.judges[0].name]
     queued = N_PAIRS - N_GOLD
     assert summary.judged == {j.name: queued for j in panel.judges} and summary.errors == {j.name: 0 for j in panel.judges}
     assert summary.with_examples == queued * len(panel.judges)
