@@ -84,9 +84,11 @@ class Stage2Result:
     returncode: int
 
 
-def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None) -> Stage2Result:
-    """The gold RM, then every shard through scoring, the judges and the filter (one run,
-    multiprocess: a `dagster asset materialize` over the shard range), then the export."""
+def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None,
+               run_config: Path | None = None) -> Stage2Result:
+    """The gold RM, then every shard through scoring, the judges and the filter (one run:
+    a `dagster asset materialize` over the shard range, under the multiprocess executor or
+    the one `run_config` selects, e.g. Celery), then the export."""
     if not run(lake, ["human_labels", "gold_pairs", "gold_reward_model"],
                ops={"gold_reward_model": {"config": model_overrides or {}}}):
         return Stage2Result(False, 1)
@@ -94,7 +96,9 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
                "-m", "dagster_project.definitions", "--select", ",".join(STAGE2_SHARDED),
                "--partition-range", f"{keys[0]}...{keys[-1]}"]
-    if max_concurrent:
+    if run_config:
+        command += ["-c", str(run_config)]
+    elif max_concurrent:
         command += ["--config-json", f'{{"execution": {{"config": {{"multiprocess": '
                                      f'{{"max_concurrent": {int(max_concurrent)}}}}}}}}}']
     env = {**os.environ, "SYNPREF_LAKE": str(lake.root)}

@@ -5,51 +5,19 @@ multiprocess executor, killed mid-way and resumed."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import SYNPREF, stage2_from_scratch
 
 from synpref.lake import Lake
 from synpref.shards import N_SHARDS
 
 pytestmark = pytest.mark.slow
-SYNPREF = Path(sys.executable).with_name("synpref")
-
-
-ONE_JUDGE = """
-prompt_version: judge-v1
-merge: majority
-judges:
-  - name: tiny-greedy
-    samples: 1
-    annotator: {model: tiny, max_model_len: 8192, sampling: {temperature: 0.0, max_tokens: 16, seed: 0}}
-"""
-
-
-def _env(tmp: Path, trainer_config: Path) -> dict:
-    (tmp / "judges.yaml").write_text(ONE_JUDGE)  # one judge: half the engine starts of the repo's panel
-    return {"SYNPREF_JUDGES_CONFIG": str(tmp / "judges.yaml"),"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp),
-            "DAGSTER_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1",
-            "SYNPREF_TRAINER_CONFIG": str(trainer_config),  # the tiny encoder: plumbing, not accuracy
-            # the code under test where it is not the installed one (a worktree beside a shared venv)
-            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, tiny_rm_config_file):
-    tmp = tmp_path_factory.mktemp("demo")
-    env = _env(tmp, tiny_rm_config_file)
-    out = subprocess.run([str(SYNPREF), "demo", "--pairs", "240", "--seed-gold", "24", "--to-humans", "8",
-                          "--lake", str(tmp / "lake")], capture_output=True, text=True, timeout=1200, env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return Lake.at(tmp / "lake"), out.stdout, env
 
 
 def _one(lake: Lake, sql: str):
@@ -94,16 +62,8 @@ def test_demo_runs_both_stages_and_every_count_reconciles(demo):
 
 def test_stage2_killed_mid_run_resumes_without_redoing_finished_shards(demo, tmp_path):
     lake, _, env = demo
-    copy = Lake.at(tmp_path / "lake")
-    shutil.copytree(lake.root, copy.root, symlinks=True)
+    copy = stage2_from_scratch(lake, tmp_path / "lake")
     env = {**env, "DAGSTER_HOME": str(tmp_path / "home")}
-    # Stage 2 from scratch on the copy: its shard outputs and the pool's scores removed
-    for table in ("pool_scores", "filtered_pairs", "curated_export"):
-        shutil.rmtree(copy.table_dir(table))
-    for part in copy.table_files("rm_predictions"):
-        if "--silver_pairs--" in part.name:
-            part.unlink()
-    shutil.rmtree(copy.root / "_manifests" / "filtered_pairs", ignore_errors=True)
     command = [str(SYNPREF), "stage2", "--lake", str(copy.root)]
     with (tmp_path / "killed.log").open("w") as log:
         run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
