@@ -101,6 +101,10 @@ class LocalCluster:
     redis: subprocess.Popen | None = None
     workers: dict[str, Worker] = field(default_factory=dict)
 
+    def __post_init__(self):
+        # dagster-celery's wrapper starts `celery` by name: this venv's, whatever PATH says
+        self.env = {**self.env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")])}
+
     @property
     def broker(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
