@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 import dagster as dg
+import yaml
 
 from dagster_project.definitions import defs
 from dagster_project.partitions import STAGE1_ROUNDS
@@ -78,6 +79,21 @@ def finish_round(lake: Lake, key: str) -> bool:
     return run(lake, ROUND_FINISH, key)
 
 
+def _on_this_lake(run_config: Path, lake: Lake) -> Path:
+    """The run config with the lake root set for the lake and step-value resources (the
+    workers read it from there, not from their environment); a different root is an error."""
+    config = yaml.safe_load(run_config.read_text()) or {}
+    for key in ("lake", "io_manager"):
+        resource = config.setdefault("resources", {}).setdefault(key, {}).setdefault("config", {})
+        root = resource.setdefault("root", str(lake.root))
+        if Path(root).resolve() != lake.root.resolve():
+            raise click.UsageError(f"{run_config}: resources.{key}.config.root is {root}, not the lake {lake.root}")
+    merged = lake.root / "_dagster" / "run_config" / f"stage2-{run_config.stem}.yaml"
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    merged.write_text(yaml.safe_dump(config))
+    return merged
+
+
 @dataclass
 class Stage2Result:
     ok: bool
@@ -97,7 +113,7 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
                "-m", "dagster_project.definitions", "--select", ",".join(STAGE2_SHARDED),
                "--partition-range", f"{keys[0]}...{keys[-1]}"]
     if run_config:
-        command += ["-c", str(run_config)]
+        command += ["-c", str(_on_this_lake(run_config, lake))]
     elif max_concurrent:
         command += ["--config-json", f'{{"execution": {{"config": {{"multiprocess": '
                                      f'{{"max_concurrent": {int(max_concurrent)}}}}}}}}}']
