@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets import attributes, embeddings, filtered, gold, judging, models, raw, silver, stage1, stage2
 from dagster_project.checks import all_checks
+from dagster_project.executors import synpref_executor
 from dagster_project.resources import default_resources
 from dagster_project.sensors import gold_pairs_on_new_labels
 
@@ -12,4 +13,5 @@ defs = dg.Definitions(
     asset_checks=all_checks(),
     sensors=[gold_pairs_on_new_labels],
     resources=default_resources(),
+    executor=synpref_executor,
 )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 import dagster as dg
+import yaml
 
 from dagster_project.definitions import defs
 from dagster_project.partitions import STAGE1_ROUNDS
@@ -78,15 +79,32 @@ def finish_round(lake: Lake, key: str) -> bool:
     return run(lake, ROUND_FINISH, key)
 
 
+def _on_this_lake(run_config: Path, lake: Lake) -> Path:
+    """The run config with the lake root set for the lake and step-value resources (the
+    workers read it from there, not from their environment); a different root is an error."""
+    config = yaml.safe_load(run_config.read_text()) or {}
+    for key in ("lake", "io_manager"):
+        resource = config.setdefault("resources", {}).setdefault(key, {}).setdefault("config", {})
+        root = resource.setdefault("root", str(lake.root))
+        if Path(root).resolve() != lake.root.resolve():
+            raise click.UsageError(f"{run_config}: resources.{key}.config.root is {root}, not the lake {lake.root}")
+    merged = lake.root / "_dagster" / "run_config" / f"stage2-{run_config.stem}.yaml"
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    merged.write_text(yaml.safe_dump(config))
+    return merged
+
+
 @dataclass
 class Stage2Result:
     ok: bool
     returncode: int
 
 
-def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None) -> Stage2Result:
-    """The gold RM, then every shard through scoring, the judges and the filter (one run,
-    multiprocess: a `dagster asset materialize` over the shard range), then the export."""
+def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None,
+               run_config: Path | None = None) -> Stage2Result:
+    """The gold RM, then every shard through scoring, the judges and the filter (one run:
+    a `dagster asset materialize` over the shard range, under the multiprocess executor or
+    the one `run_config` selects, e.g. Celery), then the export."""
     if not run(lake, ["human_labels", "gold_pairs", "gold_reward_model"],
                ops={"gold_reward_model": {"config": model_overrides or {}}}):
         return Stage2Result(False, 1)
@@ -94,7 +112,9 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
                "-m", "dagster_project.definitions", "--select", ",".join(STAGE2_SHARDED),
                "--partition-range", f"{keys[0]}...{keys[-1]}"]
-    if max_concurrent:
+    if run_config:
+        command += ["-c", str(_on_this_lake(run_config, lake))]
+    elif max_concurrent:
         command += ["--config-json", f'{{"execution": {{"config": {{"multiprocess": '
                                      f'{{"max_concurrent": {int(max_concurrent)}}}}}}}}}']
     env = {**os.environ, "SYNPREF_LAKE": str(lake.root)}

@@ -128,6 +128,10 @@ class TrainerResource(dg.ConfigurableResource):
     launcher: str = Field(default="python", description="python (one process) | deepspeed | torchrun.")
     processes: int = Field(default=1, description="Data-parallel processes (GPUs, or CPU processes).")
     accelerator: str = Field(default="auto", description="auto | cpu | cuda.")
+    hostfile: str | None = Field(default=None, description="Across nodes (deepspeed): a DeepSpeed hostfile, "
+                                                           "'node1 slots=8' per line; processes = GPUs per node.")
+    nodes: int | None = Field(default=None, description="Nodes of the hostfile to use; default all.")
+    master_addr: str | None = Field(default=None, description="Rank 0's host; default the hostfile's first.")
 
     def train_config(self, **overrides):
         from models.train_config import load_config
@@ -137,7 +141,8 @@ class TrainerResource(dg.ConfigurableResource):
     def launch(self):
         from models.launch import LaunchConfig
 
-        return LaunchConfig(launcher=self.launcher, processes=self.processes, accelerator=self.accelerator)
+        return LaunchConfig(launcher=self.launcher, processes=self.processes, accelerator=self.accelerator,
+                            hostfile=self.hostfile, nodes=self.nodes, master_addr=self.master_addr)
 
 
 class ScorerResource(dg.ConfigurableResource):
@@ -156,9 +161,22 @@ class ScorerResource(dg.ConfigurableResource):
                                               device=self.device, threads=self.threads))
 
 
+class StepIOManager(dg.ConfigurableIOManagerFactory):
+    """Values passed between steps (a run's shard keys, each shard's summary), pickled under
+    the lake root rather than the Dagster instance's folder: workers on other machines share
+    the lake, not DAGSTER_HOME."""
+
+    root: str | None = Field(default=None, description="Lake root folder; default $SYNPREF_LAKE, else ./lake.")
+
+    def create_io_manager(self, context) -> dg.IOManager:
+        base = Lake.at(self.root).root / "_dagster" / "steps"
+        return dg.FilesystemIOManager(base_dir=str(base)).create_io_manager(context)
+
+
 def default_resources(root: str | None = None, sources_file: str | None = None, **overrides) -> dict:
     """Every resource the definitions need (the lake at `root`, default $SYNPREF_LAKE or ./lake)."""
     return {"lake": LakeResource(root=root), "sources": SourcesResource(path=sources_file),
             "quality": QualityResource(), "annotator": AnnotatorResource(), "embedder": EmbedderResource(),
             "judges": JudgesResource(), "trainer": TrainerResource(), "scorer": ScorerResource(),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(), **overrides}
+            "pipes_subprocess_client": dg.PipesSubprocessClient(), "io_manager": StepIOManager(root=root),
+            **overrides}

@@ -27,9 +27,22 @@ class LaunchConfig:
     launcher: str = "python"  # python: one process; deepspeed / torchrun: `processes` on this machine
     processes: int = 1  # data-parallel processes (GPUs; on the CPU, processes sharing the cores)
     accelerator: str = "auto"  # auto: GPUs when torch sees them, else the CPU
-    master_port: int | None = None  # None: a free port
+    master_port: int | None = None  # None: a free port (29500 across nodes: the master's port)
+    # Across nodes (deepspeed only): a DeepSpeed hostfile ("node1 slots=8" per line, the first
+    # node the master), and how many of its nodes to use; `processes` is then GPUs per node.
+    hostfile: str | None = None
+    nodes: int | None = None  # None: every node of the hostfile
+    master_addr: str | None = None  # None: the hostfile's first node
+    # None: this machine starts every node over ssh (pdsh, DeepSpeed's default). N: start only
+    # node N's processes here (--no_ssh), the same command run on each node with its own rank,
+    # as a Kubernetes job or Slurm does; master_addr is then required.
+    node_rank: int | None = None
 
     def __post_init__(self):
+        if self.hostfile and self.launcher != "deepspeed":
+            raise ValueError("a hostfile is DeepSpeed's (multi-node) launch: set launcher to deepspeed")
+        if self.node_rank is not None and not (self.hostfile and self.master_addr):
+            raise ValueError("node_rank (a launch without ssh) needs a hostfile and master_addr")
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {LAUNCHERS}, not {self.launcher!r}")
         if self.accelerator not in ACCELERATORS:
@@ -46,12 +59,18 @@ def free_port() -> int:
 
 def training_command(launch: LaunchConfig, script_args: list[str]) -> list[str]:
     py = sys.executable
-    port = str(launch.master_port or free_port())
+    port = str(launch.master_port or (29500 if launch.hostfile else free_port()))
     if launch.launcher == "python":
         return [py, "-m", SCRIPT_MODULE, *script_args]
     if launch.launcher == "deepspeed":
-        return [py, "-m", "deepspeed.launcher.runner", "--num_gpus", str(launch.processes), "--master_port", port,
-                "--module", SCRIPT_MODULE, *script_args]
+        # across nodes the runner starts the same python and module on each host over ssh (pdsh),
+        # in this directory: the code, venv and lake must be at the same paths on every node
+        nodes = ["--hostfile", launch.hostfile, *(["--num_nodes", str(launch.nodes)] if launch.nodes else []),
+                 *(["--master_addr", launch.master_addr] if launch.master_addr else []),
+                 *(["--no_ssh", "--node_rank", str(launch.node_rank)] if launch.node_rank is not None else [])
+                 ] if launch.hostfile else []
+        return [py, "-m", "deepspeed.launcher.runner", *nodes, "--num_gpus", str(launch.processes),
+                "--master_port", port, "--module", SCRIPT_MODULE, *script_args]
     return [py, "-m", "torch.distributed.run", "--nproc_per_node", str(launch.processes), "--master_port", port,
             "-m", SCRIPT_MODULE, *script_args]
 

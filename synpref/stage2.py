@@ -110,3 +110,17 @@ def judge_pool_shard(lake: Lake, shard: int, panel, prompt, make_annotator: Call
     summary = judge_queued(lake, panel, prompt, make_annotator, chunk_rows=chunk_rows, where=in_shard,
                            rebuild_labels=False, log=log)
     return ShardJudging(shard, new, summary.judged, round(time.perf_counter() - start, 3))
+
+
+def reset_shards(lake: Lake) -> None:
+    """Forget Stage 2's shard outputs (pool_scores, filtered_pairs, the curated export and the
+    pool's RM scores), so the next run decides every shard again; the judges' votes stay,
+    since a judge never answers the same pair and config twice."""
+    import shutil
+
+    for table in (POOL_SCORES, "filtered_pairs", "curated_export"):
+        shutil.rmtree(lake.table_dir(table), ignore_errors=True)
+    for part in lake.table_files("rm_predictions"):
+        if "--silver_pairs--" in part.name:
+            part.unlink()
+    shutil.rmtree(lake.root / "_manifests" / "filtered_pairs", ignore_errors=True)

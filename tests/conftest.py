@@ -236,3 +236,50 @@ def tiny_rm_config_file(tiny_encoder, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("config") / "tiny_rm.yaml"
     path.write_text(yaml.safe_dump({"backbone": str(tiny_encoder), **TINY_RM_SETTINGS}))
     return path
+
+
+# ---------------------------------------------------------------- the whole method, once per session
+
+SYNPREF = Path(sys.executable).with_name("synpref")
+
+ONE_JUDGE = """
+prompt_version: judge-v1
+merge: majority
+judges:
+  - name: tiny-greedy
+    samples: 1
+    annotator: {model: tiny, max_model_len: 8192, sampling: {temperature: 0.0, max_tokens: 16, seed: 0}}
+"""
+
+
+def demo_env(tmp: Path, trainer_config: Path) -> dict:
+    (tmp / "judges.yaml").write_text(ONE_JUDGE)  # one judge: half the engine starts of the repo's panel
+    return {"SYNPREF_JUDGES_CONFIG": str(tmp / "judges.yaml"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(tmp), "DAGSTER_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1",
+            "SYNPREF_TRAINER_CONFIG": str(trainer_config),  # the tiny encoder: plumbing, not accuracy
+            # the code under test where it is not the installed one (a worktree beside a shared venv)
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})}
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, tiny_rm_config_file):
+    """`synpref demo` on 240 pairs: both stages, Stage 2 under the multiprocess executor
+    (shared by the pipeline and Celery tests: it takes minutes)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    env = demo_env(tmp, tiny_rm_config_file)
+    out = subprocess.run([str(SYNPREF), "demo", "--pairs", "240", "--seed-gold", "24", "--to-humans", "8",
+                          "--lake", str(tmp / "lake")], capture_output=True, text=True, timeout=1200, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return Lake.at(tmp / "lake"), out.stdout, env
+
+
+def stage2_from_scratch(lake: Lake, to: Path) -> Lake:
+    """A copy of the lake without Stage 2's shard outputs (the judges' votes stay)."""
+    import shutil
+
+    from synpref.stage2 import reset_shards
+
+    copy = Lake.at(to)
+    shutil.copytree(lake.root, copy.root, symlinks=True)
+    reset_shards(copy)
+    return copy

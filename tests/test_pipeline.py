@@ -5,52 +5,20 @@ multiprocess executor, killed mid-way and resumed."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import SYNPREF, stage2_from_scratch
 
 from synpref.lake import Lake
 from synpref.shards import N_SHARDS
 
 pytestmark = pytest.mark.slow
-SYNPREF = Path(sys.executable).with_name("synpref")
-
-
-ONE_JUDGE = """
-prompt_version: judge-v1
-merge: majority
-judges:
-  - name: tiny-greedy
-    samples: 1
-    annotator: {model: tiny, max_model_len: 8192, sampling: {temperature: 0.0, max_tokens: 16, seed: 0}}
-"""
-
-
-def _env(tmp: Path, trainer_config: Path) -> dict:
-    (tmp / "judges.yaml").write_text(ONE_JUDGE)  # one judge: half the engine starts of the repo's panel
-    return {"SYNPREF_JUDGES_CONFIG": str(tmp / "judges.yaml"),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp),
-            "DAGSTER_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1",
-            "SYNPREF_TRAINER_CONFIG": str(trainer_config),  # the tiny encoder: plumbing, not accuracy
-            # the code under test where it is not the installed one (a worktree beside a shared venv)
-            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, tiny_rm_config_file):
-    tmp = tmp_path_factory.mktemp("demo")
-    env = _env(tmp, tiny_rm_config_file)
-    out = subprocess.run([str(SYNPREF), "demo", "--pairs", "240", "--seed-gold", "24", "--to-humans", "8",
-                          "--lake", str(tmp / "lake")], capture_output=True, text=True, timeout=1200, env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return Lake.at(tmp / "lake"), out.stdout, env
 
 
 def _one(lake: Lake, sql: str):
@@ -95,16 +63,8 @@ def test_demo_runs_both_stages_and_every_count_reconciles(demo):
 
 def test_stage2_killed_mid_run_resumes_without_redoing_finished_shards(demo, tmp_path):
     lake, _, env = demo
-    copy = Lake.at(tmp_path / "lake")
-    shutil.copytree(lake.root, copy.root, symlinks=True)
+    copy = stage2_from_scratch(lake, tmp_path / "lake")
     env = {**env, "DAGSTER_HOME": str(tmp_path / "home")}
-    # Stage 2 from scratch on the copy: its shard outputs and the pool's scores removed
-    for table in ("pool_scores", "filtered_pairs", "curated_export"):
-        shutil.rmtree(copy.table_dir(table))
-    for part in copy.table_files("rm_predictions"):
-        if "--silver_pairs--" in part.name:
-            part.unlink()
-    shutil.rmtree(copy.root / "_manifests" / "filtered_pairs", ignore_errors=True)
     command = [str(SYNPREF), "stage2", "--lake", str(copy.root)]
     with (tmp_path / "killed.log").open("w") as log:
         run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -123,7 +83,12 @@ def test_stage2_killed_mid_run_resumes_without_redoing_finished_shards(demo, tmp
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in copy.table_files("pool_scores") if p.name in finished} == finished
-    assert (again.stdout + again.stderr).count("pool_scores up to date") >= len(finished)
+    # the finished shards were reused, as the rerun's event log says (its console output can
+    # drop a step's line on a loaded machine)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        rerun = instance.get_run_records(dg.RunsFilter(job_name="__ASSET_JOB"), limit=1)[0].dagster_run.run_id
+        reused = [e for e in instance.all_logs(rerun) if "pool_scores up to date" in (e.user_message or "")]
+    assert len(reused) >= len(finished)
     pool = _one(copy, "select count(*) from silver_pairs")[0]
     assert _one(copy, "select count(*), count(distinct pair_id) from filtered_pairs") == (pool, pool)
     assert _one(copy, "select count(*), count(distinct pair_id) from pool_scores") == (pool, pool)

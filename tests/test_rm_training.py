@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import TINY_RM_SETTINGS, toy_pairs_table
-from models.launch import LaunchConfig, run_streamed, training_command, training_env
+from models.launch import LaunchConfig, free_port, run_streamed, training_command, training_env
 from models.scorer import Scorer
 
 pytestmark = pytest.mark.slow
@@ -91,6 +91,36 @@ def test_two_processes_through_the_deepspeed_launcher(toy_files, tiny_rm_config_
     assert metrics["accumulation_steps"] == 1  # 16 pairs a step = 2 processes x 8 pairs
     assert sum("exits successfully" in line for line in lines) == 2  # the launcher's two ranks
     assert _events(out, "start")[0]["world_size"] == 2
+
+
+def test_two_nodes_from_one_hostfile(toy_files, tiny_rm_config_file, tmp_path):
+    """DeepSpeed's multi-node launch: one hostfile, each node started with its own rank and
+    rank 0's address (no ssh, as a Kubernetes job or Slurm starts nodes); here both nodes are
+    this machine, one CPU process each, over gloo on 127.0.0.1."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node-a slots=1\nnode-b slots=1\n")
+    out, port = tmp_path / "two-nodes", free_port()
+    args = _args(toy_files, out, tiny_rm_config_file)
+    nodes = []
+    try:
+        for rank in (0, 1):
+            launch = LaunchConfig(launcher="deepspeed", processes=1, accelerator=CPU, hostfile=str(hostfile),
+                                  master_addr="127.0.0.1", master_port=port, node_rank=rank)
+            command = training_command(launch, args)
+            assert command[command.index("--hostfile"):command.index("--num_gpus")] == [
+                "--hostfile", str(hostfile), "--master_addr", "127.0.0.1", "--no_ssh", "--node_rank", str(rank)]
+            with (tmp_path / f"node-{rank}.log").open("w") as log:
+                nodes.append(subprocess.Popen(command, env={**os.environ, **training_env(launch)}, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+        codes = [node.wait(timeout=600) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+    assert codes == [0, 0], (tmp_path / "node-1.log").read_text()[-3000:]
+    metrics = _assert_learned(out, world_size=2)
+    assert metrics["accumulation_steps"] == 1  # 16 pairs a step = 2 nodes x 8 pairs
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(uninterrupted, toy_files, tiny_rm_config_file, tmp_path):

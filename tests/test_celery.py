@@ -1,0 +1,161 @@
+"""Stage 2 past one machine: the same sharded assets under Dagster's Celery executor, on a real
+Redis (Debian's redis-server on 127.0.0.1) and two real dagster-celery workers; then one
+worker SIGKILLed mid-shard. Both runs must give the one-machine run's result, pair for pair."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+from conftest import stage2_from_scratch
+
+from dagster_project.celery_cluster import LocalCluster, stage2_run_config
+from dagster_project.run_events import shard_steps, step_records
+from synpref.lake import Lake
+from synpref.shards import N_SHARDS, shard_keys
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+STAGE2 = "pool_scores,pool_judgements,filtered_pairs"
+SHARD_OPS = ("score_shard", "judge_shard", "filter_one_shard")
+VISIBILITY_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def cluster(demo, tmp_path_factory):
+    """Redis and two workers, w1 and w2, one shard at a time each; all stopped afterwards."""
+    if subprocess.run(["bash", str(ROOT / "scripts" / "install_redis.sh")], timeout=600).returncode:
+        pytest.fail("redis-server is missing and could not be installed (scripts/install_redis.sh)")
+    _, _, env = demo
+    folder = tmp_path_factory.mktemp("celery")
+    env = {**env, "DAGSTER_HOME": str(folder / "home")}
+    (folder / "home").mkdir()
+    # longer than any shard step here (up to ~25 s on a loaded 2-core machine), or a running
+    # shard is handed out again; a dead worker's shard then waits this long (+ a 5 s sweep)
+    with LocalCluster(folder, env, visibility_timeout=VISIBILITY_TIMEOUT) as c:
+        c.start_worker("w1")
+        c.start_worker("w2")
+        yield c
+
+
+@contextmanager
+def _stage2_run(cluster: LocalCluster, reference: Lake, tmp_path: Path):
+    """The README's command on a copy of the lake without Stage 2: one run over every shard,
+    the executor chosen by the run config. Yields the copy and the running CLI."""
+    lake = stage2_from_scratch(reference, tmp_path / "lake")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(stage2_run_config(cluster.settings, lake.root)))
+    keys = shard_keys()
+    with (tmp_path / "run.log").open("w") as log:
+        run = subprocess.Popen(
+            ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), "asset",
+             "materialize", "-m", "dagster_project.definitions", "--select", STAGE2,
+             "--partition-range", f"{keys[0]}...{keys[-1]}", "-c", str(config)],
+            cwd=ROOT, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield lake, run
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=30)
+
+
+def _finished(run: subprocess.Popen, tmp_path: Path, timeout: float) -> None:
+    assert run.wait(timeout=timeout) == 0, (tmp_path / "run.log").read_text()[-4000:]
+
+
+def _latest_run(cluster: LocalCluster, after: float):
+    with dg.DagsterInstance.from_config(cluster.env["DAGSTER_HOME"]) as instance:
+        runs = [r for r in instance.get_run_records(limit=5) if r.create_timestamp.timestamp() >= after]
+        return (runs[0].dagster_run, step_records(instance, runs[0].dagster_run.run_id)) if runs else (None, {})
+
+
+def _table(lake: Lake, table: str, columns: str) -> list[tuple]:
+    con = duckdb.connect()
+    try:
+        return con.execute(f"select {columns} from read_parquet('{lake.table_glob(table)}') order by pair_id").fetchall()
+    finally:
+        con.close()
+
+
+FILTER_COLUMNS = "pair_id, shard, status, reason, p_best, p_gold, judge_verdict"
+
+
+def _assert_same_result(lake: Lake, reference: Lake) -> None:
+    """Each pool pair exactly once in pool_scores and filtered_pairs, as in the one-machine run."""
+    pool = {r[0] for r in _table(reference, "silver_pairs", "pair_id")}
+    for table, columns in (("pool_scores", "pair_id, shard, p_best, p_gold, needs_judges"),
+                           ("filtered_pairs", FILTER_COLUMNS)):
+        rows = _table(lake, table, columns)
+        assert len(rows) == len({r[0] for r in rows}) == len(pool), table
+        assert {r[0] for r in rows} == pool, table
+        assert rows == _table(reference, table, columns), table
+    # the pool's RM scores: each pair once per model version, none lost or doubled
+    scored = [r for r in _table(lake, "rm_predictions", "pair_id, model, model_version, pairs_table")
+              if r[3] == "silver_pairs"]
+    assert len(scored) == len(set(scored)) == 2 * len(pool)
+
+
+def test_stage2_on_two_celery_workers_gives_the_one_machine_result(demo, cluster, tmp_path):
+    reference, _, _ = demo
+    started = time.time()
+    with _stage2_run(cluster, reference, tmp_path) as (lake, run):
+        _finished(run, tmp_path, timeout=600)
+    dagster_run, records = _latest_run(cluster, started)
+    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    # every shard step of the three assets ran on a Celery worker, and both workers took shards
+    by_worker: dict[str, list[str]] = {}
+    for op in SHARD_OPS:
+        steps = shard_steps(records, op)
+        assert sorted(steps) == shard_keys(), op
+        for shard, record in steps.items():
+            assert len(record.workers) == 1 and record.successes == 1, (op, shard, record)
+            by_worker.setdefault(record.workers[0].split("@")[0], []).append(f"{op}[{shard}]")
+    print({w: sorted(s) for w, s in by_worker.items()})
+    assert set(by_worker) == {"w1", "w2"}
+    _assert_same_result(lake, reference)
+
+
+def _first_shard_running(cluster: LocalCluster, run: subprocess.Popen, started: float) -> tuple[str, str]:
+    """(worker, shard) of the first scoring step a worker has taken and not finished."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None:
+        _, records = _latest_run(cluster, started)
+        running = {k: r for k, r in shard_steps(records, "score_shard").items() if r.workers and not r.successes}
+        if running:
+            shard, record = sorted(running.items())[0]
+            return record.workers[0].split("@")[0], shard
+        time.sleep(0.2)
+    raise AssertionError("no shard step started on a worker")
+
+
+def test_a_worker_killed_mid_shard_its_shard_runs_on_the_other(demo, cluster, tmp_path):
+    reference, _, _ = demo
+    started = time.time()
+    with _stage2_run(cluster, reference, tmp_path) as (lake, run):
+        victim, shard = _first_shard_running(cluster, run, started)
+        cluster.workers[victim].kill()  # the whole worker, as if its machine were lost
+        killed_at = time.time()
+        _finished(run, tmp_path, timeout=300)
+    dagster_run, records = _latest_run(cluster, started)
+    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    record = shard_steps(records, "score_shard")[shard]
+    survivor = ({"w1", "w2"} - {victim}).pop()
+    # started on the victim, never finished there; handed to the survivor, which finished it once
+    assert [w.split("@")[0] for w in record.workers] == [victim, survivor], record
+    assert record.successes == 1 and record.succeeded > killed_at
+    print(f"killed {victim} during score_shard[{shard}]; re-run on {survivor} "
+          f"{record.succeeded - killed_at:.1f} s after the kill")
+    for op in SHARD_OPS:
+        assert all(r.successes == 1 for r in shard_steps(records, op).values()), op
+    assert len(shard_steps(records, "score_shard")) == N_SHARDS
+    _assert_same_result(lake, reference)
