@@ -253,7 +253,7 @@ judges:
 
 
 def demo_env(tmp: Path, trainer_config: Path) -> dict:
-    (tmp / "judges.yaml").write_text(ONE_JUDGE)  # one judge: half the engine starts of the repo's panel
+    (tmp / "judges.yaml").write_text(ONE_JUDGE)  # one judge: half the judging work of the repo's panel
     return {"SYNPREF_JUDGES_CONFIG": str(tmp / "judges.yaml"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "HOME": str(tmp), "DAGSTER_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1",
             "SYNPREF_TRAINER_CONFIG": str(trainer_config),  # the tiny encoder: plumbing, not accuracy
@@ -268,7 +268,7 @@ def demo(tmp_path_factory, tiny_rm_config_file):
     tmp = tmp_path_factory.mktemp("demo")
     env = demo_env(tmp, tiny_rm_config_file)
     out = subprocess.run([str(SYNPREF), "demo", "--pairs", "240", "--seed-gold", "24", "--to-humans", "8",
-                          "--lake", str(tmp / "lake")], capture_output=True, text=True, timeout=1200, env=env)
+                          "--lake", str(tmp / "lake")], capture_output=True, text=True, timeout=1800, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return Lake.at(tmp / "lake"), out.stdout, env
 
