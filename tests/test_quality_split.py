@@ -22,8 +22,9 @@ from benchmarks.quality_metrics import flip_metrics  # noqa: E402
 SIZES = qs.SplitSizes(gold=30, test=50, pool=100)
 
 
-@pytest.fixture
-def base(tmp_path) -> tuple[Lake, Path]:
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Lake, Path]:
+    tmp_path = tmp_path_factory.mktemp("quality_split")
     lake = Lake.at(tmp_path / "base")
     write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"Question {i}?", "chosen": f"Good answer {i}.",
                                         "rejected": f"Bad answer {i}."} for i in range(200)])
