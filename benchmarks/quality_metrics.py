@@ -32,7 +32,8 @@ def _ratio(a: int, b: int) -> float | None:
 def flip_metrics(outcomes: str) -> dict:
     """The filter's figures from a pool-outcomes Parquet file (see write_pool_outcomes)."""
     (pool, injected, kept, kept_flips, recycled, recycled_right, detected_right,
-     best_right, gold_right, needs_judges) = duckdb.connect().execute(f"""
+     best_right, gold_right, needs_judges, best_clean, best_flipped, gold_clean,
+     gold_flipped) = duckdb.connect().execute(f"""
         select count(*), count(*) filter (where injected_flip),
                count(*) filter (where status = 'kept'),
                count(*) filter (where status = 'kept' and injected_flip),
@@ -41,7 +42,11 @@ def flip_metrics(outcomes: str) -> dict:
                count(*) filter (where status <> 'kept' and injected_flip),
                count(*) filter (where (p_best > 0.5) <> injected_flip),
                count(*) filter (where (p_gold > 0.5) <> injected_flip),
-               count(*) filter (where p_best <= 0.5)
+               count(*) filter (where p_best <= 0.5),
+               count(*) filter (where p_best > 0.5 and not injected_flip),
+               count(*) filter (where p_best > 0.5 and injected_flip),
+               count(*) filter (where p_gold > 0.5 and not injected_flip),
+               count(*) filter (where p_gold > 0.5 and injected_flip)
         from read_parquet('{outcomes}')""").fetchone()
     detected = pool - kept
     trained = kept + recycled
@@ -55,4 +60,8 @@ def flip_metrics(outcomes: str) -> dict:
         "needs_judges": needs_judges,
         # each RM's accuracy on the pool's true labels (the best RM was trained on these pairs)
         "best_rm_pool_accuracy": _ratio(best_right, pool), "gold_rm_pool_accuracy": _ratio(gold_right, pool),
+        # how often each RM agrees with the pool's label on clean and on flipped pairs: an RM that
+        # learnt the pool's labels agrees with flipped ones more than 1 - its accuracy
+        "best_agrees_clean": _ratio(best_clean, pool - injected), "best_agrees_flipped": _ratio(best_flipped, injected),
+        "gold_agrees_clean": _ratio(gold_clean, pool - injected), "gold_agrees_flipped": _ratio(gold_flipped, injected),
     }

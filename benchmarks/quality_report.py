@@ -16,7 +16,8 @@ from benchmarks.quality_metrics import flip_metrics
 ARMS = (("noisy", "(a) noisy pool"), ("curated", "(b) curated (kept)"),
         ("recycled", "(c) kept + recycled flips"), ("clean", "(d) clean pool (oracle)"))
 FILTER_FIGURES = ("kept_flip_rate", "precision", "recall", "retention", "recycled", "recycle_precision",
-                  "recycled_set_flip_rate", "needs_judges", "best_rm_pool_accuracy", "gold_rm_pool_accuracy")
+                  "recycled_set_flip_rate", "needs_judges", "best_rm_pool_accuracy", "gold_rm_pool_accuracy",
+                  "best_agrees_clean", "best_agrees_flipped", "gold_agrees_clean", "gold_agrees_flipped")
 
 
 def _load(path: Path):
@@ -115,6 +116,14 @@ def render(levels: dict, summary: dict, run: dict) -> str:
                      f"{fmt(f['recycle_precision'])} | {fmt(f['recycled_set_flip_rate'])} | "
                      f"{fmt(f['needs_judges'], 0)} | {fmt(f['best_rm_pool_accuracy'])} | "
                      f"{fmt(f['gold_rm_pool_accuracy'])} |")
+    lines += ["", "Agreement of each RM with the pool's label (p > 0.5), on clean and on injected-flipped pairs "
+                  "(an RM with symmetric errors at accuracy q agrees q and 1 - q):", "",
+              "| injected | best RM, clean | best RM, flipped | gold RM, clean | gold RM, flipped |",
+              "|---:|---:|---:|---:|---:|"]
+    for pct, s in sorted(summary.items()):
+        f = s["filter"]
+        lines.append(f"| {pct}% | {fmt(f['best_agrees_clean'])} | {fmt(f['best_agrees_flipped'])} | "
+                     f"{fmt(f['gold_agrees_clean'])} | {fmt(f['gold_agrees_flipped'])} |")
     lines += ["", "Per seed:", "",
               "| injected | seed | " + " | ".join(arm for arm, _ in ARMS) + " | gold RM | kept | kept flips | "
               "dropped | recycled | train pairs (a) / (b) / (c) |", "|---:|---:|" + "---:|" * (len(ARMS) + 5)]
@@ -166,12 +175,14 @@ def plot_p_chosen(work: Path, levels: list[int], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(levels), 2, figsize=(9, 2.6 * len(levels)), squeeze=False)
-    bins = [i / 20 for i in range(21)]
     for row, pct in enumerate(levels):
         glob = str(work / "results" / f"noise-{pct:02d}" / "seed-*" / "pool.parquet")
         data = duckdb.sql(f"select injected_flip, p_best, p_gold from read_parquet('{glob}')").fetchall()
         for col, (index, name) in enumerate(((2, "gold RM (p_gold)"), (1, "current best RM (p_best)"))):
             ax = axes[row][col]
+            # the data's own range: weak RMs keep p close to 0.5, fixed 0-1 bins would hide the shape
+            low, high = min(d[index] for d in data), max(d[index] for d in data)
+            bins = [low + (high - low) * i / 40 for i in range(41)]
             for flag, label, colour in ((False, "clean pairs", "#4c72b0"), (True, "injected flips", "#dd8452")):
                 ax.hist([d[index] for d in data if d[0] == flag], bins=bins, alpha=0.6, density=True, label=label,
                         color=colour)
@@ -198,7 +209,9 @@ def measured_points(work: Path, pct: int) -> list[dict]:
         m = flip_metrics(str(path))
         p = duckdb.sql(f"select p_best, p_gold from read_parquet('{path}')").fetchnumpy()
         points.append({"seed": int(path.parent.name.split("-")[1]), "kept_flip_rate": m["kept_flip_rate"],
-                       "accuracy": (m["best_rm_pool_accuracy"] + m["gold_rm_pool_accuracy"]) / 2,
+                       # the accuracy of a symmetric RM that separates clean from flipped pairs as well
+                       "accuracy": (2 + m["best_agrees_clean"] - m["best_agrees_flipped"] + m["gold_agrees_clean"]
+                                    - m["gold_agrees_flipped"]) / 4,
                        "rho": logit_correlation(p["p_best"], p["p_gold"]), "retention": m["retention"],
                        "recall": m["recall"], "precision": m["precision"]})
     return points
@@ -221,7 +234,7 @@ def plot_simulation(sim: list[dict], points: list[dict], pct: int, out: Path) ->
         if key == "kept_flip_rate":
             ax.axhline(pct / 200, color="red", ls="--", lw=0.8, label=f"target: half of {pct}%")
             ax.axhline(pct / 100, color="grey", ls=":", lw=0.8, label="injected")
-        ax.set_xlabel("RM accuracy on the pool's true labels")
+        ax.set_xlabel("RM accuracy (measured: (1 + agree on clean - agree on flipped) / 2)", fontsize=8)
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Stage 2's filter (its SQL) on simulated RM scores, {pct}% injected flips, judges off", fontsize=10)
@@ -240,7 +253,7 @@ def render_analysis(sim: list[dict], points: list[dict], pct: int) -> str:
         lines.append(f"| {acc:.2f} | " + " | ".join(f"{c['kept_flip_rate']:.3f} / {c['recall']:.2f} / {c['retention']:.2f}"
                                                    for c in cells) + " |")
     lines += ["", "Measured per seed: " + "; ".join(
-        f"seed {p['seed']}: RM pool accuracy {p['accuracy']:.3f}, logit correlation {p['rho']:.2f}, kept-set flip "
+        f"seed {p['seed']}: effective RM accuracy {p['accuracy']:.3f}, logit correlation {p['rho']:.2f}, kept-set flip "
         f"rate {p['kept_flip_rate']:.3f}" for p in points) + "."]
     return "\n".join(lines) + "\n"
 
