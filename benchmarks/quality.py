@@ -57,9 +57,8 @@ from synpref.stage2 import score_pool_shard  # noqa: E402
 WORK = HERE / "_work" / "quality"
 RESULTS = HERE / "results"
 ROUND_RM, GOLD_RM = "round-1", "gold"
-ARMS = {"noisy": "(a) noisy pool", "curated": "(b) curated", "recycled": "(c) curated + recycled flips",
-        "clean": "(d) clean pool (oracle)"}
-# The CPU budget: ~40 trainings in about an hour on 2 shared cores (see benchmarks/README.md)
+# Every RM's settings (over models/config/reward_model.yaml), sized for a shared 2-core CPU: ~40
+# trainings must fit in about an hour (benchmarks/README.md has the measured speeds)
 TRAIN_DEFAULTS = {"max_length": 64, "epochs": 1, "learning_rate": 1e-4, "warmup_steps": 5, "global_batch_size": 16,
                   "micro_batch_size": 16, "eval_every": 0, "save_every": 0}
 ORIGINAL_LABELS = "original_labels"
@@ -207,12 +206,11 @@ def run_noisy(bench: Bench, rate: float, seed: int, settings: FilterSettings) ->
         write_json(out / "recycled.json", {**read_json(out / "curated.json"), "same_as": "curated"})
 
 
-def run_seeds_in_parallel(args) -> None:
+def run_seeds_in_parallel(args, config: TrainConfig) -> None:
     """The seeds in child processes, --jobs at a time (each its own lakes; the split is made first, once)."""
     import subprocess
 
-    Bench(args.work, args.data, qs.SplitSizes(args.gold, args.test, args.pool or None), args.split_seed,
-          load_config(None, **TRAIN_DEFAULTS))
+    Bench(args.work, args.data, qs.SplitSizes(args.gold, args.test, args.pool or None), args.split_seed, config)
     base = [a for a in sys.argv[1:]]
     if "--seeds" in base:  # drop the seeds given; each child gets one
         i = base.index("--seeds")
@@ -258,7 +256,7 @@ def main() -> None:
     config = load_config(None, **overrides)
     start = time.perf_counter()
     if not args.report_only and args.jobs > 1 and len(args.seeds) > 1:
-        run_seeds_in_parallel(args)
+        run_seeds_in_parallel(args, config)
     elif not args.report_only:
         bench = Bench(args.work, args.data, qs.SplitSizes(args.gold, args.test, args.pool or None), args.split_seed, config)
         settings = FilterSettings(recycle_flipped=True, flip_margin=args.flip_margin)

@@ -93,8 +93,10 @@ def render(levels: dict, summary: dict, run: dict) -> str:
         f"{run['pool'] or 'the rest'}; flip margin {run['flip_margin']}; recycling on; LLM judges off (CPU).",
         f"Training (every RM, arms (a)-(d) and the gold RM alike): backbone {c['backbone']}, max_length "
         f"{c['max_length']}, {c['epochs']} epoch(s), LR {c['learning_rate']:g} ({c['lr_schedule']}, warmup "
-        f"{c['warmup_steps']}), global batch {c['global_batch_size']} (micro {c['micro_batch_size']}), best "
-        f"checkpoint on gold every {c['eval_every']} steps (the gold RM: on its 20% held-out gold share), "
+        f"{c['warmup_steps']}), global batch {c['global_batch_size']} (micro {c['micro_batch_size']}), "
+        + (f"best checkpoint on gold every {c['eval_every']} steps" if c["eval_every"] else
+           "evaluated on gold once, at the end (the last checkpoint is kept)")
+        + " (the gold RM: on its 20% held-out gold share), "
         f"DeepSpeed {c['zero_config']}, fp32, 1 process; seeds {run['seeds']}.",
         "",
         "Held-out test accuracy (mean ± standard deviation over seeds):",
@@ -107,7 +109,7 @@ def render(levels: dict, summary: dict, run: dict) -> str:
                      + f" | {fmt(s['accuracy']['gold_rm'])} |")
     lines += ["", "Stage 2's filter on the pool (mean ± standard deviation over seeds; detected = not kept):", "",
               "| injected | pool | kept-set flip rate | precision | recall | retention | recycled | recycle "
-              "precision | (c) set flip rate | no verdict (p_best <= 0.5) | best RM pool acc. | gold RM pool acc. |",
+              "precision | (c) set flip rate | no verdict (p_best <= 0.5) | best RM acc. on pool truth | gold RM acc. on pool truth |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for pct, s in sorted(summary.items()):
         f = s["filter"]
@@ -125,8 +127,8 @@ def render(levels: dict, summary: dict, run: dict) -> str:
         lines.append(f"| {pct}% | {fmt(f['best_agrees_clean'])} | {fmt(f['best_agrees_flipped'])} | "
                      f"{fmt(f['gold_agrees_clean'])} | {fmt(f['gold_agrees_flipped'])} |")
     lines += ["", "Per seed:", "",
-              "| injected | seed | " + " | ".join(arm for arm, _ in ARMS) + " | gold RM | kept | kept flips | "
-              "dropped | recycled | train pairs (a) / (b) / (c) |", "|---:|---:|" + "---:|" * (len(ARMS) + 5)]
+              "| injected | seed | " + " | ".join(name.split()[0] for _, name in ARMS) + " | gold RM | kept | kept flips | "
+              "dropped | recycled | train pairs (a) / (b) / (c) |", "|---:|---:|" + "---:|" * (len(ARMS) + 6)]
     for pct, seeds in sorted(levels.items()):
         for seed, r in sorted(seeds.items()):
             f = r.get("filter") or {}
