@@ -280,6 +280,8 @@ def main() -> None:
                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
     runs = (args.work / "runs.jsonl").read_text().splitlines() if (args.work / "runs.jsonl").exists() else []
     run["total_wall_seconds"] = sum(json.loads(line)["wall_seconds"] for line in runs)
+    if args.report_only and runs:  # the report is of the benchmark's runs, not of this rendering
+        run["command"] = json.loads(runs[-1])["command"]
     write_report(args.work, args.results, run)
 
 
