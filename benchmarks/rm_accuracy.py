@@ -43,10 +43,11 @@ SHARED = HERE.parent.parent / "shared" / "data"
 PAIRS_SQL = "select pair_id, conversation, chosen, rejected, source from silver_pairs"
 
 
-def build_lake(lake: Lake, data: Path) -> int:
+def build_lake(lake: Lake, data: Path, work: Path = WORK) -> int:
+    """raw -> silver of the real pairs into `lake` (once); the sources file goes to `work`."""
     if lake.has_table("silver_pairs"):
         return -1
-    sources = WORK / "sources.yaml"
+    sources = work / "sources.yaml"
     sources.parent.mkdir(parents=True, exist_ok=True)
     sources.write_text(
         "sources:\n"
