@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -29,8 +28,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-
-OUTPUTS = ("rm_predictions", "pool_scores", "filtered_pairs")
 
 
 def child(lake_root: str, model_dir: str, shard: int, n_shards: int) -> None:
@@ -72,11 +69,10 @@ def build_pool(work: Path, pairs: int) -> Path:
 
 def run_shards(lake_root: Path, model_dir: Path, n_shards: int, max_shards: int | None = None) -> list[dict]:
     from synpref.lake import Lake
+    from synpref.stage2 import reset_shards
 
     lake = Lake.at(lake_root)
-    for table in OUTPUTS:  # each split starts from the pool alone
-        shutil.rmtree(lake.table_dir(table), ignore_errors=True)
-    shutil.rmtree(lake.root / "_manifests" / "filtered_pairs", ignore_errors=True)
+    reset_shards(lake)  # each split starts from the pool alone
     results = []
     for shard in range(min(n_shards, max_shards or n_shards)):
         out = subprocess.run([sys.executable, __file__, "--child", str(lake_root), str(model_dir), str(shard),
