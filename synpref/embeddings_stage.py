@@ -100,11 +100,12 @@ def embed_shard(lake: Lake, make_embedder: Callable, shard: int | None = None, n
 
 def finish_embeddings(lake: Lake, index_config: vectors.IndexConfig, embedded_now: int) -> tuple[int, dict]:
     """After the shards: compact the appended fragments and rebuild the index when anything
-    was embedded. Returns (rows in the table, index report; empty when unchanged)."""
+    was embedded, or when a run killed after its shards left that undone. Returns (rows in
+    the table, index report; empty when unchanged)."""
     if not vectors.has_table(lake):
         return 0, {}
     index = {}
-    if embedded_now:
+    if embedded_now or vectors.unfinished(lake, index_config):
         vectors.compact(lake)
         index = vectors.build_index(lake, index_config)
     return vectors.open_table(lake).count_rows(), index

@@ -133,6 +133,14 @@ def embedding_rows(pairs: list[dict], embeddings: np.ndarray, texts: list[str]) 
     })
 
 
+def unfinished(lake: Lake, config: IndexConfig) -> bool:
+    """Appends not yet compacted, or an index due and missing."""
+    stats = open_table(lake).stats()
+    index_due = stats["num_rows"] >= config.min_rows_for_index and not stats["num_indices"]
+    # compaction leaves large fragments and at most one small one (the remainder)
+    return stats["fragment_stats"]["num_small_fragments"] > 1 or index_due
+
+
 def compact(lake: Lake) -> None:
     """Merge the small fragments that many appends leave (one per chunk per shard), so a
     scan or an index build reads a few large files; old versions stay for readers."""

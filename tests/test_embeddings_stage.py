@@ -114,8 +114,12 @@ def test_shards_embedded_by_concurrent_processes_give_the_one_process_table(lake
     assert [w.returncode for w in workers] == [0, 0, 0, 0]
     assert sum(int(n) for out in outs for n in out.split()) == len(ids) - first.embedded
     versions_before = len(vectors.open_table(lake).list_versions())
-    total, index = finish_embeddings(lake, vectors.IndexConfig(), embedded_now=len(ids))
+    # as if the run were killed before its last step: the rerun embeds nothing, yet finishes
+    assert vectors.unfinished(lake, vectors.IndexConfig())
+    total, index = finish_embeddings(lake, vectors.IndexConfig(), embedded_now=0)
     assert total == len(ids) and index["kind"] == "flat"
+    assert not vectors.unfinished(lake, vectors.IndexConfig())
+    assert finish_embeddings(lake, vectors.IndexConfig(), embedded_now=0) == (len(ids), {})
     assert _ids(lake) == ids  # each pair once
     table = vectors.open_table(lake)
     assert len(table.list_versions()) > versions_before  # compacted
