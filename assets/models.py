@@ -42,6 +42,31 @@ class RewardModelConfig(dg.Config):
     seed: int | None = None
 
 
+
+def pipes_runner(context, client: dg.PipesSubprocessClient):
+    """How the trainer launches its DeepSpeed command: under Dagster Pipes, logged first."""
+    def run(command: list[str], env: dict[str, str]) -> None:
+        context.log.info(" ".join(command))
+        client.run(command=command, context=context, env=env)
+    return run
+
+
+def train_and_evaluate(context, the_lake, name: str, pairs_sql: str, train_config, *, eval_set: str,
+                       trainer: TrainerResource, scorer: ScorerResource, client: dg.PipesSubprocessClient,
+                       holdout_fraction: float = 0.1):
+    """Train a stage's RM, then score its evaluation set: (training summary, model ref, evaluation).
+    Bad input (no pairs, no model) fails the step with the reason."""
+    try:
+        summary = train_reward_model(the_lake, name, pairs_sql, train_config, eval_set=eval_set,
+                                     holdout_fraction=holdout_fraction, launch=trainer.launch(),
+                                     run=pipes_runner(context, client), log=context.log.info)
+        ref = rm_models.resolve(the_lake, name, summary.version)
+        evaluation = evaluate_reward_model(the_lake, ref, lambda: scorer.make(ref.path), log=context.log.info)
+    except (ValueError, LookupError, FileNotFoundError) as e:
+        raise dg.Failure(description=str(e)) from e
+    refresh_views(the_lake)
+    return summary, ref, evaluation
+
 @dg.asset(
     name="reward_model", group_name="models", deps=["silver_pairs", "gold_pairs"], kinds={"deepspeed", "pytorch"},
     description="A Bradley-Terry reward model trained under DeepSpeed (a subprocess under Dagster Pipes), the "
@@ -51,15 +76,11 @@ def reward_model(context: dg.AssetExecutionContext, config: RewardModelConfig, l
                  trainer: TrainerResource, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     the_lake = lake.lake()
     train_config = trainer.train_config(**{k: getattr(config, k) for k in OVERRIDES})
-
-    def run(command: list[str], env: dict[str, str]) -> None:
-        context.log.info(" ".join(command))
-        pipes_subprocess_client.run(command=command, context=context, env=env)
-
     try:
         summary = train_reward_model(the_lake, config.model_name, config.pairs_sql, train_config,
                                      eval_set=config.eval_set, holdout_fraction=config.holdout_fraction,
-                                     launch=trainer.launch(), run=run, log=context.log.info)
+                                     launch=trainer.launch(), run=pipes_runner(context, pipes_subprocess_client),
+                                     log=context.log.info)
     except (ValueError, FileNotFoundError, LookupError) as e:
         raise dg.Failure(description=str(e)) from e
     m = summary.metrics

@@ -4,6 +4,7 @@ error-driven retrieval sending pairs to humans and judges, and the round's figur
 import dagster as dg
 from pydantic import Field
 
+from assets.models import train_and_evaluate
 from dagster_project.metadata import records_table
 from dagster_project.partitions import stage1_rounds
 from dagster_project.plots import line_plot
@@ -11,21 +12,12 @@ from dagster_project.resources import LakeResource, ScorerResource, TrainerResou
 from synpref import rm_models, stage1
 from synpref.demo.simulated import simulate_annotators
 from synpref.duck import refresh_views
-from synpref.rm_eval import evaluate_reward_model
-from synpref.rm_training import train_reward_model
 
 
 class RoundModelConfig(dg.Config):
     max_steps: int | None = Field(default=None, description="Override: stop training after this many steps.")
     epochs: int | None = Field(default=None, description="Override: epochs over the silver pairs.")
     max_length: int | None = Field(default=None, description="Override: tokens per sequence.")
-
-
-def _pipes_runner(context, client: dg.PipesSubprocessClient):
-    def run(command: list[str], env: dict[str, str]) -> None:
-        context.log.info(" ".join(command))
-        client.run(command=command, context=context, env=env)
-    return run
 
 
 @dg.asset(
@@ -43,15 +35,9 @@ def round_reward_model(context: dg.AssetExecutionContext, config: RoundModelConf
         raise dg.Failure(description="no gold pairs yet: humans label the seed set first "
                                      "(`synpref round` queues it; label it on the annotation page)")
     train_config = trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length)
-    try:
-        summary = train_reward_model(the_lake, key, stage1.silver_training_sql(the_lake), train_config,
-                                     eval_set="gold", launch=trainer.launch(),
-                                     run=_pipes_runner(context, pipes_subprocess_client), log=context.log.info)
-        ref = rm_models.resolve(the_lake, key, summary.version)
-        evaluation = evaluate_reward_model(the_lake, ref, lambda: scorer.make(ref.path), log=context.log.info)
-    except (ValueError, LookupError, FileNotFoundError) as e:
-        raise dg.Failure(description=str(e)) from e
-    refresh_views(the_lake)
+    summary, ref, evaluation = train_and_evaluate(
+        context, the_lake, key, stage1.silver_training_sql(the_lake), train_config, eval_set="gold",
+        trainer=trainer, scorer=scorer, client=pipes_subprocess_client)
     return dg.MaterializeResult(metadata={
         "model": key, "model_version": summary.version, "status": summary.status,
         "train_pairs": summary.train_pairs, "gold_pairs": evaluation.pairs,

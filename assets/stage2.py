@@ -9,14 +9,13 @@ Kubernetes) runs the shards in parallel, each in bounded memory and each resumab
 import dagster as dg
 from pydantic import Field
 
+from assets.models import train_and_evaluate
 from dagster_project.metadata import counts_table
 from dagster_project.partitions import pool_shards
 from dagster_project.resources import JudgesResource, LakeResource, ScorerResource, TrainerResource, with_local_model
 from synpref import rm_models, stage1, stage2
 from synpref.duck import refresh_views
 from synpref.filter_stage import FilterSettings, filter_shard
-from synpref.rm_eval import evaluate_reward_model
-from synpref.rm_training import train_reward_model
 from synpref.shards import parse_shard_key
 
 GOLD_RM = "gold"
@@ -44,24 +43,15 @@ def gold_reward_model(context: dg.AssetExecutionContext, config: GoldModelConfig
     if not stage1.gold_count(the_lake):
         raise dg.Failure(description="no gold pairs: the gold RM is trained on human-verified pairs")
 
-    def run(command: list[str], env: dict[str, str]) -> None:
-        context.log.info(" ".join(command))
-        pipes_subprocess_client.run(command=command, context=context, env=env)
-
-    try:
-        start = _models(the_lake, with_gold=False)[0].path if config.init_from_best_round else None
-        if start:
-            context.log.info(f"gold RM starts from the best round RM: {start}")
-        summary = train_reward_model(
-            the_lake, GOLD_RM, "select pair_id, conversation, chosen, rejected, source from gold_pairs",
-            trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length,
-                                 backbone=str(start) if start else None), eval_set="holdout",
-            holdout_fraction=config.holdout_fraction, launch=trainer.launch(), run=run, log=context.log.info)
-        ref = rm_models.resolve(the_lake, GOLD_RM, summary.version)
-        evaluation = evaluate_reward_model(the_lake, ref, lambda: scorer.make(ref.path), log=context.log.info)
-    except (ValueError, LookupError, FileNotFoundError) as e:
-        raise dg.Failure(description=str(e)) from e
-    refresh_views(the_lake)
+    start = _models(the_lake, with_gold=False)[0].path if config.init_from_best_round else None
+    if start:
+        context.log.info(f"gold RM starts from the best round RM: {start}")
+    train_config = trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length,
+                                        backbone=str(start) if start else None)
+    summary, ref, evaluation = train_and_evaluate(
+        context, the_lake, GOLD_RM, "select pair_id, conversation, chosen, rejected, source from gold_pairs",
+        train_config, eval_set="holdout", holdout_fraction=config.holdout_fraction,
+        trainer=trainer, scorer=scorer, client=pipes_subprocess_client)
     return dg.MaterializeResult(metadata={
         "model": GOLD_RM, "model_version": summary.version, "status": summary.status,
         "train_pairs": summary.train_pairs, "holdout_pairs": evaluation.pairs,

@@ -102,11 +102,49 @@ def write_embeddings(lake: Lake, rows: pa.Table, mode: str = "append") -> int:
         raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
     data = _conform(rows)
     db = open_db(lake)
-    if mode == "overwrite" or TABLE not in db.list_tables().tables:
+    if mode == "overwrite":
         db.create_table(TABLE, data=data, mode="overwrite")
-    elif data.num_rows:
+        return data.num_rows
+    if TABLE not in db.list_tables().tables:
+        _create_empty(db, data.schema)
+    if data.num_rows:
         db.open_table(TABLE).add(data)
     return data.num_rows
+
+
+def _create_empty(db: lancedb.DBConnection, schema: pa.Schema) -> None:
+    """Create the table empty; shards starting at once may race to it, and one of them wins."""
+    try:
+        db.create_table(TABLE, schema=schema, exist_ok=True)
+    except Exception:
+        if TABLE not in db.list_tables().tables:
+            raise
+
+
+def embedding_rows(pairs: list[dict], embeddings: np.ndarray, texts: list[str]) -> pa.Table:
+    """The table rows of embedded pairs (dicts with pair_id and the attribute columns)."""
+    return pa.table({
+        "pair_id": [p["pair_id"] for p in pairs],
+        VECTOR: vector_array(embeddings),
+        "task_category": [p.get("task_category") for p in pairs],
+        "objectivity": [p.get("objectivity") for p in pairs],
+        "controversiality": [p.get("controversiality") for p in pairs],
+        "text": texts,
+    })
+
+
+def unfinished(lake: Lake, config: IndexConfig) -> bool:
+    """Appends not yet compacted, or an index due and missing."""
+    stats = open_table(lake).stats()
+    index_due = stats["num_rows"] >= config.min_rows_for_index and not stats["num_indices"]
+    # compaction leaves large fragments and at most one small one (the remainder)
+    return stats["fragment_stats"]["num_small_fragments"] > 1 or index_due
+
+
+def compact(lake: Lake) -> None:
+    """Merge the small fragments that many appends leave (one per chunk per shard), so a
+    scan or an index build reads a few large files; old versions stay for readers."""
+    open_table(lake).optimize()
 
 
 def _conform(rows: pa.Table) -> pa.Table:
@@ -125,6 +163,11 @@ def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
     """A (rows, dim) float array as the table's vector column."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+
+
+def pair_id_batches(lake: Lake, batch_size: int = 65536) -> pa.RecordBatchReader:
+    """Every stored pair_id as a stream of batches (for a reader that filters as it goes)."""
+    return open_table(lake).search().select(["pair_id"]).to_batches(batch_size)
 
 
 def existing_pair_ids(lake: Lake) -> set[str]:

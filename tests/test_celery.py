@@ -1,6 +1,7 @@
 """Stage 2 past one machine: the same sharded assets under Dagster's Celery executor, on a real
 Redis (Debian's redis-server on 127.0.0.1) and two real dagster-celery workers; then one
-worker SIGKILLed mid-shard. Both runs must give the one-machine run's result, pair for pair."""
+worker SIGKILLed mid-shard. Both runs must give the one-machine run's result, pair for pair;
+so must the pair embeddings, embedded shard by shard by both workers."""
 
 from __future__ import annotations
 
@@ -52,17 +53,23 @@ def _stage2_run(cluster: LocalCluster, reference: Lake, tmp_path: Path):
     """The README's command on a copy of the lake without Stage 2: one run over every shard,
     the executor chosen by the run config. Yields the copy and the running CLI."""
     lake = stage2_from_scratch(reference, tmp_path / "lake")
+    keys = shard_keys()
+    with _materialize(cluster, lake, tmp_path, STAGE2, "--partition-range", f"{keys[0]}...{keys[-1]}") as run:
+        yield lake, run
+
+
+@contextmanager
+def _materialize(cluster: LocalCluster, lake: Lake, tmp_path: Path, select: str, *args: str):
+    """`dagster asset materialize` of the selection on the lake, under Celery; yields the CLI process."""
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(stage2_run_config(cluster.settings, lake.root)))
-    keys = shard_keys()
     with (tmp_path / "run.log").open("w") as log:
         run = subprocess.Popen(
             ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), "asset",
-             "materialize", "-m", "dagster_project.definitions", "--select", STAGE2,
-             "--partition-range", f"{keys[0]}...{keys[-1]}", "-c", str(config)],
+             "materialize", "-m", "dagster_project.definitions", "--select", select, *args, "-c", str(config)],
             cwd=ROOT, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        yield lake, run
+        yield run
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
@@ -123,6 +130,41 @@ def test_stage2_on_two_celery_workers_gives_the_one_machine_result(demo, cluster
     print({w: sorted(s) for w, s in by_worker.items()})
     assert set(by_worker) == {"w1", "w2"}
     _assert_same_result(lake, reference)
+
+
+def test_pair_embeddings_shards_on_two_celery_workers_give_the_one_machine_table(demo, cluster, tmp_path):
+    """Both workers append their shards' vectors to the one LanceDB table at once; the table
+    then holds each silver pair once, with the one-machine run's vector and text."""
+    import shutil
+
+    import numpy as np
+
+    from synpref import vectors
+
+    reference, _, _ = demo
+    lake = Lake.at(tmp_path / "lake")
+    shutil.copytree(reference.root, lake.root, symlinks=True)
+    shutil.rmtree(lake.root / "lancedb")
+    started = time.time()
+    with _materialize(cluster, lake, tmp_path, "pair_embeddings") as run:
+        _finished(run, tmp_path, timeout=600)
+    dagster_run, records = _latest_run(cluster, started)
+    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    steps = shard_steps(records, "embed_pool_shard")
+    assert sorted(steps) == shard_keys()
+    by_worker: dict[str, list[str]] = {}
+    for shard, record in steps.items():
+        assert len(record.workers) == 1 and record.successes == 1, (shard, record)
+        by_worker.setdefault(record.workers[0].split("@")[0], []).append(shard)
+    print({w: sorted(s) for w, s in by_worker.items()})
+    assert set(by_worker) == {"w1", "w2"}
+    got = {r["pair_id"]: r for r in vectors.open_table(lake).to_arrow().to_pylist()}
+    want = {r["pair_id"]: r for r in vectors.open_table(reference).to_arrow().to_pylist()}
+    assert vectors.open_table(lake).count_rows() == len(got) == len(want)
+    assert set(got) == set(want) == {r[0] for r in _table(reference, "silver_pairs", "pair_id")}
+    ids = sorted(want)
+    assert [got[i]["text"] for i in ids] == [want[i]["text"] for i in ids]
+    assert np.allclose([got[i]["vector"] for i in ids], [want[i]["vector"] for i in ids], atol=1e-5)
 
 
 def _first_shard_running(cluster: LocalCluster, run: subprocess.Popen, started: float) -> tuple[str, str]:

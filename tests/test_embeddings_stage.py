@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from conftest import run_stages, write_jsonl, write_sources
@@ -12,6 +16,7 @@ from synpref import vectors
 from synpref.embeddings_stage import embed_pending
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["baking bread", "fixing a bicycle", "learning french", "planting tomatoes", "saving money"]
 
 
@@ -77,3 +82,62 @@ def test_a_run_killed_mid_way_resumes_without_doubles(lake, tmp_path, embedder):
     assert rest.embedded == 24
     ids = _ids(lake)
     assert ids == _silver_ids(lake) and len(ids) == len(set(ids)) == 40
+
+
+SHARD_WORKER = """
+import sys
+from models.embedder import Embedder, EmbedderConfig
+from synpref.embeddings_stage import embed_shard
+from synpref.lake import Lake
+lake, embedder = Lake.at(sys.argv[1]), Embedder(EmbedderConfig(batch_size=16))
+for shard in map(int, sys.argv[2:]):
+    print(embed_shard(lake, lambda: embedder, shard, chunk_rows=4).embedded, flush=True)
+"""
+
+
+def test_shards_embedded_by_concurrent_processes_give_the_one_process_table(lake, tmp_path, embedder):
+    """Four processes append their shards to the one LanceDB table at once (as Celery workers
+    do): every pair lands exactly once, with the vector a single process gives it."""
+    from synpref.embeddings_stage import embed_shard, finish_embeddings
+    from synpref.shards import N_SHARDS, shard_of
+
+    _silver(lake, tmp_path, 60)
+    ids = _silver_ids(lake)
+    # a few pairs are already in (a rerun): no shard may embed them again
+    first = embed_shard(lake, lambda: embedder, shard_of(ids[0]), chunk_rows=4)
+    assert first.embedded == sum(shard_of(i) == shard_of(ids[0]) for i in ids)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    workers = [subprocess.Popen([sys.executable, "-c", SHARD_WORKER, str(lake.root),
+                                 *map(str, range(w, N_SHARDS, 4))], env=env, stdout=subprocess.PIPE, text=True)
+               for w in range(4)]
+    outs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0, 0]
+    assert sum(int(n) for out in outs for n in out.split()) == len(ids) - first.embedded
+    versions_before = len(vectors.open_table(lake).list_versions())
+    # as if the run were killed before its last step: the rerun embeds nothing, yet finishes
+    assert vectors.unfinished(lake, vectors.IndexConfig())
+    total, index = finish_embeddings(lake, vectors.IndexConfig(), embedded_now=0)
+    assert total == len(ids) and index["kind"] == "flat"
+    assert not vectors.unfinished(lake, vectors.IndexConfig())
+    assert finish_embeddings(lake, vectors.IndexConfig(), embedded_now=0) == (len(ids), {})
+    assert _ids(lake) == ids  # each pair once
+    table = vectors.open_table(lake)
+    assert len(table.list_versions()) > versions_before  # compacted
+    assert len(table.to_lance().get_fragments()) == 1
+    stored = {r["pair_id"]: r for r in table.to_arrow().to_pylist()}
+    from models.embedder import pair_text
+
+    texts = [stored[i]["text"] for i in ids]
+    assert texts == [pair_text(c, None) for c in _conversations(lake, ids)]
+    expected = embedder.embed(texts)
+    assert np.allclose(np.array([stored[i]["vector"] for i in ids]), expected, atol=1e-5)
+
+
+def _conversations(lake, ids: list[str]) -> list:
+    con = duckdb.connect()
+    try:
+        rows = dict(con.execute(f"select pair_id, conversation from read_parquet('{lake.table_glob('silver_pairs')}')")
+                    .fetchall())
+    finally:
+        con.close()
+    return [rows[i] for i in ids]

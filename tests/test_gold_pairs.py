@@ -14,7 +14,7 @@ from annotation_support import pair_ids, silver_lake, silver_texts, simple_recor
 from conftest import assert_violation_fails, rows, violations_parametrized
 from dagster_project.resources import LakeResource
 from dagster_project.sensors import gold_pairs_on_new_labels
-from synpref.agreement import agreement, cohen_pairs, count_table, fleiss_kappa, pairwise_agreement
+from synpref.agreement import cohen_pairs, count_table, fleiss_kappa, pairwise_agreement
 from synpref.gold import build_gold_pairs
 from synpref.human_labels import append_labels
 from synpref.label_journal import journal_dir
