@@ -1,4 +1,10 @@
-"""Preference attributes (the paper's 5-tuple) for every silver pair, by the LLM annotator."""
+"""Preference attributes (the paper's 5-tuple) for every silver pair, by the LLM annotator.
+
+Graph-backed like the other pool-wide assets: one step per pool shard, each with its own
+annotator (one GPU per step under Celery or Kubernetes), then one step that sums up.
+"""
+
+import math
 
 import dagster as dg
 from pydantic import Field
@@ -7,6 +13,7 @@ from dagster_project.metadata import counts_table, preview
 from dagster_project.resources import AnnotatorResource, LakeResource
 from synpref.attributes_stage import TABLE, annotate_pending
 from synpref.duck import refresh_views
+from synpref.shards import N_SHARDS, shard_key
 
 
 class AttributesConfig(dg.Config):
@@ -14,16 +21,21 @@ class AttributesConfig(dg.Config):
                                                                    "default the annotator config's.")
     chunk_rows: int = Field(default=256, description="Pairs annotated and saved at a time (the resume unit).")
     max_attempts: int = Field(default=3, description="Tries per pair before it is recorded as failed.")
-    limit: int | None = Field(default=None, description="Annotate at most this many pending pairs.")
+    limit: int | None = Field(default=None, description="Annotate at most this many pending pairs (split evenly "
+                                                        "over the shards).")
 
 
-@dg.asset(
-    name=TABLE, group_name="silver", deps=["silver_pairs"], kinds={"vllm", "parquet"},
-    description="Task category, objectivity, controversiality, desired attributes and an annotation "
-                "guideline per silver pair; cached by (pair_id, model, prompt version).",
-)
-def pair_attributes(context: dg.AssetExecutionContext, config: AttributesConfig, lake: LakeResource,
-                    annotator: AnnotatorResource) -> dg.MaterializeResult:
+@dg.op(out=dg.DynamicOut(int), ins={"after": dg.In(dg.Nothing)})
+def plan_attribute_shards(lake: LakeResource, annotator: AnnotatorResource):
+    """One step per pool shard (after silver_pairs)."""
+    annotator.settings(lake.lake())  # the demo's tiny model made once here, not raced for by the shards
+    for shard in range(N_SHARDS):
+        yield dg.DynamicOutput(shard, mapping_key=shard_key(shard).replace("-", "_"))
+
+
+@dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
+def annotate_shard(context: dg.OpExecutionContext, config: AttributesConfig, lake: LakeResource,
+                   annotator: AnnotatorResource, shard: int) -> dict:
     from models.annotator import load_annotator
     from models.attributes import annotate, load_prompt
 
@@ -31,21 +43,49 @@ def pair_attributes(context: dg.AssetExecutionContext, config: AttributesConfig,
     configured = annotator.configured()
     model_id = configured.model
     prompt = load_prompt(config.prompt_version or configured.prompt_version)
-    context.log.info(f"annotating pending pairs with {model_id}, prompt {prompt.version}")
+    context.log.info(f"{shard_key(shard)}: annotating pending pairs with {model_id}, prompt {prompt.version}")
+    limit = math.ceil(config.limit / N_SHARDS) if config.limit else None
     summary = annotate_pending(
         the_lake, lambda: load_annotator(annotator.settings(the_lake)), annotate, prompt, model=model_id,
-        chunk_rows=config.chunk_rows, limit=config.limit, max_attempts=config.max_attempts, log=context.log.info)
+        chunk_rows=config.chunk_rows, limit=limit, max_attempts=config.max_attempts,
+        log=lambda msg: context.log.info(f"{shard_key(shard)}: {msg}"), shard=shard)
+    return {"shard": shard, "annotated": summary.annotated, "cached": summary.cached, "ok": summary.ok,
+            "failed": summary.failed, "errors": summary.errors, "seconds": summary.seconds,
+            "model": model_id, "prompt_version": prompt.version}
+
+
+@dg.op
+def collect_attributes(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]) -> None:
+    the_lake = lake.lake()
     refresh_views(the_lake)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": summary.annotated + summary.cached,
-        "annotated_now": summary.annotated,
-        "cached": summary.cached,
-        "ok": summary.ok,
-        "failed": summary.failed,
-        "failures_by_reason": counts_table(summary.errors),
-        "pairs_per_s": round(summary.pairs_per_s, 2),
-        "model": model_id,
-        "prompt_version": prompt.version,
+    errors: dict[str, int] = {}
+    for s in shards:
+        for reason, n in s["errors"].items():
+            errors[reason] = errors.get(reason, 0) + n
+    annotated = sum(s["annotated"] for s in shards)
+    busy = sum(s["seconds"] for s in shards if s["annotated"])
+    context.add_output_metadata({
+        "dagster/row_count": annotated + sum(s["cached"] for s in shards),
+        "annotated_now": annotated,
+        "cached": sum(s["cached"] for s in shards),
+        "ok": sum(s["ok"] for s in shards),
+        "failed": sum(s["failed"] for s in shards),
+        "failures_by_reason": counts_table(dict(sorted(errors.items()))),
+        "shards": len(shards),
+        # per step-second, so comparable whatever the number of workers
+        "pairs_per_s": round(annotated / busy, 2) if busy else 0.0,
+        "model": ", ".join(sorted({s["model"] for s in shards})),
+        "prompt_version": ", ".join(sorted({s["prompt_version"] for s in shards})),
         "preview": preview(the_lake.table_files(TABLE),
                            ["pair_id", "status", "task_category", "objectivity", "controversiality"]),
     })
+
+
+@dg.graph_asset(
+    name=TABLE, group_name="silver", ins={"silver_pairs": dg.AssetIn(dagster_type=dg.Nothing)},
+    kinds={"vllm", "parquet"},
+    description="Task category, objectivity, controversiality, desired attributes and an annotation "
+                "guideline per silver pair; cached by (pair_id, model, prompt version). One step per pool shard.",
+)
+def pair_attributes(silver_pairs):
+    return collect_attributes(plan_attribute_shards(after=silver_pairs).map(annotate_shard).collect())

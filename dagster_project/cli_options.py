@@ -2,8 +2,18 @@
 
 import click
 
-from synpref.lake import LAKE_ENV
+from synpref.lake import LAKE_ENV, resolve_root
+
+
+def _checked_root(ctx, param, value: str) -> str:
+    """A usage error, not a traceback, for a root that cannot be a lake (a URL)."""
+    try:
+        resolve_root(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from e
+    return value
+
 
 lake_option = click.option(
-    "--lake", "lake_dir", envvar=LAKE_ENV, default="lake", show_default=True,
+    "--lake", "lake_dir", envvar=LAKE_ENV, default="lake", show_default=True, callback=_checked_root,
     help=f"Lake root folder (or ${LAKE_ENV}).")

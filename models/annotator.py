@@ -91,6 +91,12 @@ class VLLMOfflineAnnotator:
         # caller's own settings win.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gib))
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        import torch
+
+        # torch's thread count is per process, and vLLM's CPU worker replaces
+        # torch.set_num_threads with a no-op for good: both are given back on close, so the
+        # steps a worker runs after this one (scoring, embedding) get the threads they had
+        self._threads_before = torch.get_num_threads()
         if config.cpu_threads:
             _set_torch_threads(config.cpu_threads)
         from vllm import LLM
@@ -130,6 +136,10 @@ class VLLMOfflineAnnotator:
         if self._llm is not None:
             self._llm.llm_engine.engine_core.shutdown()
             self._llm = None
+            import torch
+
+            torch.set_num_threads = torch._C.set_num_threads  # what torch exports; vLLM patched over it
+            torch.set_num_threads(self._threads_before)
 
     def _chat(self, conversations: list[list[dict]], n: int, **constraint):
         from vllm import SamplingParams
@@ -253,14 +263,15 @@ def generate_isolating_rejects(generate: Callable[[list], list], conversations: 
     return outputs
 
 
-def _set_torch_threads(threads: int) -> None:
+def _set_torch_threads(threads: int) -> int:
     """Before the engine is built: its CPU kernels keep the thread count they were made with.
     In-process, vLLM does not pin threads as it does for its worker processes, and on a busy
     machine every multi-threaded kernel call can wait for a descheduled thread (on a shared
-    2-core machine a tiny model ran 8x slower with 2 threads than with 1)."""
+    2-core machine a tiny model ran 8x slower with 2 threads than with 1). torch's own
+    setter: an engine already open in this process has patched torch.set_num_threads."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch._C.set_num_threads(threads)
 
 
 def _decoded_samples(sampling: SamplingConfig, n: int) -> int:

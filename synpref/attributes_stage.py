@@ -5,6 +5,9 @@ model and prompt are sent to the annotator. They go in chunks, and each chunk's 
 written as one Parquet part (temporary name, then rename) as soon as it is done, so a
 killed run keeps every finished chunk and the rerun picks up the rest: no pair is
 annotated twice. Failed annotations are rows too (status ``failed`` with the reason).
+
+The work splits by pool shard (synpref/shards.py): each shard's pending pairs can be
+annotated by its own process, machine or GPU at once, since every chunk is its own part.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pyarrow.parquet as pq
 from synpref import schemas
 from synpref.duck import register_tables
 from synpref.lake import Lake, atomic_path
+from synpref.shards import N_SHARDS, shard_sql
 
 TABLE = "pair_attributes"
 
@@ -61,8 +65,10 @@ class AttributesSummary:
         return self.annotated / self.seconds if self.seconds else 0.0
 
 
-def pending_pairs(lake: Lake, model: str, prompt_version: str, limit: int | None = None) -> duckdb.DuckDBPyConnection:
-    """Silver pairs with no attribute row for this model and prompt version, in pair_id order.
+def pending_pairs(lake: Lake, model: str, prompt_version: str, limit: int | None = None,
+                  shard: int | None = None, n_shards: int = N_SHARDS) -> duckdb.DuckDBPyConnection:
+    """Silver pairs (of one shard, or all) with no attribute row for this model and prompt
+    version, in pair_id order.
 
     Returns the connection with the query executed: fetch from it, then close it."""
     con = duckdb.connect()
@@ -71,7 +77,8 @@ def pending_pairs(lake: Lake, model: str, prompt_version: str, limit: int | None
     if lake.has_table(TABLE):
         done = (f"anti join (select pair_id from {TABLE} where model = $model and prompt_version = $version) "
                 f"as done using (pair_id)")
-    sql = (f"select pair_id, conversation, chosen, rejected from silver_pairs {done} order by pair_id"
+    in_shard = f"where {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
+    sql = (f"select pair_id, conversation, chosen, rejected from silver_pairs {done} {in_shard} order by pair_id"
            + (f" limit {int(limit)}" if limit else ""))
     return con.execute(sql, {"model": model, "version": prompt_version} if done else {})
 
@@ -88,10 +95,11 @@ def _rows(results, model: str, prompt_version: str) -> pa.Table:
 
 def annotate_pending(lake: Lake, make_annotator: Callable, annotate: Callable, prompt, model: str,
                      chunk_rows: int = 256, limit: int | None = None, max_attempts: int = 3,
-                     log=lambda msg: None) -> AttributesSummary:
-    """Annotate every pending silver pair, a chunk at a time; the annotator is made only if needed."""
+                     log=lambda msg: None, shard: int | None = None, n_shards: int = N_SHARDS) -> AttributesSummary:
+    """Annotate every pending silver pair (of one shard, or all), a chunk at a time; the
+    annotator is made only if needed."""
     start = time.perf_counter()
-    cursor = pending_pairs(lake, model, prompt.version, limit)
+    cursor = pending_pairs(lake, model, prompt.version, limit, shard, n_shards)
     pending = 0
     counts: dict[str, int] = {}
     annotator = None
@@ -114,17 +122,18 @@ def annotate_pending(lake: Lake, make_annotator: Callable, annotate: Callable, p
         if annotator is not None:
             annotator.close()
     ok = counts.pop("ok", 0)
-    cached = _count(lake, model, prompt.version) - pending
+    cached = _count(lake, model, prompt.version, shard, n_shards) - pending
     return AttributesSummary(pending=pending, annotated=pending, cached=cached, ok=ok, failed=sum(counts.values()),
                              errors=dict(sorted(counts.items())), seconds=round(time.perf_counter() - start, 3))
 
 
-def _count(lake: Lake, model: str, version: str) -> int:
+def _count(lake: Lake, model: str, version: str, shard: int | None = None, n_shards: int = N_SHARDS) -> int:
     if not lake.has_table(TABLE):
         return 0
+    in_shard = f"and {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
     con = duckdb.connect()
     try:
         return con.execute(f"select count(*) from read_parquet('{lake.table_glob(TABLE)}') "
-                           f"where model = ? and prompt_version = ?", [model, version]).fetchone()[0]
+                           f"where model = ? and prompt_version = ? {in_shard}", [model, version]).fetchone()[0]
     finally:
         con.close()

@@ -46,6 +46,12 @@ LAKE_ENV = "SYNPREF_LAKE"
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
     """The lake root: the argument, else $SYNPREF_LAKE, else ./lake (made absolute)."""
     chosen = root or os.environ.get(LAKE_ENV) or DEFAULT_ROOT
+    scheme, sep, _ = str(chosen).partition("://")
+    if sep and scheme.isidentifier():
+        # Path() would take "s3://bucket/lake" for a local folder named "s3:"
+        raise ValueError(f"lake root {str(chosen)!r} is a URL; the lake is a folder on a (shared) POSIX "
+                         f"filesystem with atomic rename: mount the store (NFS, EFS, CephFS, Lustre, JuiceFS) "
+                         f"and give the mount's path")
     return Path(chosen).expanduser().resolve()
 
 

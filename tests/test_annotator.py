@@ -181,3 +181,21 @@ def test_openai_backend_against_vllm_serve(served_model, config, prompt):
         assert (r.status, r.attempts) == ("ok", 1), r
         jsonschema.validate(_attributes(r), ATTRIBUTES_SCHEMA)
     assert all(len(samples) == 2 and set(samples) <= set(CHOICES) for samples in choices)
+
+
+def test_closing_the_engine_gives_the_torch_threads_back(config):
+    """The engine sets torch's per-process thread count; a Celery worker or an in-process run
+    goes on to other steps (scoring, embedding) that must get their own threads back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch._C.set_num_threads(2)  # torch's own: this module's engine has patched torch.set_num_threads
+    try:
+        engine = load_annotator(replace(config, cpu_threads=1))
+        assert torch.get_num_threads() == 1
+        engine.close()
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(3)  # and the next step can set its own again
+        assert torch.get_num_threads() == 3
+    finally:
+        torch._C.set_num_threads(before)

@@ -26,9 +26,10 @@ RUN = textwrap.dedent("""
     import dataclasses
     lake = Lake.at(sys.argv[1])
     config = dataclasses.replace(load_config(default_config_path()), model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
-    s = annotate_pending(lake, lambda: load_annotator(config), annotate, load_prompt(), model="tiny",
-                         chunk_rows=int(sys.argv[2]), log=lambda m: print(m, flush=True))
-    print("DONE", s.annotated, s.cached, flush=True)
+    for shard in [int(k) for k in sys.argv[3:]] or [None]:  # the given shards, else every pending pair
+        s = annotate_pending(lake, lambda: load_annotator(config), annotate, load_prompt(), model="tiny",
+                             chunk_rows=int(sys.argv[2]), log=lambda m: print(m, flush=True), shard=shard)
+        print("DONE", s.annotated, s.cached, flush=True)
 """)
 
 
@@ -41,17 +42,38 @@ def _attribute_rows(lake) -> list[tuple[str, str]]:
         con.close()
 
 
-def _run(lake, chunk_rows: int) -> subprocess.Popen:
+def _run(lake, chunk_rows: int, shards: tuple[int, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    return subprocess.Popen([sys.executable, "-c", RUN, str(lake.root), str(chunk_rows)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-c", RUN, str(lake.root), str(chunk_rows), *map(str, shards)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _silver(lake, tmp_path, n: int = 24):
+    write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
+                                        "rejected": f"It is {2 * i + 1}."} for i in range(n)])
+    run_stages(lake, write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl",
+                                                          "shape": "prompt_chosen_rejected"}]))
+
+
+def test_shards_annotated_by_two_processes_at_once_cover_every_pair_once(lake, tmp_path):
+    """Two processes (as two workers would) annotate shards 0-3 and 4-7 at the same time."""
+    from synpref.shards import N_SHARDS, shard_of
+
+    _silver(lake, tmp_path)
+    half = N_SHARDS // 2
+    runs = [_run(lake, 4, tuple(range(half))), _run(lake, 4, tuple(range(half, N_SHARDS)))]
+    outs = [r.communicate(timeout=600)[0] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], [o[-3000:] for o in outs]
+    ids = [pair_id for pair_id, _ in _attribute_rows(lake)]
+    assert len(ids) == len(set(ids)) == 24
+    # each shard's step annotated exactly its own pairs
+    per_shard = [int(line.split()[1]) for out in outs for line in out.splitlines() if line.startswith("DONE")]
+    assert per_shard == [sum(shard_of(i) == k for i in ids) for k in range(N_SHARDS)]
 
 
 def test_killed_run_resumes_and_no_pair_is_annotated_twice(lake, tmp_path):
-    write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
-                                        "rejected": f"It is {2 * i + 1}."} for i in range(24)])
-    run_stages(lake, write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl",
-                                                          "shape": "prompt_chosen_rejected"}]))
+    _silver(lake, tmp_path)
     first = _run(lake, chunk_rows=4)
     deadline = time.time() + 300
     while not lake.table_files("pair_attributes"):  # wait for the first finished chunk

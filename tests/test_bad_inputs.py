@@ -161,3 +161,20 @@ def test_whole_corpus_in_one_file_reconciles(lake, tmp_path):
     assert silver.silver_rows == 1
     expected = {r for _, _, shape, r in ROW_CASES if shape == "prompt_chosen_rejected"}
     assert set(ingest.reasons()) | set(silver.reasons) == expected
+
+
+@pytest.mark.parametrize("root", ["s3://bucket/lake", "gs://bucket/lake", "file:///tmp/lake"])
+def test_a_url_lake_root_is_refused_with_the_reason(root, tmp_path, monkeypatch):
+    """Path() would take s3://bucket/lake for a local folder named "s3:"; the lake refuses it,
+    and the CLI says why instead of writing the lake somewhere unexpected."""
+    from click.testing import CliRunner
+
+    from dagster_project.cli import main
+    from synpref.lake import Lake
+
+    with pytest.raises(ValueError, match="is a URL; the lake is a folder"):
+        Lake.at(root)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["sql", "--lake", root, "select 1"])
+    assert result.exit_code == 2 and "is a URL; the lake is a folder" in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written under the current folder

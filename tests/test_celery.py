@@ -1,7 +1,8 @@
 """Stage 2 past one machine: the same sharded assets under Dagster's Celery executor, on a real
 Redis (Debian's redis-server on 127.0.0.1) and two real dagster-celery workers; then one
 worker SIGKILLed mid-shard. Both runs must give the one-machine run's result, pair for pair;
-so must the pair embeddings, embedded shard by shard by both workers."""
+so must the pair attributes (the LLM annotator in the workers) and the pair embeddings,
+shard by shard on both workers."""
 
 from __future__ import annotations
 
@@ -165,6 +166,29 @@ def test_pair_embeddings_shards_on_two_celery_workers_give_the_one_machine_table
     ids = sorted(want)
     assert [got[i]["text"] for i in ids] == [want[i]["text"] for i in ids]
     assert np.allclose([got[i]["vector"] for i in ids], [want[i]["vector"] for i in ids], atol=1e-5)
+
+
+def test_pair_attributes_shards_on_two_celery_workers_annotate_every_pair_once(demo, cluster, tmp_path):
+    """The LLM annotator (vLLM, the tiny model) in a Celery worker, one engine per shard step."""
+    import shutil
+
+    reference, _, _ = demo
+    lake = Lake.at(tmp_path / "lake")
+    shutil.copytree(reference.root, lake.root, symlinks=True)
+    shutil.rmtree(lake.table_dir("pair_attributes"))
+    started = time.time()
+    with _materialize(cluster, lake, tmp_path, "pair_attributes") as run:
+        _finished(run, tmp_path, timeout=600)
+    dagster_run, records = _latest_run(cluster, started)
+    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    steps = shard_steps(records, "annotate_shard")
+    assert sorted(steps) == shard_keys()
+    assert all(len(r.workers) == 1 and r.successes == 1 for r in steps.values()), steps
+    assert {r.workers[0].split("@")[0] for r in steps.values()} == {"w1", "w2"}
+    got = _table(lake, "pair_attributes", "pair_id, model, prompt_version")
+    want = _table(reference, "pair_attributes", "pair_id, model, prompt_version")
+    assert len(got) == len({r[0] for r in got}) == len(want)  # each pair once
+    assert got == want
 
 
 def _first_shard_running(cluster: LocalCluster, run: subprocess.Popen, started: float) -> tuple[str, str]:

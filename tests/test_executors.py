@@ -43,3 +43,11 @@ def test_multiprocess_stays_the_default_and_others_are_config(job):
         dg.validate_run_config(job, {"execution": {"config": {"k8s": {"job_namespce": "synpref"}}}})
     with pytest.raises(dg.DagsterInvalidConfigError):  # one executor at a time
         dg.validate_run_config(job, {"execution": {"config": {"multiprocess": {}, "in_process": {}}}})
+
+
+def test_the_k8s_gpu_steps_are_ops_of_the_job(job):
+    """dagster-k8s matches per_step_k8s_config by op name: a renamed op would lose its GPU silently."""
+    k8s = yaml.safe_load((RUN_CONFIG / "k8s.yaml").read_text())["execution"]["config"]["k8s"]
+    ops = {op.name for op in job.graph.iterate_op_defs()}
+    assert set(k8s["per_step_k8s_config"]) == {"annotate_shard", "embed_pool_shard", "score_shard", "judge_shard"}
+    assert set(k8s["per_step_k8s_config"]) <= ops
