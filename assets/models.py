@@ -42,7 +42,6 @@ class RewardModelConfig(dg.Config):
     seed: int | None = None
 
 
-
 def pipes_runner(context, client: dg.PipesSubprocessClient):
     """How the trainer launches its DeepSpeed command: under Dagster Pipes, logged first."""
     def run(command: list[str], env: dict[str, str]) -> None:
@@ -66,6 +65,7 @@ def train_and_evaluate(context, the_lake, name: str, pairs_sql: str, train_confi
         raise dg.Failure(description=str(e)) from e
     refresh_views(the_lake)
     return summary, ref, evaluation
+
 
 @dg.asset(
     name="reward_model", group_name="models", deps=["silver_pairs", "gold_pairs"], kinds={"deepspeed", "pytorch"},
