@@ -133,6 +133,31 @@ def test_stage2_on_two_celery_workers_gives_the_one_machine_result(demo, cluster
     _assert_same_result(lake, reference)
 
 
+def _shards_on_both_workers(cluster: LocalCluster, reference: Lake, tmp_path: Path, asset: str, op: str,
+                            remove) -> Lake:
+    """Materialise an unpartitioned sharded asset on a copy of the lake without it (`remove`):
+    the run succeeds, each shard step ran once on one worker, and both workers took shards."""
+    import shutil
+
+    lake = Lake.at(tmp_path / "lake")
+    shutil.copytree(reference.root, lake.root, symlinks=True)
+    remove(lake)
+    started = time.time()
+    with _materialize(cluster, lake, tmp_path, asset) as run:
+        _finished(run, tmp_path, timeout=600)
+    dagster_run, records = _latest_run(cluster, started)
+    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    steps = shard_steps(records, op)
+    assert sorted(steps) == shard_keys()
+    by_worker: dict[str, list[str]] = {}
+    for shard, record in steps.items():
+        assert len(record.workers) == 1 and record.successes == 1, (shard, record)
+        by_worker.setdefault(record.workers[0].split("@")[0], []).append(shard)
+    print(asset, {w: sorted(s) for w, s in by_worker.items()})
+    assert set(by_worker) == {"w1", "w2"}
+    return lake
+
+
 def test_pair_embeddings_shards_on_two_celery_workers_give_the_one_machine_table(demo, cluster, tmp_path):
     """Both workers append their shards' vectors to the one LanceDB table at once; the table
     then holds each silver pair once, with the one-machine run's vector and text."""
@@ -143,22 +168,8 @@ def test_pair_embeddings_shards_on_two_celery_workers_give_the_one_machine_table
     from synpref import vectors
 
     reference, _, _ = demo
-    lake = Lake.at(tmp_path / "lake")
-    shutil.copytree(reference.root, lake.root, symlinks=True)
-    shutil.rmtree(lake.root / "lancedb")
-    started = time.time()
-    with _materialize(cluster, lake, tmp_path, "pair_embeddings") as run:
-        _finished(run, tmp_path, timeout=600)
-    dagster_run, records = _latest_run(cluster, started)
-    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    steps = shard_steps(records, "embed_pool_shard")
-    assert sorted(steps) == shard_keys()
-    by_worker: dict[str, list[str]] = {}
-    for shard, record in steps.items():
-        assert len(record.workers) == 1 and record.successes == 1, (shard, record)
-        by_worker.setdefault(record.workers[0].split("@")[0], []).append(shard)
-    print({w: sorted(s) for w, s in by_worker.items()})
-    assert set(by_worker) == {"w1", "w2"}
+    lake = _shards_on_both_workers(cluster, reference, tmp_path, "pair_embeddings", "embed_pool_shard",
+                                   remove=lambda lake: shutil.rmtree(lake.root / "lancedb"))
     got = {r["pair_id"]: r for r in vectors.open_table(lake).to_arrow().to_pylist()}
     want = {r["pair_id"]: r for r in vectors.open_table(reference).to_arrow().to_pylist()}
     assert vectors.open_table(lake).count_rows() == len(got) == len(want)
@@ -173,18 +184,8 @@ def test_pair_attributes_shards_on_two_celery_workers_annotate_every_pair_once(d
     import shutil
 
     reference, _, _ = demo
-    lake = Lake.at(tmp_path / "lake")
-    shutil.copytree(reference.root, lake.root, symlinks=True)
-    shutil.rmtree(lake.table_dir("pair_attributes"))
-    started = time.time()
-    with _materialize(cluster, lake, tmp_path, "pair_attributes") as run:
-        _finished(run, tmp_path, timeout=600)
-    dagster_run, records = _latest_run(cluster, started)
-    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    steps = shard_steps(records, "annotate_shard")
-    assert sorted(steps) == shard_keys()
-    assert all(len(r.workers) == 1 and r.successes == 1 for r in steps.values()), steps
-    assert {r.workers[0].split("@")[0] for r in steps.values()} == {"w1", "w2"}
+    lake = _shards_on_both_workers(cluster, reference, tmp_path, "pair_attributes", "annotate_shard",
+                                   remove=lambda lake: shutil.rmtree(lake.table_dir("pair_attributes")))
     got = _table(lake, "pair_attributes", "pair_id, model, prompt_version")
     want = _table(reference, "pair_attributes", "pair_id, model, prompt_version")
     assert len(got) == len({r[0] for r in got}) == len(want)  # each pair once
