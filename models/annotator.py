@@ -263,7 +263,7 @@ def generate_isolating_rejects(generate: Callable[[list], list], conversations: 
     return outputs
 
 
-def _set_torch_threads(threads: int) -> int:
+def _set_torch_threads(threads: int) -> None:
     """Before the engine is built: its CPU kernels keep the thread count they were made with.
     In-process, vLLM does not pin threads as it does for its worker processes, and on a busy
     machine every multi-threaded kernel call can wait for a descheduled thread (on a shared

@@ -33,10 +33,6 @@ class ShardEmbedding:
     with_attributes: int
     seconds: float
 
-    @property
-    def pairs_per_s(self) -> float:
-        return self.embedded / self.seconds if self.seconds else 0.0
-
 
 @dataclass
 class EmbeddingsSummary:
