@@ -77,6 +77,38 @@ def _spawn(command: list[str], log: Path, env: dict) -> subprocess.Popen:
                                 env=env, start_new_session=True)
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the process group, then SIGKILL if it is still there after grace_s."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+class Service:
+    """A local service for tests and benchmarks: start() on entering (stop() if that fails),
+    stop() on leaving."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 @dataclass
 class Worker:
     name: str
@@ -90,7 +122,7 @@ class Worker:
 
 
 @dataclass
-class LocalCluster:
+class LocalCluster(Service):
     """Redis and dagster-celery workers under `folder`, sharing the Dagster instance at
     env['DAGSTER_HOME'] (SQLite: one machine; Postgres across machines)."""
 
@@ -140,12 +172,13 @@ class LocalCluster:
         except redis.exceptions.ConnectionError:
             return False
 
-    def start_worker(self, name: str, timeout: float = 180) -> Worker:
-        """`dagster-celery worker start` with one pool process (one shard at a time)."""
+    def start_worker(self, name: str, timeout: float = 180, env: dict | None = None) -> Worker:
+        """`dagster-celery worker start` with one pool process (one shard at a time); `env`
+        adds to the cluster's environment for this worker alone (e.g. its own local disk)."""
         log = self.folder / f"{name}.log"
         proc = _spawn([str(Path(sys.executable).with_name("dagster-celery")), "worker", "start",
                        "-A", "dagster_celery.app", "-y", str(self.worker_yaml), "-n", name, "-i", CODE_LOCATION,
-                       "--", "--concurrency=1"], log, self.env)
+                       "--", "--concurrency=1"], log, {**self.env, **(env or {})})
         worker = self.workers[name] = Worker(name, proc, log)
 
         def ready() -> bool:
@@ -179,21 +212,8 @@ class LocalCluster:
             except (subprocess.SubprocessError, OSError):
                 _signal_group(worker.proc, signal.SIGKILL)
         if self.redis is not None:
-            _signal_group(self.redis, signal.SIGTERM)  # redis-server saves nothing (--save "")
-            try:
-                self.redis.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.redis, signal.SIGKILL)
-                self.redis.wait(timeout=10)
+            stop_group(self.redis, 15)  # redis-server saves nothing (--save "")
             self.redis = None
 
-    def __enter__(self) -> "LocalCluster":
-        try:
-            self.start_redis()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def start(self) -> None:
+        self.start_redis()

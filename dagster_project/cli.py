@@ -19,7 +19,8 @@ def _use_lake(lake_dir: str) -> Lake:
     lake = Lake.at(lake_dir)
     lake.root.mkdir(parents=True, exist_ok=True)
     os.environ[LAKE_ENV] = str(lake.root)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(lake.root / "dagster_home")))
+    # the instance's SQLite files need a local disk: an object-store lake keeps them in its home
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(lake.home / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():  # local SQLite storage under DAGSTER_HOME, Dagster's default
@@ -53,7 +54,7 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lak
     from tqdm import tqdm
 
     lake = _use_lake(lake_dir)
-    landing = lake.root / "landing" / "demo"
+    landing = lake.home / "landing" / "demo"  # files to ingest are read from a local disk
     with tqdm(total=pairs, desc="generating demo pairs", unit="pair") as bar:
         summary = generate_demo(landing, pairs=pairs, seed=seed,
                                 progress=lambda done, total: bar.update(done - bar.n))
@@ -381,6 +382,30 @@ def tables(lake_dir: str) -> None:
     from dagster_project.run import print_tables
 
     print_tables(Lake.at(lake_dir))
+
+
+@main.command()
+@click.option("--to", "target", required=True, help="The lake on the object store, e.g. s3://bucket/lake.")
+@lake_option
+def push(target: str, lake_dir: str) -> None:
+    """Copy a local lake to an object store (tables, manifests, models, vectors), to run it from there."""
+    from tqdm import tqdm
+
+    from synpref.lake import copy_lake
+
+    try:
+        source, dest = Lake.at(lake_dir), Lake.at(target)
+        if source.remote or not dest.remote:
+            raise ValueError("push copies a local lake (--lake) to one on an object store (--to s3://...)")
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    with tqdm(desc="uploading", unit="file") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        count = copy_lake(source, dest, progress)
+    click.echo(f"{count:,} files of {source.root} now at {dest.root}: run with --lake {dest.root}")
 
 
 @main.command()

@@ -6,7 +6,7 @@ from synpref.lake import LAKE_ENV, resolve_root
 
 
 def _checked_root(ctx, param, value: str) -> str:
-    """A usage error, not a traceback, for a root that cannot be a lake (a URL)."""
+    """A usage error, not a traceback, for a root that cannot be a lake (a URL no store serves)."""
     try:
         resolve_root(value)
     except ValueError as e:
@@ -16,4 +16,4 @@ def _checked_root(ctx, param, value: str) -> str:
 
 lake_option = click.option(
     "--lake", "lake_dir", envvar=LAKE_ENV, default="lake", show_default=True, callback=_checked_root,
-    help=f"Lake root folder (or ${LAKE_ENV}).")
+    help=f"Lake root: a folder, or an object-store URL such as s3://bucket/lake (or ${LAKE_ENV}).")

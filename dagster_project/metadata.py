@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
+
+from synpref.lake import is_remote
 
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 80
@@ -16,16 +17,25 @@ def counts_table(counts: dict[str, int], key: str = "reason") -> dg.MetadataValu
     return dg.MetadataValue.md("\n".join(lines) if counts else "_none_")
 
 
-def preview(files: list[Path], columns: list[str]) -> dg.MetadataValue:
+def preview(files: list, columns: list[str]) -> dg.MetadataValue:
     """The first rows of a table, long texts clipped, as a Markdown table."""
     if not files:
         return dg.MetadataValue.md("_empty_")
-    frame = pl.scan_parquet(files).select(columns).head(PREVIEW_ROWS).collect()
+    frame = _head(files, columns)
     frame = frame.with_columns(_as_text(c, dtype).str.slice(0, PREVIEW_CHARS) for c, dtype in frame.schema.items())
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
     return dg.MetadataValue.md("\n".join([header, rule, *rows]))
+
+
+def _head(files: list, columns: list[str]) -> pl.DataFrame:
+    if is_remote(files[0]):  # a store's file: read only the first row group's first rows
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(files[0].path, filesystem=files[0].fs) as f:
+            return pl.from_arrow(next(f.iter_batches(batch_size=PREVIEW_ROWS, columns=columns)))
+    return pl.scan_parquet(files).select(columns).head(PREVIEW_ROWS).collect()
 
 
 def _as_text(column: str, dtype) -> pl.Expr:

@@ -86,9 +86,9 @@ def _on_this_lake(run_config: Path, lake: Lake) -> Path:
     for key in ("lake", "io_manager"):
         resource = config.setdefault("resources", {}).setdefault(key, {}).setdefault("config", {})
         root = resource.setdefault("root", str(lake.root))
-        if Path(root).resolve() != lake.root.resolve():
+        if Lake.at(root).root != lake.root:
             raise click.UsageError(f"{run_config}: resources.{key}.config.root is {root}, not the lake {lake.root}")
-    merged = lake.root / "_dagster" / "run_config" / f"stage2-{run_config.stem}.yaml"
+    merged = lake.home / "_dagster" / "run_config" / f"stage2-{run_config.stem}.yaml"
     merged.parent.mkdir(parents=True, exist_ok=True)
     merged.write_text(yaml.safe_dump(config))
     return merged

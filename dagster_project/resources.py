@@ -18,7 +18,8 @@ class LakeResource(dg.ConfigurableResource):
     """The lake: Parquet tables under one root, with a DuckDB file of views over them."""
 
     root: str | None = Field(
-        default=None, description="Lake root folder; default $SYNPREF_LAKE, else ./lake (read at run time).")
+        default=None, description="Lake root: a folder or an object-store URL (s3://bucket/lake); default "
+                                  "$SYNPREF_LAKE, else ./lake (read at run time).")
     duckdb_memory_limit: str = Field(
         default="1GB", description="DuckDB memory limit per stage; larger stages spill to <lake>/_tmp.")
     duckdb_threads: int | None = Field(default=None, description="DuckDB threads; default all cores.")
@@ -80,12 +81,12 @@ class AnnotatorResource(dg.ConfigurableResource):
 
 def with_local_model(config, lake: Lake):
     """An annotator config whose placeholder model `tiny` (the demo's and tests' tiny random
-    Llama) is made under the lake and named by its path; any other model is kept."""
+    Llama) is made in the lake's local home and named by its path; any other model is kept."""
     from models.tiny_llm import make_tiny_llm
 
     if config.model != "tiny":
         return config
-    return dataclasses.replace(config, model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
+    return dataclasses.replace(config, model=str(make_tiny_llm(lake.home / "models" / "tiny-llm")))
 
 
 class JudgesResource(dg.ConfigurableResource):
@@ -166,10 +167,11 @@ class StepIOManager(dg.ConfigurableIOManagerFactory):
     the lake root rather than the Dagster instance's folder: workers on other machines share
     the lake, not DAGSTER_HOME."""
 
-    root: str | None = Field(default=None, description="Lake root folder; default $SYNPREF_LAKE, else ./lake.")
+    root: str | None = Field(default=None, description="Lake root (folder or object-store URL); default "
+                                                        "$SYNPREF_LAKE, else ./lake.")
 
     def create_io_manager(self, context) -> dg.IOManager:
-        base = Lake.at(self.root).root / "_dagster" / "steps"
+        base = Lake.at(self.root).root / "_dagster" / "steps"  # a UPath on an object store
         return dg.FilesystemIOManager(base_dir=str(base)).create_io_manager(context)
 
 

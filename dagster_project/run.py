@@ -7,7 +7,7 @@ import dagster as dg
 
 from dagster_project.definitions import defs
 from dagster_project.resources import default_resources
-from synpref.duck import quarantine_counts, table_counts
+from synpref.duck import connect as duck_connect, quarantine_counts, table_counts
 from synpref.lake import Lake
 
 # Dagster's run tags for a run over a range of partitions (what a single-run backfill launches)
@@ -106,11 +106,10 @@ def print_retention(lake: Lake) -> None:
     """Stage 2's outcome: retention by source and the reasons behind the decisions."""
     from synpref.export_stage import RETENTION_SQL
     from synpref.duck import register_tables
-    import duckdb
 
     if not lake.has_table("filtered_pairs"):
         return
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         by_source = con.execute(RETENTION_SQL.format(key="f.source", join="")).fetchall()

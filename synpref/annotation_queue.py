@@ -7,9 +7,9 @@ The priority is fixed when a pair is queued, from its attributes then (`latest_a
 
 from __future__ import annotations
 
-import duckdb
 
 import sql as sql_files
+from synpref.duck import connect as duck_connect
 from synpref import schemas
 from synpref.lake import Lake, write_part
 from synpref.queues import Queued, enqueue_pairs
@@ -36,7 +36,7 @@ def queue_counts(lake: Lake) -> dict[str, dict[int, int]]:
     """Queued pairs per origin and priority."""
     if not lake.has_table(TABLE):
         return {}
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         out: dict[str, dict[int, int]] = {}
         for origin, priority, n in con.execute(

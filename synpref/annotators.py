@@ -17,7 +17,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 def annotators_file(lake: Lake) -> Path:
-    return lake.root / "annotation" / "annotators.json"
+    return lake.home / "annotation" / "annotators.json"
 
 
 def _digest(token: str) -> str:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import schemas
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.lake import Lake, atomic_path
 from synpref.shards import N_SHARDS, shard_sql
 
@@ -71,7 +71,7 @@ def pending_pairs(lake: Lake, model: str, prompt_version: str, limit: int | None
     version, in pair_id order.
 
     Returns the connection with the query executed: fetch from it, then close it."""
-    con = duckdb.connect()
+    con = duck_connect(lake)
     register_tables(con, lake, temp=True)
     done = ""
     if lake.has_table(TABLE):
@@ -131,7 +131,7 @@ def _count(lake: Lake, model: str, version: str, shard: int | None = None, n_sha
     if not lake.has_table(TABLE):
         return 0
     in_shard = f"and {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         return con.execute(f"select count(*) from read_parquet('{lake.table_glob(TABLE)}') "
                            f"where model = ? and prompt_version = ? {in_shard}", [model, version]).fetchone()[0]

@@ -33,6 +33,15 @@ class DuckSettings:
     threads: int | None = None
 
 
+def connect(lake: Lake | None = None, database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that reads the lake's paths: an object-store lake's filesystem is
+    registered on it (DuckDB then reads s3://... through fsspec; no extension to download)."""
+    con = duckdb.connect(database, read_only=read_only)
+    if lake is not None and lake.remote:
+        con.register_filesystem(lake.root.fs)
+    return con
+
+
 def _view_sql(lake: Lake, table: str) -> str:
     glob = lake.table_glob(table).replace("'", "''")
     return f"create or replace view {table} as select * from read_parquet('{glob}', union_by_name = true)"
@@ -53,7 +62,7 @@ def register_tables(con: duckdb.DuckDBPyConnection, lake: Lake, temp: bool = Fal
 def stage_connection(lake: Lake, settings: DuckSettings = DuckSettings()) -> duckdb.DuckDBPyConnection:
     """An in-memory connection for a stage: bounded memory, spills under the lake root."""
     lake.tmp_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = connect(lake)
     con.execute(f"set memory_limit = '{settings.memory_limit}'")
     con.execute(f"set temp_directory = '{lake.tmp_dir}'")
     con.execute("set preserve_insertion_order = false")  # lets COPY stream instead of buffering
@@ -63,11 +72,11 @@ def stage_connection(lake: Lake, settings: DuckSettings = DuckSettings()) -> duc
     return con
 
 
-def _connect_retrying(path: str, read_only: bool, attempts: int = 50) -> duckdb.DuckDBPyConnection:
+def _connect_retrying(lake: Lake, read_only: bool, attempts: int = 50) -> duckdb.DuckDBPyConnection:
     """Open the lake database; another process may hold its lock for a moment."""
     for i in range(attempts):
         try:
-            return duckdb.connect(path, read_only=read_only)
+            return connect(lake, str(lake.db_path), read_only=read_only)
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or i == attempts - 1:
                 raise
@@ -77,8 +86,8 @@ def _connect_retrying(path: str, read_only: bool, attempts: int = 50) -> duckdb.
 
 def refresh_views(lake: Lake) -> list[str]:
     """Recreate the lake database's views over the tables present now."""
-    lake.root.mkdir(parents=True, exist_ok=True)
-    con = _connect_retrying(str(lake.db_path), read_only=False)
+    lake.home.mkdir(parents=True, exist_ok=True)
+    con = _connect_retrying(lake, read_only=False)
     try:
         return register_tables(con, lake)
     finally:
@@ -103,21 +112,22 @@ def check_read_only(sql: str) -> None:
 def query_read_only(lake: Lake, sql: str):
     """Run a user's read-only query against the lake database; returns a DuckDB relation result."""
     check_read_only(sql)
-    if not lake.db_path.exists():
+    # a store lake's database is a local file of views: any machine makes its own
+    if not lake.db_path.exists() and not (lake.remote and any(lake.has_table(t) for t in TABLE_LAYERS)):
         raise FileNotFoundError(f"no lake database at {lake.db_path}; run `synpref demo` or "
                                 f"`synpref materialize` first")
     try:  # views hold absolute paths: re-point them in case the lake was moved or copied
         refresh_views(lake)
     except (duckdb.IOException, PermissionError, OSError):
         pass  # a read-only lake still answers, with the views it has
-    con = _connect_retrying(str(lake.db_path), read_only=True)
+    con = _connect_retrying(lake, read_only=True)
     return con, con.sql(sql)
 
 
 def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:
     """(table, layer, rows, files) for every table present, from Parquet metadata (no scan)."""
     out = []
-    con = duckdb.connect()
+    con = connect(lake)
     try:
         for table, layer in TABLE_LAYERS.items():
             files = lake.table_files(table)
@@ -133,7 +143,7 @@ def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:
 
 def quarantine_counts(lake: Lake) -> list[tuple[str, str, int]]:
     """(stage, reason, rows) over both stages' quarantine, largest first."""
-    con = duckdb.connect()
+    con = connect(lake)
     try:
         register_tables(con, lake, temp=True)
         if not {"ingest_quarantine", "silver_quarantine"} <= {t for t in TABLE_LAYERS if lake.has_table(t)}:

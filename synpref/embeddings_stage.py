@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import duckdb
 
 from synpref import vectors
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.lake import Lake
 from synpref.shards import N_SHARDS, shard_key, shard_sql
 
@@ -69,7 +68,7 @@ def embed_shard(lake: Lake, make_embedder: Callable, shard: int | None = None, n
     start = time.perf_counter()
     label = shard_key(shard) if shard is not None else "pool"
     in_shard = f"where {shard_sql(n_shards, 's.pair_id')} = {int(shard)}" if shard is not None else ""
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)  # pairs without attributes embed their conversation alone

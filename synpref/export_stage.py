@@ -12,6 +12,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sql as sql_files
 from synpref.attributes_stage import register_latest_attributes
@@ -41,8 +42,10 @@ def export_path(lake: Lake):
     return lake.table_dir(TABLE) / "curated.parquet"
 
 
-def dataset_dir(lake: Lake):
-    return lake.root / "export" / "curated_dataset"
+def dataset_dir(lake: Lake) -> Path:
+    """The export as a `datasets` folder, on a local disk (the lake's home): the Parquet file
+    in the lake is the export itself, this is a copy made for loading it."""
+    return lake.home / "export" / "curated_dataset"
 
 
 RETENTION_SQL = """
@@ -97,7 +100,13 @@ def _save_dataset(lake: Lake) -> None:
     staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     cache = lake.tmp_dir / "datasets-cache"
     try:
-        Dataset.from_parquet(str(export_path(lake)), cache_dir=str(cache)).save_to_disk(str(staging))
+        source = export_path(lake)
+        if lake.remote:
+            cache.mkdir(parents=True, exist_ok=True)
+            source.fs.get_file(source.path, str(cache / source.name))
+            source = cache / source.name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        Dataset.from_parquet(str(source), cache_dir=str(cache)).save_to_disk(str(staging))
         old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
         if final.exists():
             final.rename(old)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import sql as sql_files
 from synpref.duck import DuckSettings, stage_connection
-from synpref.lake import Lake, atomic_path
+from synpref.lake import Lake, atomic_path, file_stamp
 from synpref.shards import N_SHARDS, shard_key, shard_sql
 
 TABLE = "filtered_pairs"
@@ -50,8 +50,7 @@ def _input_signature(lake: Lake, settings: FilterSettings) -> str:
     h.update(repr(sorted(asdict(settings).items())).encode())
     for table in ("silver_pairs", "pool_scores", "silver_labels", "gold_pairs"):
         for f in lake.table_files(table):
-            st = f.stat()
-            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+            h.update(file_stamp(f).encode())
     return h.hexdigest()
 
 

@@ -54,7 +54,7 @@ def build_gold_pairs(lake: Lake) -> GoldSummary:
         with atomic_path(final) as tmp:
             con.execute(f"copy ({sql_files.load(TABLE)}) to '{tmp}' (format parquet, compression zstd)")
         for stale in lake.table_files(TABLE):  # hand-written or older parts
-            if stale != final:
+            if str(stale) != str(final):
                 stale.unlink()
         summary.rows, summary.flipped, summary.simulated = con.execute(
             f"select count(*), count(*) filter (where flipped), count(*) filter (where simulated) "

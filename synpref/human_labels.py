@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 from filelock import FileLock
 
 from synpref import schemas
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.label_journal import LabelJournal, claim, journal_dir, read_segment, segment_files
 from synpref.lake import Lake, fsync_dir, write_part
 
@@ -39,13 +38,13 @@ class LabelError(ValueError):
 
 def label_lock(lake: Lake) -> FileLock:
     """One writer of human_labels at a time (sealers, importers), across processes."""
-    folder = lake.root / "annotation"
+    folder = lake.home / "annotation"
     folder.mkdir(parents=True, exist_ok=True)
     return FileLock(str(folder / "labels.lock"))
 
 
 def rejected_lines_path(lake: Lake) -> Path:
-    return lake.root / "annotation" / "rejected_journal_lines.jsonl"
+    return lake.home / "annotation" / "rejected_journal_lines.jsonl"
 
 
 def _timestamp(value, what: str) -> datetime | None:
@@ -118,7 +117,7 @@ def to_table(rows: list[dict]) -> pa.Table:
 def _store_new(lake: Lake, incoming: pa.Table) -> tuple[int, int]:
     """Write the rows whose label_id is not stored yet (one durable part). Call under label_lock.
     Returns (written, duplicates)."""
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         con.register("incoming", incoming)
         stored = (f"anti join (select label_id from read_parquet('{lake.table_glob(TABLE)}')) using (label_id)"
@@ -162,7 +161,7 @@ def append_labels(lake: Lake, labels: list[dict], source: str = "api") -> tuple[
 def _unknown_pairs(lake: Lake, rows: list[dict]) -> list[tuple[int, str]]:
     if not lake.has_table("silver_pairs"):
         raise LabelError(f"no silver_pairs under {lake.root}: labels must name silver pairs")
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         con.register("named", pa.table({"i": list(range(1, len(rows) + 1)), "pair_id": [r["pair_id"] for r in rows]}))
@@ -248,7 +247,7 @@ def stored_rows(lake: Lake) -> int:
     files = lake.table_files(TABLE)
     if not files:
         return 0
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         return int(con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)",
                                [[str(f) for f in files]]).fetchone()[0])
@@ -274,7 +273,7 @@ def label_counts(lake: Lake) -> dict:
     """Figures for the asset's metadata: rows by choice, annotator, source, and simulated."""
     if not lake.has_table(TABLE):
         return {"rows": 0, "by_choice": {}, "by_annotator": {}, "by_source": {}, "simulated": 0}
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         scan = f"read_parquet('{lake.table_glob(TABLE)}')"
 

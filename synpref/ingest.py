@@ -10,7 +10,6 @@ Invariant per file: records read = raw rows + quarantined rows.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,5 +187,5 @@ def ingest_sources(lake: Lake, config: SourcesConfig, progress: Progress | None 
     manifests = lake.root / "_manifests" / "raw"
     for m in manifests.glob("*.json") if manifests.is_dir() else []:
         if m.stem not in wanted:
-            os.remove(m)
+            m.unlink()
     return summary

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from synpref import schemas, vectors
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.lake import Lake, atomic_path, write_part
 from synpref.queues import enqueue_pairs
 
@@ -66,7 +66,7 @@ def enqueue(lake: Lake, select_sql: str | None, origin: str, pair_ids: list[str]
 # ---------------------------------------------------------------- judging
 
 def _connection(lake: Lake) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = duck_connect(lake)
     register_tables(con, lake, temp=True)
     register_latest_attributes(con, lake)
     return con
@@ -244,7 +244,7 @@ def write_labels(lake: Lake, panel, batch_rows: int = 50_000) -> pa.Table:
         if con is not None:
             con.close()
     for stale in lake.table_files(LABELS):  # parts of an older layout, if any
-        if stale != final:
+        if str(stale) != str(final):
             stale.unlink()
     return pa.concat_tables(kept) if kept else pa.table({"pair_id": pa.array([], pa.string()),
                                                          "verdict": pa.array([], pa.string())})
@@ -277,7 +277,7 @@ def _scan(lake: Lake, table: str) -> str:
 
 
 def _count(lake: Lake, sql: str) -> int:
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         return con.execute(sql).fetchone()[0]
     finally:
@@ -288,7 +288,7 @@ def queue_counts(lake: Lake) -> dict[str, int]:
     """Queued pairs per origin (a pair counts under the origin that queued it first)."""
     if not lake.has_table(QUEUE):
         return {}
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         return dict(con.execute(f"select origin, count(*) from {_scan(lake, QUEUE)} group by origin "
                                 f"order by origin").fetchall())

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import duckdb
 
 from models.judge import chosen_position
 from synpref.annotation_queue import TABLE as QUEUE
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.human_labels import TABLE as LABELS, LabelError, append_labels
 from synpref.lake import Lake, atomic_path
 
@@ -43,7 +42,7 @@ def export_rows(lake: Lake, what: str, seed: int = 0) -> list[dict]:
         raise ValueError(f"export what: queue or labels, not {what!r}")
     if not lake.has_table(table):
         return []
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)

@@ -24,7 +24,7 @@ from synpref.lake import Lake, fsync_dir
 
 
 def journal_dir(lake: Lake) -> Path:
-    return lake.root / "annotation" / "journal"
+    return lake.home / "annotation" / "journal"
 
 
 def segment_files(lake: Lake) -> list[Path]:

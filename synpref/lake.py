@@ -1,20 +1,34 @@
-"""The lake: one root folder holding every table as Parquet, plus a DuckDB file of views.
+"""The lake: one root holding every table as Parquet, plus a DuckDB file of views.
 
 Each table is a folder ``<root>/<layer>/<table>/`` of ``*.parquet`` files; a reader
 (DuckDB view, Polars, pandas) reads the folder as one table. Files are always written
 to a hidden temporary name first and renamed into place, so a killed run never leaves
 a half-written file where a reader would see it.
+
+The root is a local (or shared POSIX) folder, or an object-store URL (``s3://bucket/lake``,
+any fsspec protocol whose package is installed; credentials and endpoint from the store's
+usual environment, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL). On an
+object store a file is written locally and published by one upload (a single PUT is atomic:
+readers see the old object or the new one, never a part), and what must be on a local disk
+(the DuckDB file of views, spill files, model weights to load, the annotation journal) lives
+in the lake's local home, a cache folder per lake (``$SYNPREF_CACHE``, else ~/.cache/synpref).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Union
+
+from upath import UPath
 
 # table -> layer. Later stages register their tables here as well.
 TABLE_LAYERS: dict[str, str] = {
@@ -41,51 +55,97 @@ TABLE_LAYERS: dict[str, str] = {
 
 DEFAULT_ROOT = "lake"
 LAKE_ENV = "SYNPREF_LAKE"
+CACHE_ENV = "SYNPREF_CACHE"
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+LakePath = Union[Path, UPath]  # a local Path, or a UPath on an object store
 
 
-def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """The lake root: the argument, else $SYNPREF_LAKE, else ./lake (made absolute)."""
-    chosen = root or os.environ.get(LAKE_ENV) or DEFAULT_ROOT
-    scheme, sep, _ = str(chosen).partition("://")
-    if sep and scheme.isidentifier():
-        # Path() would take "s3://bucket/lake" for a local folder named "s3:"
-        raise ValueError(f"lake root {str(chosen)!r} is a URL; the lake is a folder on a (shared) POSIX "
-                         f"filesystem with atomic rename: mount the store (NFS, EFS, CephFS, Lustre, JuiceFS) "
-                         f"and give the mount's path")
-    return Path(chosen).expanduser().resolve()
+def is_url(text: str | os.PathLike) -> bool:
+    return bool(_URL.match(str(text)))
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> LakePath:
+    """The lake root: the argument, else $SYNPREF_LAKE, else ./lake (a local one made absolute)."""
+    chosen = str(root or os.environ.get(LAKE_ENV) or DEFAULT_ROOT)
+    if isinstance(root, UPath) and not isinstance(root, Path):
+        return root
+    if not is_url(chosen):
+        return Path(chosen).expanduser().resolve()
+    import fsspec
+
+    scheme = _URL.match(chosen).group(1).lower()
+    if scheme == "file":
+        return Path(chosen[len("file://"):]).expanduser().resolve()
+    if scheme in ("memory", "http", "https") or scheme not in fsspec.available_protocols():
+        # memory:// is one process's; http(s) is read-only: neither can hold a lake
+        raise ValueError(f"lake root {chosen!r}: {scheme}:// cannot hold a lake; give a local or shared folder, "
+                         f"or an object-store URL (s3://bucket/path, with s3fs installed)")
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except ImportError as e:
+        raise ValueError(f"lake root {chosen!r}: the {scheme}:// filesystem is not installed ({e})") from None
+    # no listing cache: other processes and machines add parts all the time
+    return UPath(chosen.rstrip("/"), use_listings_cache=False)
+
+
+def is_remote(path: LakePath) -> bool:
+    return not isinstance(path, Path)
+
+
+def cache_base() -> Path:
+    """Local disk space for lakes on a store: $SYNPREF_CACHE, else ~/.cache/synpref."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "synpref").expanduser().resolve()
+
+
+def cache_home(root: LakePath) -> Path:
+    """A remote lake's local home: <cache_base()>/lakes/<root as a name>."""
+    base = cache_base()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(root)).strip("_")[:80]
+    return base / "lakes" / f"{slug}-{hashlib.md5(str(root).encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
 class Lake:
-    root: Path
+    root: LakePath
 
     @classmethod
     def at(cls, root: str | os.PathLike | None = None) -> "Lake":
         return cls(resolve_root(root))
 
     @property
+    def remote(self) -> bool:
+        """Whether the root is an object-store URL (not a folder of this machine's filesystem)."""
+        return is_remote(self.root)
+
+    @property
+    def home(self) -> Path:
+        """What must be on a local disk: the root itself for a local lake, else its cache folder."""
+        return cache_home(self.root) if self.remote else self.root
+
+    @property
     def db_path(self) -> Path:
-        return self.root / "synpref.duckdb"
+        return self.home / "synpref.duckdb"
 
     @property
     def tmp_dir(self) -> Path:
-        """Scratch space (DuckDB spill files); safe to delete between runs."""
-        return self.root / "_tmp"
+        """Scratch space (DuckDB spill files, staged tables); safe to delete between runs."""
+        return self.home / "_tmp"
 
     @property
     def default_sources_file(self) -> Path:
-        return self.root / "sources.yaml"
+        return self.home / "sources.yaml"
 
-    def table_dir(self, table: str) -> Path:
+    def table_dir(self, table: str) -> LakePath:
         try:
             layer = TABLE_LAYERS[table]
         except KeyError:
             raise KeyError(f"unknown lake table {table!r}; known: {sorted(TABLE_LAYERS)}") from None
         return self.root / layer / table
 
-    def table_files(self, table: str) -> list[Path]:
+    def table_files(self, table: str) -> list[LakePath]:
         folder = self.table_dir(table)
-        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        return sorted(folder.glob("*.parquet"), key=str) if folder.is_dir() else []
 
     def has_table(self, table: str) -> bool:
         return bool(self.table_files(table))
@@ -93,7 +153,7 @@ class Lake:
     def table_glob(self, table: str) -> str:
         return str(self.table_dir(table) / "*.parquet")
 
-    def manifest_path(self, name: str) -> Path:
+    def manifest_path(self, name: str) -> LakePath:
         return self.root / "_manifests" / f"{name}.json"
 
     def read_manifest(self, name: str) -> dict | None:
@@ -108,14 +168,129 @@ class Lake:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(content, indent=2, sort_keys=True))
 
+    def local_copy(self, path: LakePath) -> Path:
+        """A local path with `path`'s content (a file or a folder): itself on a local lake,
+        else a copy downloaded into the lake's home once (for content that never changes in
+        place, such as a complete model version)."""
+        if not is_remote(path):
+            return path
+        local = self.home / "mirror" / relative_to_root(self, path)
+        done = local.parent / f".{local.name}.complete"
+        if not done.exists():
+            shutil.rmtree(local, ignore_errors=True)
+            staging = local.parent / f".{local.name}.tmp-{uuid.uuid4().hex[:8]}"
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if path.is_dir():
+                    path.fs.get(path.path.rstrip("/") + "/", str(staging) + "/", recursive=True)
+                else:
+                    path.fs.get_file(path.path, str(staging))
+                os.replace(staging, local)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            done.touch()
+        return local
+
+
+# What a lake keeps on the local disk of the machine that made it, never in a store.
+HOME_ONLY = {"synpref.duckdb", "_tmp", "quality", "annotation", "dagster_home", "_dagster", "landing", "export"}
+MODEL_SCRATCH = {"checkpoints", "hf", "tiny-llm"}  # resume points; best/'s link target; the demo LLM
+
+
+def copy_lake(source: Lake, target: Lake, progress=lambda done, total: None) -> int:
+    """Upload a local lake's tables, manifests, models and vectors to a lake on a store (what
+    each machine keeps in its home stays); returns the files uploaded. A model's best/ (a link
+    locally) goes up as a folder, and every metrics.json (which marks a model complete) last."""
+    if source.remote or not target.remote:
+        raise ValueError("copy_lake copies a local lake to one on an object store")
+    files = []
+    for folder, dirs, names in os.walk(source.root, followlinks=True):
+        rel = Path(folder).relative_to(source.root)
+        if (rel.parts and rel.parts[0] in HOME_ONLY) or (rel.parts[:1] == ("models",) and MODEL_SCRATCH & set(rel.parts)):
+            dirs.clear()
+            continue
+        files += [rel / name for name in names if rel.parts or name not in HOME_ONLY]
+    fs = target.root.fs
+    for i, rel in enumerate(sorted(files, key=lambda f: (f.name == "metrics.json", str(f))), 1):
+        fs.put_file(str(source.root / rel), f"{target.root.path}/{rel.as_posix()}")
+        progress(i, len(files))
+    return len(files)
+
+
+def relative_to_root(lake: Lake, path: LakePath) -> str:
+    root, text = str(lake.root).rstrip("/"), str(path)
+    if not text.startswith(root + "/"):
+        raise ValueError(f"{text} is not under the lake root {root}")
+    return text[len(root) + 1:]
+
+
+def file_stamp(path: LakePath) -> str:
+    """What changes when the file is rewritten: size and modification time (ETag on a store)."""
+    if not is_remote(path):
+        st = path.stat()
+        return f"{path.name}|{st.st_size}|{st.st_mtime_ns}"
+    info = path.fs.info(path.path)
+    return f"{path.name}|{info.get('size')}|{info.get('ETag') or info.get('LastModified') or info.get('mtime')}"
+
+
+def read_parquet(path: LakePath, columns: list[str] | None = None):
+    """One Parquet file (or a table folder) as an Arrow table, local or on a store."""
+    import pyarrow.parquet as pq
+
+    if is_remote(path):
+        return pq.read_table(path.path, columns=columns, filesystem=path.fs)
+    return pq.read_table(path, columns=columns)
+
+
+def parquet_rows(path: LakePath) -> int:
+    """A Parquet file's row count from its footer."""
+    import pyarrow.parquet as pq
+
+    if is_remote(path):
+        return pq.read_metadata(path.path, filesystem=path.fs).num_rows
+    return pq.read_metadata(path).num_rows
+
+
+def remove(path: LakePath, recursive: bool = False) -> None:
+    """Delete a file (or, recursive, a folder); nothing there is fine."""
+    if is_remote(path):
+        if path.exists():
+            path.fs.rm(path.path, recursive=recursive)
+    elif recursive:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def publish(local: Path, final: LakePath) -> None:
+    """Put a finished local file (or folder) at `final`: a rename on a local lake, an upload
+    on a store (a folder's files one by one; `final` should be a new, unused name there)."""
+    if not is_remote(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local, final)
+    elif local.is_dir():
+        final.fs.put(str(local).rstrip("/") + "/", final.path.rstrip("/") + "/", recursive=True)
+    else:
+        final.fs.put_file(str(local), final.path)
+
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it into place only on success.
+def atomic_path(final: LakePath) -> Iterator[Path]:
+    """Yield a local temporary path; move it into place as `final` only on success.
 
-    The temporary name is hidden and does not end in ``.parquet``, so table globs never
-    pick up a file that is still being written.
-    """
+    Locally the temporary file sits beside `final` under a hidden name that does not end in
+    ``.parquet``, so table globs never pick up a file still being written; on a store it is
+    written in a local scratch folder and uploaded in one piece."""
+    if is_remote(final):
+        (cache_base() / "scratch").mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="part-", dir=cache_base() / "scratch"))
+        try:
+            tmp = scratch / f".{final.name}.tmp"
+            yield tmp
+            publish(tmp, final)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -126,8 +301,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in `folder` durable (its directory entry on disk)."""
+def fsync_dir(folder: LakePath) -> None:
+    """Make a rename or a new file in `folder` durable (its directory entry on disk); a
+    store's upload is durable once it returns."""
+    if is_remote(folder):
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -135,7 +313,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_part(lake: Lake, table: str, rows, durable: bool = False) -> Path:
+def write_part(lake: Lake, table: str, rows, durable: bool = False) -> LakePath:
     """Write an Arrow table as one new Parquet part of `table` (temporary name, then rename).
 
     durable: fsync the file before the rename and the folder after it, so the part survives
@@ -152,9 +330,3 @@ def write_part(lake: Lake, table: str, rows, durable: bool = False) -> Path:
         fsync_dir(part.parent)
     return part
 
-
-def replace_all(pairs: list[tuple[Path, Path]]) -> None:
-    """Move finished temporary files into place one after another (each rename is atomic)."""
-    for tmp, final in pairs:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 from filelock import FileLock
 
 import expectations as suites
+from synpref.duck import connect as duck_connect
 from synpref.lake import Lake
 
 BATCH_ROWS = 100_000
@@ -58,7 +58,8 @@ class TableValidation:
 
 
 def quality_root(lake: Lake) -> Path:
-    return lake.root / "quality"
+    """The GE file context (suites, results, Data Docs): on a local disk, the lake's home."""
+    return lake.home / "quality"
 
 
 def docs_index(lake: Lake) -> Path:
@@ -159,7 +160,7 @@ def validate_table(lake: Lake, table: str, batch_rows: int = BATCH_ROWS, suites_
         # GE does not return results in suite order: match them by expectation id
         tallies = {c.id: _Tally(_label(c), c.severity.value if hasattr(c.severity, "value") else str(c.severity),
                                 c.kwargs.get("mostly")) for c in suite.expectation_configurations}
-        con = duckdb.connect()
+        con = duck_connect(lake)
         try:
             source, rows = _register_source(con, lake, table)
             batches = max(1, math.ceil(rows / batch_rows))

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import check_read_only, register_tables
+from synpref.duck import check_read_only, connect as duck_connect, register_tables
 from synpref.lake import Lake, write_part
 
 
@@ -34,7 +34,7 @@ def candidates(lake: Lake, select_sql: str | None = None, pair_ids: list[str] | 
             raise ValueError("queue pairs with one SELECT statement")
     if not lake.has_table("silver_pairs"):
         raise ValueError(f"no silver_pairs under {lake.root}: build the lake first")
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)

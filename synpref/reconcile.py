@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 
 from synpref import reasons
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.lake import Lake
 
 
@@ -33,7 +32,7 @@ def _rows(con, table: str) -> int:
 
 
 def reconcile_ingest(lake: Lake) -> Reconciliation:
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         read = 0
@@ -54,7 +53,7 @@ def reconcile_ingest(lake: Lake) -> Reconciliation:
 
 
 def reconcile_silver(lake: Lake) -> Reconciliation:
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         raw, silver, quarantined = (_rows(con, t) for t in ("raw_pairs", "silver_pairs", "silver_quarantine"))
@@ -75,7 +74,7 @@ def reconcile_silver(lake: Lake) -> Reconciliation:
 
 def reconcile_reasons(lake: Lake, table: str) -> Reconciliation:
     known = reasons.INGEST_REASONS if table == "ingest_quarantine" else reasons.SILVER_REASONS
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         counts = dict(con.execute(f"select coalesce(reason, '<null>'), count(*) from {table} group by 1").fetchall())

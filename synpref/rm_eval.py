@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 import sql
 from synpref import schemas
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.lake import Lake, atomic_path
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import write_predictions
@@ -53,7 +52,7 @@ def _eval_pairs_sql(lake: Lake, ref: ModelRef) -> tuple[str, str]:
     if kind == "gold" and lake.has_table(GOLD):
         trained = ref.version_dir / "data" / "train.parquet" if ref.version_dir else None
         anti = f"anti join read_parquet('{trained}') as t using (pair_id)" if trained and trained.exists() else ""
-        con = duckdb.connect()
+        con = duck_connect(lake)
         try:
             register_tables(con, lake, temp=True)
             has_source = "source" in {c[0] for c in con.execute(f"describe {GOLD}").fetchall()}
@@ -89,7 +88,7 @@ def evaluate_reward_model(lake: Lake, ref: ModelRef, make_scorer: Callable,
     """Score the model's evaluation pairs and write its rm_eval rows (and their predictions)."""
     start = time.perf_counter()
     kind, pairs_sql = _eval_pairs_sql(lake, ref)
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)

@@ -87,7 +87,8 @@ def resolve(lake: Lake, name: str, version: str | None = None) -> ModelRef:
         raise LookupError(f"no complete reward model {name!r} {detail}under {models_root(lake)}: train it first "
                           f"(`synpref train --name {name}` or the reward_model asset)")
     chosen = complete[-1]
-    return ModelRef(name, chosen.name, chosen / "best", chosen)
+    # weights load from a local folder: a store's complete version is downloaded once
+    return ModelRef(name, chosen.name, lake.local_copy(chosen / "best"), chosen)
 
 
 def external(path: str | Path, name: str | None = None) -> ModelRef:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from synpref import schemas
 from synpref.duck import DuckSettings, stage_connection
-from synpref.lake import TABLE_LAYERS, Lake, atomic_path
+from synpref.lake import TABLE_LAYERS, Lake, LakePath, atomic_path, parquet_rows
 from synpref.memory import trim_heap
 from synpref.rm_models import ModelRef
 from synpref.shards import N_SHARDS, shard_key, shard_sql
@@ -37,13 +37,13 @@ class ShardSummary:
     pairs_table: str
     rows: int
     skipped: bool  # the part was there already
-    path: Path
+    path: LakePath
     seconds: float = 0.0
     tokens: int = 0
     padding_share: float = 0.0
 
 
-def part_path(lake: Lake, ref: ModelRef, pairs_table: str, label: str) -> Path:
+def part_path(lake: Lake, ref: ModelRef, pairs_table: str, label: str) -> LakePath:
     return lake.table_dir(TABLE) / f"{ref.name}--{ref.version}--{pairs_table}--{label}.parquet"
 
 
@@ -62,7 +62,7 @@ def prediction_rows(ref: ModelRef, pairs_table: str, pair_ids: list[str], reward
     }, schema=schemas.RM_PREDICTIONS)
 
 
-def write_scored(path: Path, chunks: Iterable[dict], scorer, to_rows: Callable[..., pa.Table],
+def write_scored(path: LakePath, chunks: Iterable[dict], scorer, to_rows: Callable[..., pa.Table],
                  expected: int | None = None, log: Callable[[str], None] = lambda msg: None) -> int:
     """Score chunks of pairs (dicts of column lists) into one Parquet file, written under a
     temporary name and renamed only when every pair is in it (and as many as expected)."""
@@ -98,7 +98,7 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
         raise ValueError(f"shard {shard} is not one of the {n_shards} shards")
     path = part_path(lake, ref, pairs_table, shard_key(shard))
     if path.exists():
-        return ShardSummary(shard, pairs_table, pq.read_metadata(path).num_rows, True, path)
+        return ShardSummary(shard, pairs_table, parquet_rows(path), True, path)
     start = time.perf_counter()
     con = stage_connection(lake, DuckSettings())
     try:
@@ -118,7 +118,7 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
 
 
 def write_predictions(lake: Lake, ref: ModelRef, pairs_table: str, label: str, pair_ids: list[str],
-                      scores: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Path:
+                      scores: tuple[np.ndarray, np.ndarray, np.ndarray]) -> LakePath:
     """Scores held in memory (a small set, such as the evaluation pairs) as one part."""
     path = part_path(lake, ref, pairs_table, label)
     with atomic_path(path) as tmp:

@@ -28,7 +28,7 @@ from models.launch import LaunchConfig, run_streamed, training_command, training
 from models.train_config import TrainConfig
 from synpref import rm_models
 from synpref.duck import check_read_only, stage_connection
-from synpref.lake import Lake
+from synpref.lake import Lake, LakePath, publish, relative_to_root
 
 PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
 EVAL_SETS = ("auto", "gold", "holdout")
@@ -42,7 +42,7 @@ Runner = Callable[[list[str], dict[str, str]], None]
 class TrainingSummary:
     name: str
     version: str
-    version_dir: Path
+    version_dir: LakePath
     status: str  # trained | resumed | unchanged
     eval_set: str  # gold | holdout
     train_pairs: int
@@ -52,7 +52,7 @@ class TrainingSummary:
     seconds: float = 0.0
 
     @property
-    def best(self) -> Path:
+    def best(self) -> LakePath:
         return self.version_dir / "best"
 
 
@@ -122,7 +122,7 @@ def prepare_sets(con: duckdb.DuckDBPyConnection, lake: Lake, pairs: str | Path, 
     return "holdout", skipped
 
 
-def _find_version(lake: Lake, name: str, fingerprint: str) -> Path | None:
+def _find_version(lake: Lake, name: str, fingerprint: str) -> LakePath | None:
     for version_dir in reversed(rm_models.versions(lake, name)):
         spec = rm_models.read_json(version_dir / "spec.json") or {}
         if spec.get("fingerprint") == fingerprint:
@@ -161,24 +161,55 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
             version_dir = _new_version(con, lake, name, spec, config)
     finally:
         con.close()
-    launch_args = ["--train", str(version_dir / "data" / "train.parquet"),
-                   "--eval", str(version_dir / "data" / "eval.parquet"),
-                   "--out", str(version_dir), "--config", str(version_dir / "train_config.json")]
+    work = _working_copy(lake, version_dir)
+    launch_args = ["--train", str(work / "data" / "train.parquet"), "--eval", str(work / "data" / "eval.parquet"),
+                   "--out", str(work), "--config", str(work / "train_config.json")]
     log(f"{name} {version_dir.name}: {status} on {train_digest['rows']:,} pairs, eval set {kind} "
         f"({eval_digest['rows']:,} pairs), {launch.launcher} x {launch.processes}")
     (run or (lambda command, env: run_streamed(command, env, log)))(
         training_command(launch, launch_args), training_env(launch))
+    if work != version_dir and rm_models.is_complete(work):
+        _upload_version(work, version_dir, log)
     if not rm_models.is_complete(version_dir):
         raise RuntimeError(f"training of {name} {version_dir.name} ended without a complete model "
                            f"(see {version_dir / 'train_log.jsonl'})")
     return _summary(version_dir, status, skipped, start)
 
 
-def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: dict, config: TrainConfig) -> Path:
-    """Freeze the two sets into a new version folder (made under a temporary name, then renamed)."""
+def _working_copy(lake: Lake, version_dir: LakePath) -> Path:
+    """Where the trainer writes: the version folder itself on a local lake; on an object store
+    a local copy in the lake's home (downloaded if another machine started the version), so
+    checkpoints are written to a disk and an interrupted run resumes there."""
+    if not lake.remote:
+        return version_dir
+    work = lake.home / "training" / relative_to_root(lake, version_dir)
+    if not (work / "spec.json").exists():
+        staging = work.with_name(f".{work.name}.tmp-{uuid.uuid4().hex[:8]}")
+        version_dir.fs.get(version_dir.path + "/", str(staging) + "/", recursive=True)
+        shutil.rmtree(work, ignore_errors=True)
+        staging.rename(work)
+    return work
+
+
+def _upload_version(work: Path, version_dir: LakePath, log: Callable[[str], None]) -> None:
+    """Put a finished local version in the store: metrics.json (which marks a version complete)
+    last, so a reader never takes a half-uploaded version for a model. best/ (locally a link
+    into hf/) goes up as a folder; the checkpoints stay local (resume points of a finished run)."""
+    best = (work / "best").resolve()
+    files = [(f, f.relative_to(work).as_posix()) for f in sorted(work.rglob("*"))
+             if f.is_file() and f.relative_to(work).parts[0] not in ("checkpoints", "hf", "best")]
+    files += [(f, f"best/{f.relative_to(best).as_posix()}") for f in sorted(best.rglob("*")) if f.is_file()]
+    for f, name in sorted(files, key=lambda pair: pair[1] == "metrics.json"):
+        version_dir.fs.put_file(str(f), f"{version_dir.path}/{name}")
+    log(f"{version_dir.name}: {len(files)} files uploaded to {version_dir}")
+
+
+def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: dict, config: TrainConfig) -> LakePath:
+    """Freeze the two sets into a new version folder (made under a temporary name, then
+    renamed into place; uploaded in one go on an object store)."""
     home = rm_models.model_home(lake, name)
     home.mkdir(parents=True, exist_ok=True)
-    staging = home / f".tmp-{uuid.uuid4().hex[:8]}"
+    staging = (lake.tmp_dir if lake.remote else home) / f".tmp-{uuid.uuid4().hex[:8]}"
     try:
         (staging / "data").mkdir(parents=True)
         for view, file in (("train_set", "train.parquet"), ("eval_set", "eval.parquet")):
@@ -187,7 +218,7 @@ def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: di
         (staging / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (staging / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         final = home / rm_models.next_version(lake, name)
-        staging.rename(final)
+        publish(staging, final)
         return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)

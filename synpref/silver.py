@@ -26,7 +26,7 @@ import pyarrow as pa
 
 import sql as sql_files
 from synpref.duck import DuckSettings, stage_connection
-from synpref.lake import Lake
+from synpref.lake import Lake, file_stamp, publish, remove
 
 SILVER_TABLES = ("silver_decisions", "silver_pairs", "silver_quarantine")
 SQL_STEPS = ("macros", "benchmark_ngrams", "silver_contaminated", "silver_keyed", *SILVER_TABLES)
@@ -54,8 +54,7 @@ class SilverSummary:
 def _fingerprint(lake: Lake, deco, rows_per_bucket: int) -> str:
     h = hashlib.md5(str(rows_per_bucket).encode())
     for f in lake.table_files("raw_pairs"):
-        st = f.stat()
-        h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update(file_stamp(f).encode())
     for name in SQL_STEPS:
         h.update(sql_files.load(name).encode())
     h.update(deco.fingerprint().encode())
@@ -86,12 +85,29 @@ def _split_bucket(con, keyed_glob: str, staged: Path, part: str, timings: dict) 
 
 def _swap_in(lake: Lake, staged: Path) -> None:
     """Replace each silver table folder by its staged one (two renames; never half a table)."""
+    if lake.remote:
+        return _swap_in_store(lake, staged)
     for table in SILVER_TABLES:
         final = lake.table_dir(table)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             os.replace(final, staged / f"{table}.old")
         os.replace(staged / table, final)
+
+
+def _swap_in_store(lake: Lake, staged: Path) -> None:
+    """An object store has no folder rename: upload the new parts under fresh names, then
+    delete the old ones. Each part appears whole, but a reader in between sees old and new
+    parts together; a run killed in between leaves both, and its rerun (the manifest is
+    written only after the swap) uploads again and deletes every other part."""
+    generation = uuid.uuid4().hex[:8]
+    for table in SILVER_TABLES:
+        final = lake.table_dir(table)
+        old = lake.table_files(table)
+        for part in sorted((staged / table).glob("*.parquet")):
+            publish(part, final / f"{generation}-{part.name}")
+        for part in old:
+            remove(part)
 
 
 def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=lambda msg: None,

@@ -19,13 +19,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import schemas
 from synpref.annotation_queue import queue_for_humans
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.judging_stage import enqueue
 from synpref.lake import Lake, atomic_path, write_part
 from synpref.retrieval import K_MAX, retrieve
@@ -58,7 +57,7 @@ def round_key(number: int) -> str:
 
 
 def _query(lake: Lake, sql: str, params: dict | None = None) -> list[tuple]:
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         return con.execute(sql, params or {}).fetchall()
@@ -207,7 +206,7 @@ def rounds(lake: Lake) -> list[dict]:
     """Every recorded round, in order."""
     if not lake.has_table(ROUNDS):
         return []
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         rel = con.sql(f"select * from read_parquet('{lake.table_glob(ROUNDS)}') order by round_number")
         return [dict(zip(rel.columns, r)) for r in rel.fetchall()]

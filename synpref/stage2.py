@@ -14,11 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import pyarrow.parquet as pq
-
 from synpref.duck import DuckSettings, stage_connection
 from synpref.judging_stage import enqueue, judge_queued
-from synpref.lake import Lake, atomic_path
+from synpref.lake import Lake, atomic_path, read_parquet, remove
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import part_path, score_shard
 from synpref.shards import N_SHARDS, shard_key, shard_sql
@@ -42,7 +40,7 @@ def pool_scores_part(lake: Lake, shard: int):
 
 def _models_of(path) -> tuple[str, str, str, str] | None:
     """The (best, best version, gold, gold version) a pool_scores part was made with."""
-    table = pq.read_table(path, columns=["best_model", "best_version", "gold_model", "gold_version"]).slice(0, 1)
+    table = read_parquet(path, columns=["best_model", "best_version", "gold_model", "gold_version"]).slice(0, 1)
     return tuple(table.to_pylist()[0].values()) if table.num_rows else None
 
 
@@ -54,7 +52,7 @@ def score_pool_shard(lake: Lake, shard: int, best: ModelRef, gold: ModelRef, mak
     part = pool_scores_part(lake, shard)
     wanted = (best.name, best.version, gold.name, gold.version)
     if part.exists() and _models_of(part) in (wanted, None):
-        meta = pq.read_table(part, columns=["needs_judges"])
+        meta = read_parquet(part, columns=["needs_judges"])
         log(f"{shard_key(shard)}: pool_scores up to date; reused")
         return ShardScores(shard, meta.num_rows, sum(meta["needs_judges"].to_pylist()), True, 0.0)
     for ref in (best, gold):
@@ -116,11 +114,9 @@ def reset_shards(lake: Lake) -> None:
     """Forget Stage 2's shard outputs (pool_scores, filtered_pairs, the curated export and the
     pool's RM scores), so the next run decides every shard again; the judges' votes stay,
     since a judge never answers the same pair and config twice."""
-    import shutil
-
     for table in (POOL_SCORES, "filtered_pairs", "curated_export"):
-        shutil.rmtree(lake.table_dir(table), ignore_errors=True)
+        remove(lake.table_dir(table), recursive=True)
     for part in lake.table_files("rm_predictions"):
         if "--silver_pairs--" in part.name:
-            part.unlink()
-    shutil.rmtree(lake.root / "_manifests" / "filtered_pairs", ignore_errors=True)
+            remove(part)
+    remove(lake.root / "_manifests" / "filtered_pairs", recursive=True)

@@ -9,6 +9,7 @@ settings were chosen by measured recall@10 against exact search
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -80,7 +81,20 @@ def embedding_schema(dim: int) -> pa.Schema:
 
 
 def open_db(lake: Lake) -> lancedb.DBConnection:
-    return lancedb.connect(str(lake.root / "lancedb"))
+    """LanceDB under the lake root; on an object store LanceDB writes there itself (its own
+    S3 client reads the same AWS_* environment as the lake's filesystem)."""
+    return lancedb.connect(str(lake.root / "lancedb"), storage_options=lance_storage_options(lake))
+
+
+def lance_storage_options(lake: Lake) -> dict[str, str] | None:
+    """The S3 endpoint of a store lake, in the option names of LanceDB's object store (it reads
+    the keys and region from the environment itself, but not every endpoint variable)."""
+    if not lake.remote or lake.root.protocol not in ("s3", "s3a"):
+        return None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return None
+    return {"aws_endpoint": endpoint, "allow_http": str(endpoint.startswith("http://")).lower()}
 
 
 def open_table(lake: Lake):

@@ -163,18 +163,34 @@ def test_whole_corpus_in_one_file_reconciles(lake, tmp_path):
     assert set(ingest.reasons()) | set(silver.reasons) == expected
 
 
-@pytest.mark.parametrize("root", ["s3://bucket/lake", "gs://bucket/lake", "file:///tmp/lake"])
-def test_a_url_lake_root_is_refused_with_the_reason(root, tmp_path, monkeypatch):
-    """Path() would take s3://bucket/lake for a local folder named "s3:"; the lake refuses it,
-    and the CLI says why instead of writing the lake somewhere unexpected."""
+@pytest.mark.parametrize("root,reason", [
+    ("memory://lake", "memory:// cannot hold a lake"),  # one process's memory: other steps would not see it
+    ("https://example.org/lake", "https:// cannot hold a lake"),  # read-only
+    ("nosuch://bucket/lake", "nosuch:// cannot hold a lake"),
+    ("gs://bucket/lake", "the gs:// filesystem is not installed"),  # gcsfs is not a dependency
+])
+def test_a_lake_root_url_no_store_can_hold_is_refused_with_the_reason(root, reason, tmp_path, monkeypatch):
+    """Path() would take such a URL for a local folder named "nosuch:"; the lake refuses it, and
+    the CLI says why instead of writing the lake somewhere unexpected."""
     from click.testing import CliRunner
 
     from dagster_project.cli import main
     from synpref.lake import Lake
 
-    with pytest.raises(ValueError, match="is a URL; the lake is a folder"):
+    with pytest.raises(ValueError, match=reason):
         Lake.at(root)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["sql", "--lake", root, "select 1"])
-    assert result.exit_code == 2 and "is a URL; the lake is a folder" in result.output
+    assert result.exit_code == 2 and reason in result.output
     assert list(tmp_path.iterdir()) == []  # nothing written under the current folder
+
+
+def test_lake_roots_a_file_url_is_the_folder_and_s3_the_store(tmp_path):
+    from pathlib import Path
+
+    from synpref.lake import Lake
+
+    assert Lake.at(f"file://{tmp_path}/lake").root == Path(tmp_path / "lake")
+    store = Lake.at("s3://bucket/some/lake/")
+    assert store.remote and str(store.root) == "s3://bucket/some/lake"
+    assert not store.home.is_relative_to(tmp_path) and "bucket_some_lake" in store.home.name

@@ -65,7 +65,7 @@ class ServerLock:
     """One annotation server per lake: two would each count labels the other cannot see."""
 
     def __init__(self, lake: Lake):
-        path = lake.root / "annotation" / "server.lock"
+        path = lake.home / "annotation" / "server.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -13,11 +13,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-import duckdb
 
 from synpref.annotation_queue import TABLE as QUEUE
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.human_labels import TABLE as LABELS
 from synpref.label_journal import read_segment, segment_files
 from synpref.lake import Lake
@@ -65,7 +64,7 @@ class AnnotationState:
         """Every stored label (sealed parts and journal lines), for who-labelled-what."""
         keys: list[tuple[str, str, str]] = []
         if self.lake.has_table(LABELS):
-            con = duckdb.connect()
+            con = duck_connect(self.lake)
             try:
                 keys = con.execute(f"select label_id, pair_id, annotator from "
                                    f"read_parquet('{self.lake.table_glob(LABELS)}')").fetchall()
@@ -94,7 +93,7 @@ class AnnotationState:
                 self._queue_files = files
 
     def _read_queue(self) -> list[dict]:
-        con = duckdb.connect()
+        con = duck_connect(self.lake)
         try:
             register_tables(con, self.lake, temp=True)
             register_latest_attributes(con, self.lake)

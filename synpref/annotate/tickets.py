@@ -33,7 +33,7 @@ class TicketSigner:
 
     @classmethod
     def for_lake(cls, lake: Lake) -> "TicketSigner":
-        path = lake.root / "annotation" / "ticket.key"
+        path = lake.home / "annotation" / "ticket.key"
         if not path.exists():
             with atomic_path(path) as tmp:
                 tmp.write_bytes(secrets.token_bytes(32))

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import duckdb
 
-from synpref.duck import register_tables
+from synpref.duck import connect as duck_connect, register_tables
 from synpref.lake import Lake
 
 ANNOTATORS = ("simulated-1", "simulated-2", "simulated-3")
@@ -23,7 +22,7 @@ SECONDS_PER_LABEL = 20.0
 
 def truth_file(lake: Lake) -> Path:
     """Where `synpref demo` lands the generator's truth."""
-    return lake.root / "landing" / "demo" / "truth.parquet"
+    return lake.home / "landing" / "demo" / "truth.parquet"
 
 
 def true_choices(lake: Lake, pair_ids: list[str], truth: Path | None = None) -> dict[str, str]:
@@ -32,7 +31,7 @@ def true_choices(lake: Lake, pair_ids: list[str], truth: Path | None = None) -> 
     truth = truth or truth_file(lake)
     if not truth.is_file():
         raise FileNotFoundError(f"no demo truth at {truth}: simulated annotators only work on demo data")
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         con.execute("create temp table wanted as select unnest($ids::varchar[]) as pair_id", {"ids": pair_ids})
@@ -72,7 +71,7 @@ def simulate_annotators(lake: Lake, origin: str | None = None, annotators: tuple
 
     if not lake.has_table("annotation_queue"):
         return 0
-    con = duckdb.connect()
+    con = duck_connect(lake)
     try:
         register_tables(con, lake, temp=True)
         where = "where origin = $origin" if origin else ""
