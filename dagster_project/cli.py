@@ -94,10 +94,17 @@ Query the curated pairs with SQL (read-only):
     {synpref} sql --lake {lake.root} "select status, reason, count(*) as pairs, round(avg(p_gold), 3) as p_gold from filtered_pairs group by all order by pairs desc"
     {synpref} sql --lake {lake.root} "select round, gold_accuracy, gold_pairs_after, to_humans, to_judges from stage1_rounds order by round_number"
     {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
-Or open {lake.db_path} with any DuckDB client. The TRL-ready export: {lake.root / "filtered" / "curated_export"}
+{_duckdb_hint(lake)} The TRL-ready export: {lake.root / "filtered" / "curated_export"}
 Human labels in this demo are SIMULATED; to label for real in the browser:
     {synpref} annotate add-annotator $USER --lake {lake.root}
     {synpref} annotate serve --lake {lake.root}""")
+
+
+def _duckdb_hint(lake: Lake) -> str:
+    if lake.remote:  # the views read s3:// through the fsspec filesystem that synpref registers
+        return (f"Other DuckDB clients need the store's httpfs secret to read {lake.db_path}'s views, or the "
+                f"Parquet under {lake.root} directly.")
+    return f"Or open {lake.db_path} with any DuckDB client."
 
 
 @main.command("round")

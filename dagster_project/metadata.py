@@ -30,11 +30,15 @@ def preview(files: list, columns: list[str]) -> dg.MetadataValue:
 
 
 def _head(files: list, columns: list[str]) -> pl.DataFrame:
-    if is_remote(files[0]):  # a store's file: read only the first row group's first rows
+    if is_remote(files[0]):  # a store's files: read the first rows of the first non-empty part
         import pyarrow.parquet as pq
 
-        with pq.ParquetFile(files[0].path, filesystem=files[0].fs) as f:
-            return pl.from_arrow(next(f.iter_batches(batch_size=PREVIEW_ROWS, columns=columns)))
+        for path in files:
+            with pq.ParquetFile(path.path, filesystem=path.fs) as f:
+                batch = next(f.iter_batches(batch_size=PREVIEW_ROWS, columns=columns), None)
+            if batch is not None and batch.num_rows:
+                return pl.from_arrow(batch)
+        return pl.from_arrow(pq.read_schema(files[0].path, filesystem=files[0].fs).empty_table().select(columns))
     return pl.scan_parquet(files).select(columns).head(PREVIEW_ROWS).collect()
 
 

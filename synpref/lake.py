@@ -170,30 +170,39 @@ class Lake:
 
     def local_copy(self, path: LakePath) -> Path:
         """A local path with `path`'s content (a file or a folder): itself on a local lake,
-        else a copy downloaded into the lake's home once (for content that never changes in
-        place, such as a complete model version)."""
+        else a copy in the lake's home, downloaded again only when the store's listing of it
+        (names, sizes, ETags) changed. Processes of one machine share it: one downloads."""
         if not is_remote(path):
             return path
+        from filelock import FileLock
+
         local = self.home / "mirror" / relative_to_root(self, path)
-        done = local.parent / f".{local.name}.complete"
-        if not done.exists():
-            shutil.rmtree(local, ignore_errors=True)
+        marker = local.parent / f".{local.name}.listing"
+        listing = listing_stamp(path)
+        if marker.exists() and marker.read_text() == listing:
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(local.parent / f".{local.name}.lock")):
+            if marker.exists() and marker.read_text() == listing:  # another process fetched it
+                return local
+            marker.unlink(missing_ok=True)
             staging = local.parent / f".{local.name}.tmp-{uuid.uuid4().hex[:8]}"
-            staging.parent.mkdir(parents=True, exist_ok=True)
             try:
                 if path.is_dir():
                     path.fs.get(path.path.rstrip("/") + "/", str(staging) + "/", recursive=True)
                 else:
                     path.fs.get_file(path.path, str(staging))
+                shutil.rmtree(local, ignore_errors=True)
                 os.replace(staging, local)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            done.touch()
+            marker.write_text(listing)
         return local
 
 
 # What a lake keeps on the local disk of the machine that made it, never in a store.
-HOME_ONLY = {"synpref.duckdb", "_tmp", "quality", "annotation", "dagster_home", "_dagster", "landing", "export"}
+HOME_ONLY = {"synpref.duckdb", "_tmp", "quality", "annotation", "dagster_home", "_dagster", "landing", "export",
+             "sources.yaml", "mirror", "training"}
 MODEL_SCRATCH = {"checkpoints", "hf", "tiny-llm"}  # resume points; best/'s link target; the demo LLM
 
 
@@ -222,6 +231,13 @@ def relative_to_root(lake: Lake, path: LakePath) -> str:
     if not text.startswith(root + "/"):
         raise ValueError(f"{text} is not under the lake root {root}")
     return text[len(root) + 1:]
+
+
+def listing_stamp(path: LakePath) -> str:
+    """A digest of what is at a store path: every file's name, size and ETag."""
+    found = path.fs.find(path.path, detail=True)
+    lines = sorted(f"{k}|{v.get('size')}|{v.get('ETag') or v.get('LastModified')}" for k, v in found.items())
+    return hashlib.md5("\n".join(lines).encode()).hexdigest()
 
 
 def file_stamp(path: LakePath) -> str:
@@ -262,14 +278,17 @@ def remove(path: LakePath, recursive: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
-def publish(local: Path, final: LakePath) -> None:
+def publish(local: Path, final: LakePath, last: str | None = None) -> None:
     """Put a finished local file (or folder) at `final`: a rename on a local lake, an upload
-    on a store (a folder's files one by one; `final` should be a new, unused name there)."""
+    on a store. A folder goes up file by file, those named `last` at the end, so a reader
+    that takes that file as the mark of a whole folder never sees half of one."""
     if not is_remote(final):
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(local, final)
     elif local.is_dir():
-        final.fs.put(str(local).rstrip("/") + "/", final.path.rstrip("/") + "/", recursive=True)
+        files = [f for f in local.rglob("*") if f.is_file()]
+        for f in sorted(files, key=lambda f: (f.name == last, str(f))):
+            final.fs.put_file(str(f), f"{final.path}/{f.relative_to(local).as_posix()}")
     else:
         final.fs.put_file(str(local), final.path)
 

@@ -28,7 +28,7 @@ from models.launch import LaunchConfig, run_streamed, training_command, training
 from models.train_config import TrainConfig
 from synpref import rm_models
 from synpref.duck import check_read_only, stage_connection
-from synpref.lake import Lake, LakePath, publish, relative_to_root
+from synpref.lake import Lake, LakePath, is_url, publish, relative_to_root
 
 PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
 EVAL_SETS = ("auto", "gold", "holdout")
@@ -59,6 +59,8 @@ class TrainingSummary:
 def _source_sql(pairs: str | Path) -> str:
     """The training pairs as a SELECT: a Parquet file's rows, or a read-only query over the lake."""
     text = str(pairs).strip()
+    if is_url(text) and text.lower().endswith(".parquet"):  # a file on the lake's store
+        return f"select * from read_parquet('{text.replace(chr(39), chr(39) * 2)}')"
     if isinstance(pairs, Path) or text.lower().endswith(".parquet") or (
             "\n" not in text and len(text) < 1024 and Path(text).is_file()):
         if not Path(text).is_file():
@@ -138,6 +140,9 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
 
     start = time.perf_counter()
     rm_models.check_name(name)
+    if lake.remote and launch.hostfile:
+        raise ValueError("training across nodes (a hostfile) reads and writes the version folder on every node: "
+                         "give the lake on a shared filesystem, not an object store")
     con = stage_connection(lake)  # bounded memory, spills under the lake
     try:
         kind, skipped = prepare_sets(con, lake, pairs, eval_set, holdout_fraction, config.seed)
@@ -183,7 +188,8 @@ def _working_copy(lake: Lake, version_dir: LakePath) -> Path:
     if not lake.remote:
         return version_dir
     work = lake.home / "training" / relative_to_root(lake, version_dir)
-    if not (work / "spec.json").exists():
+    spec = (version_dir / "spec.json").read_text()
+    if not (work / "spec.json").exists() or (work / "spec.json").read_text() != spec:  # none, or another lake's
         staging = work.with_name(f".{work.name}.tmp-{uuid.uuid4().hex[:8]}")
         version_dir.fs.get(version_dir.path + "/", str(staging) + "/", recursive=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -218,7 +224,7 @@ def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: di
         (staging / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (staging / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         final = home / rm_models.next_version(lake, name)
-        publish(staging, final)
+        publish(staging, final, last="spec.json")  # _find_version takes spec.json as the mark
         return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)

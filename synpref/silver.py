@@ -159,6 +159,8 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
         counts = dict(con.execute(
             f"select coalesce(reason, 'kept'), count(*) from read_parquet('{staged}/silver_decisions/*.parquet') "
             f"group by 1").fetchall())
+        if lake.remote:  # a swap killed midway must not be taken for a finished one
+            remove(lake.manifest_path(MANIFEST))
         _swap_in(lake, staged)
     finally:
         con.close()

@@ -119,6 +119,52 @@ def test_a_write_that_fails_leaves_no_object(store, tmp_path):
     assert not list((cache_base() / "scratch").glob("*/*"))  # local scratch cleaned
 
 
+def test_a_silver_swap_killed_midway_is_redone_by_the_next_run(store, tmp_path, monkeypatch):
+    """A store has no folder rename: new parts go up, then old ones go. Killed in between, the
+    table holds both generations; the next run must not take that for a finished build."""
+    from synpref import silver
+
+    lake, sources = _store_lake(tmp_path), _sources(tmp_path)
+    run_stages(lake, sources)
+    want = _store_rows(lake, "silver_pairs", "pair_id, raw_id")
+    real_remove = silver.remove
+
+    def killed(path, recursive=False):
+        raise KeyboardInterrupt("killed between the upload of the new parts and the removal of the old")
+
+    monkeypatch.setattr(silver, "remove", lambda path, recursive=False: real_remove(path, recursive)
+                        if str(path).endswith(".json") else killed(path))
+    with pytest.raises(KeyboardInterrupt):
+        silver.build_silver(lake, silver_settings(sources), force=True)
+    assert len(lake.table_files("silver_decisions")) == 2  # the first table holds both generations now
+    monkeypatch.setattr(silver, "remove", real_remove)
+    _, again = run_stages(lake, sources)
+    assert not again.reused and all(len(lake.table_files(t)) == 1 for t in silver.SILVER_TABLES)
+    assert _store_rows(lake, "silver_pairs", "pair_id, raw_id") == want
+
+
+def silver_settings(sources):
+    from synpref.sources import load_sources
+
+    return load_sources(sources).decontamination
+
+
+def test_local_copies_are_fetched_once_per_machine_and_again_when_the_store_changes(store, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    lake = _store_lake(tmp_path)
+    folder = lake.root / "models" / "rm" / "m" / "v001" / "best"
+    fs = store.filesystem()
+    for i in range(5):
+        fs.pipe_file(f"{folder.path}/part-{i}.bin", bytes([i]) * 1000)
+    with ThreadPoolExecutor(4) as pool:  # steps of one machine resolving the model at once
+        copies = list(pool.map(lambda _: lake.local_copy(folder), range(8)))
+    assert len(set(copies)) == 1 and copies[0].is_relative_to(lake.home)
+    assert sorted(p.name for p in copies[0].iterdir()) == [f"part-{i}.bin" for i in range(5)]
+    fs.pipe_file(f"{folder.path}/part-0.bin", b"changed")  # the lake was rebuilt at the same URL
+    assert (lake.local_copy(folder) / "part-0.bin").read_bytes() == b"changed"
+
+
 def test_push_copies_a_local_lake_to_a_store_and_nothing_else(tmp_path):
     for source, target in ((f"s3://{BUCKET}/a", str(tmp_path / "b")), (str(tmp_path / "a"), str(tmp_path / "b"))):
         result = CliRunner().invoke(main, ["push", "--lake", source, "--to", target])
