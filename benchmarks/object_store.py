@@ -4,6 +4,8 @@ this machine, dagster_project/object_store.py), turn about (ABBA), in one run of
     PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/object_store.py --lake /path/to/demo/lake
 
 --lake: a lake where Stage 1 and the gold RM are done (after `synpref demo`); it is not changed.
+Give it the judge panel the lake was made with (SYNPREF_JUDGES_CONFIG), so that the judge steps
+find the votes there and only check that nothing is left to judge.
 Each turn runs one phase on a fresh copy, either a local folder or uploaded to the store:
 `stage2` (pool_scores, pool_judgements and filtered_pairs over every shard, Stage 2's shard
 outputs removed, the judges' votes kept) or `embeddings` (pair_embeddings into LanceDB, the table
@@ -29,6 +31,7 @@ import dagster as dg
 
 from dagster_project.object_store import LocalObjectStore
 from dagster_project.run_events import shard_steps, step_records
+from synpref import vectors
 from synpref.duck import connect as duck_connect
 from synpref.lake import CACHE_ENV, Lake, copy_lake, remove
 from synpref.shards import shard_keys
@@ -40,7 +43,7 @@ PHASES = {
     "stage2": ("pool_scores,pool_judgements,filtered_pairs", True, ("score_shard", "judge_shard", "filter_one_shard"),
                reset_shards, ("filtered_pairs", "pair_id, status, reason, p_best, p_gold")),
     "embeddings": ("pair_embeddings", False, ("embed_pool_shard",),
-                   lambda lake: remove(lake.root / "lancedb", recursive=True), None),
+                   lambda lake: remove(lake.root / "lancedb", recursive=True), "lancedb"),
 }
 
 
@@ -52,7 +55,7 @@ def measure(source: Lake, work: Path, where: str, phase: str, turn: int, env: di
     started = time.perf_counter()
     lake = copy
     if where == "store":
-        lake = Lake.at(f"s3://bench/turn-{turn}")
+        lake = Lake.at(f"s3://bench/turn-{turn}-{phase}")  # a fresh prefix: no earlier phase's objects
         copy_lake(copy, lake)
     upload_s = time.perf_counter() - started if where == "store" else 0.0
     keys = shard_keys()
@@ -68,15 +71,16 @@ def measure(source: Lake, work: Path, where: str, phase: str, turn: int, env: di
         record = next(r for r in instance.get_run_records(limit=5) if r.create_timestamp.timestamp() >= started)
         records = step_records(instance, record.dagster_run.run_id)
     steps = {op: [round(r.succeeded - r.started, 2) for r in shard_steps(records, op).values()] for op in ops}
-    rows = None
-    if compare:
+    if compare == "lancedb":
+        rows = sorted((r["pair_id"], r["text"]) for r in vectors.open_table(lake).to_arrow().to_pylist())
+    else:
         con = duck_connect(lake)
         rows = con.execute(f"select {compare[1]} from read_parquet('{lake.table_glob(compare[0])}') "
                            f"order by pair_id").fetchall()
         con.close()
     shutil.rmtree(copy.root, ignore_errors=True)
     return {"phase": phase, "where": where, "run_wall_s": round(record.end_time - record.start_time, 2),
-            "upload_s": round(upload_s, 2), "step_s": steps, "rows": rows}
+            "upload_s": round(upload_s, 2), "step_s": steps, "pairs": len(rows), "rows": rows}
 
 
 def main() -> None:
@@ -117,11 +121,12 @@ def write(out: Path, runs: list[dict]) -> None:
               "ratio of mean run walls, store / local: "
               + ", ".join(f"{p} **{x}x**" for p, x in summary["ratio_store_over_local"].items())
               + "; same rows on both: " + ", ".join(f"{p} {s}" for p, s in summary["same_rows"].items()), "",
-              "| turn | phase | lake | run wall (s) | upload before (s) | shard step s (median, per op) |",
-              "|---:|---|---|---:|---:|---|"]
+              "| turn | phase | lake | pairs out | run wall (s) | upload before (s) | shard step s (median, per op) |",
+              "|---:|---|---|---:|---:|---:|---|"]
     for i, r in enumerate(runs, 1):
         medians = ", ".join(f"{op} {statistics.median(s):.2f}" for op, s in r["step_s"].items())
-        lines.append(f"| {i} | {r['phase']} | {r['where']} | {r['run_wall_s']} | {r['upload_s']} | {medians} |")
+        lines.append(f"| {i} | {r['phase']} | {r['where']} | {r['pairs']} | {r['run_wall_s']} | {r['upload_s']} | "
+                     f"{medians} |")
         summary["runs"].append({k: v for k, v in r.items() if k != "rows"})
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -8,8 +8,8 @@ a half-written file where a reader would see it.
 The root is a local (or shared POSIX) folder, or an object-store URL (``s3://bucket/lake``,
 any fsspec protocol whose package is installed; credentials and endpoint from the store's
 usual environment, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL). On an
-object store a file is written locally and published by one upload (a single PUT is atomic:
-readers see the old object or the new one, never a part), and what must be on a local disk
+object store a file is written locally and published by one upload (an object appears whole
+or not at all: readers see the old one or the new one, never a part), and what must be on a local disk
 (the DuckDB file of views, spill files, model weights to load, the annotation journal) lives
 in the lake's local home, a cache folder per lake (``$SYNPREF_CACHE``, else ~/.cache/synpref).
 """
@@ -215,7 +215,8 @@ def copy_lake(source: Lake, target: Lake, progress=lambda done, total: None) -> 
     files = []
     for folder, dirs, names in os.walk(source.root, followlinks=True):
         rel = Path(folder).relative_to(source.root)
-        if (rel.parts and rel.parts[0] in HOME_ONLY) or (rel.parts[:1] == ("models",) and MODEL_SCRATCH & set(rel.parts)):
+        home_only = bool(rel.parts) and rel.parts[0] in HOME_ONLY
+        if home_only or (rel.parts[:1] == ("models",) and MODEL_SCRATCH & set(rel.parts)):
             dirs.clear()
             continue
         files += [rel / name for name in names if rel.parts or name not in HOME_ONLY]

@@ -212,7 +212,7 @@ def _upload_version(work: Path, version_dir: LakePath, log: Callable[[str], None
 
 def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: dict, config: TrainConfig) -> LakePath:
     """Freeze the two sets into a new version folder (made under a temporary name, then
-    renamed into place; uploaded in one go on an object store)."""
+    renamed into place; on an object store uploaded file by file, spec.json last)."""
     home = rm_models.model_home(lake, name)
     home.mkdir(parents=True, exist_ok=True)
     staging = (lake.tmp_dir if lake.remote else home) / f".tmp-{uuid.uuid4().hex[:8]}"

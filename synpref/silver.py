@@ -98,8 +98,8 @@ def _swap_in(lake: Lake, staged: Path) -> None:
 def _swap_in_store(lake: Lake, staged: Path) -> None:
     """An object store has no folder rename: upload the new parts under fresh names, then
     delete the old ones. Each part appears whole, but a reader in between sees old and new
-    parts together; a run killed in between leaves both, and its rerun (the manifest is
-    written only after the swap) uploads again and deletes every other part."""
+    parts together; a run killed in between leaves both and no manifest (build_silver deletes
+    it first), so the next run builds again and deletes every other part."""
     generation = uuid.uuid4().hex[:8]
     for table in SILVER_TABLES:
         final = lake.table_dir(table)

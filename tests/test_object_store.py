@@ -99,6 +99,13 @@ def test_raw_and_silver_on_a_store_are_the_local_lake_s(store, tmp_path):
     result = CliRunner().invoke(main, ["sql", "--lake", str(remote.root), "select count(*) as pairs from silver_pairs"])
     assert result.exit_code == 0 and "60" in result.output, result.output
     assert remote.db_path.exists() and remote.db_path.is_relative_to(cache_base())
+    # the assets' previews read the first rows of the first part that has any
+    from dagster_project.metadata import preview
+
+    shown = preview(remote.table_files("silver_pairs"), ["pair_id", "chosen"]).value
+    assert shown == preview(local.table_files("silver_pairs"), ["pair_id", "chosen"]).value
+    assert shown.count("| A helpful answer") == 5
+    assert preview(remote.table_files("ingest_quarantine"), ["raw_id", "reason"]).value.count("\n") == 1  # no rows
     # a rerun reuses what is done
     again_ingest, again = run_stages(remote, sources)
     assert again.reused and all(f.reused for f in again_ingest.files)
@@ -190,7 +197,8 @@ def test_a_reward_model_trains_into_the_store_and_scores_from_it(store, tmp_path
     con = duck_connect(lake)
     with atomic_path(lake.table_dir("gold_pairs") / "part-0.parquet") as tmp:  # humans are not in this test
         con.execute(f"copy (select pair_id, conversation, chosen, rejected, false as flipped, source from "
-                    f"read_parquet('{lake.table_glob('silver_pairs')}') order by md5(pair_id) limit 24) to '{tmp}' (format parquet)")
+                    f"read_parquet('{lake.table_glob('silver_pairs')}') order by md5(pair_id) limit 24) "
+                    f"to '{tmp}' (format parquet)")
     con.close()
     sql = "select pair_id, conversation, chosen, rejected, source from silver_pairs"
     config, cpu = load_config(tiny_rm_config_file), LaunchConfig(accelerator="cpu")
