@@ -100,12 +100,8 @@ def _save_dataset(lake: Lake) -> None:
     staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     cache = lake.tmp_dir / "datasets-cache"
     try:
-        source = export_path(lake)
-        if lake.remote:
-            cache.mkdir(parents=True, exist_ok=True)
-            source.fs.get_file(source.path, str(cache / source.name))
-            source = cache / source.name
         final.parent.mkdir(parents=True, exist_ok=True)
+        source = lake.local_copy(export_path(lake))  # a store's file is read from a local copy
         Dataset.from_parquet(str(source), cache_dir=str(cache)).save_to_disk(str(staging))
         old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
         if final.exists():
