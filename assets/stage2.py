@@ -12,8 +12,9 @@ from pydantic import Field
 from assets.models import train_and_evaluate
 from dagster_project.metadata import counts_table
 from dagster_project.partitions import pool_shards
+from dagster_project.plots import histograms
 from dagster_project.resources import JudgesResource, LakeResource, ScorerResource, TrainerResource, with_local_model
-from synpref import rm_models, stage1, stage2
+from synpref import crossfit, rm_models, stage1, stage2
 from synpref.duck import refresh_views
 from synpref.filter_stage import FilterSettings, filter_shard
 from synpref.shards import parse_shard_key
@@ -22,9 +23,12 @@ GOLD_RM = "gold"
 
 
 class GoldModelConfig(dg.Config):
-    init_from_best_round: bool = Field(default=True, description="Start from the round RM best on gold rather "
-                                                                 "than the bare backbone: a small gold set alone "
-                                                                 "trains little more than a coin.")
+    backbone: str = Field(default="embedding", description="embedding (a BT head on frozen MiniLM embeddings), "
+                                                           "minilm, or a local model folder.")
+    init_from_best_round: bool = Field(default=False, description="Start from the round RM best on gold instead "
+                                                                  "of the backbone (fine-tuned backbones only). "
+                                                                  "Off by default: the gold RM must be a second, "
+                                                                  "independent vote, not a copy of the best RM.")
     holdout_fraction: float = Field(default=0.2, description="Share of the gold pairs held out to pick the checkpoint.")
     max_steps: int | None = Field(default=None, description="Override: stop training after this many steps.")
     epochs: int | None = Field(default=None, description="Override: epochs over the gold pairs.")
@@ -32,9 +36,9 @@ class GoldModelConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="stage2", kinds={"deepspeed", "pytorch"},
-    deps=["gold_pairs", dg.AssetDep("round_reward_model", partition_mapping=dg.AllPartitionMapping())],
-    description="The gold RM: trained on every human-verified pair (a held-out share picks the checkpoint).",
+    group_name="stage2", kinds={"pytorch", "scikitlearn"}, deps=["gold_pairs"],
+    description="The gold RM: trained on every human-verified pair alone (a held-out share picks the checkpoint), "
+                "independent of the best RM by default.",
 )
 def gold_reward_model(context: dg.AssetExecutionContext, config: GoldModelConfig, lake: LakeResource,
                       trainer: TrainerResource, scorer: ScorerResource,
@@ -43,17 +47,20 @@ def gold_reward_model(context: dg.AssetExecutionContext, config: GoldModelConfig
     if not stage1.gold_count(the_lake):
         raise dg.Failure(description="no gold pairs: the gold RM is trained on human-verified pairs")
 
-    start = _models(the_lake, with_gold=False)[0].path if config.init_from_best_round else None
-    if start:
-        context.log.info(f"gold RM starts from the best round RM: {start}")
+    backbone = config.backbone
+    if config.init_from_best_round:
+        best = _best_round_model(the_lake)
+        context.log.info(f"gold RM starts from the best round RM: {best.path}")
+        backbone = str(best.path)
     train_config = trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length,
-                                        backbone=str(start) if start else None)
+                                        backbone=backbone)
     summary, ref, evaluation = train_and_evaluate(
         context, the_lake, GOLD_RM, "select pair_id, conversation, chosen, rejected, source from gold_pairs",
         train_config, eval_set="holdout", holdout_fraction=config.holdout_fraction,
         trainer=trainer, scorer=scorer, client=pipes_subprocess_client)
     return dg.MaterializeResult(metadata={
         "model": GOLD_RM, "model_version": summary.version, "status": summary.status,
+        "backbone": "best round RM" if config.init_from_best_round else backbone,
         "train_pairs": summary.train_pairs, "holdout_pairs": evaluation.pairs,
         "holdout_accuracy": evaluation.accuracy, "path": dg.MetadataValue.path(str(ref.path)),
     })
@@ -68,12 +75,19 @@ def plan_shards(context: dg.OpExecutionContext):
         yield dg.DynamicOutput(parse_shard_key(key), mapping_key=key.replace("-", "_"))
 
 
-def _models(the_lake, with_gold: bool = True):
-    """Stage 2's two RMs: the round RM with the best gold accuracy, and the gold RM."""
+def _best_round_model(the_lake) -> rm_models.ModelRef:
     try:
-        best_name, best_version, _ = stage1.best_round_model(the_lake)
-        best = rm_models.resolve(the_lake, best_name, best_version)
-        return best, rm_models.resolve(the_lake, GOLD_RM) if with_gold else None
+        name, version, _ = stage1.best_round_model(the_lake)
+        return rm_models.resolve(the_lake, name, version)
+    except LookupError as e:
+        raise dg.Failure(description=str(e)) from e
+
+
+def _models(the_lake):
+    """Stage 2's RMs: the cross-fitted fold models (the best RM, out of fold) and the gold RM."""
+    try:
+        settings, members = crossfit.member_refs(the_lake)
+        return settings, members, rm_models.resolve(the_lake, GOLD_RM)
     except LookupError as e:
         raise dg.Failure(description=str(e)) from e
 
@@ -81,17 +95,25 @@ def _models(the_lake, with_gold: bool = True):
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
 def score_shard(context: dg.OpExecutionContext, lake: LakeResource, scorer: ScorerResource, shard: int) -> dict:
     the_lake = lake.lake()
-    best, gold = _models(the_lake)
-    s = stage2.score_pool_shard(the_lake, shard, best, gold, lambda ref: scorer.make(ref.path),
+    settings, members, gold = _models(the_lake)
+    s = stage2.score_pool_shard(the_lake, shard, members, gold, lambda ref: scorer.make(ref.path), settings,
                                 lake.duck_settings(), log=context.log.info)
     return {"shard": s.shard, "pairs": s.pairs, "needs_judges": s.needs_judges, "reused": s.reused,
-            "best": f"{best.name} {best.version}", "gold": f"{gold.name} {gold.version}"}
+            "best": f"{len(members)} fold models ({settings.folds} folds x {settings.repeats} repeats)",
+            "gold": f"{gold.name} {gold.version}"}
 
 
 @dg.op
 def collect_scores(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]) -> None:
-    refresh_views(lake.lake())
+    the_lake = lake.lake()
+    refresh_views(the_lake)
+    votes = stage2.vote_independence(the_lake)
     context.add_output_metadata({
+        "logit_correlation_best_gold": votes.correlation,
+        "agreement_best_gold": votes.agreement,
+        "mean_p_best_spread": votes.mean_spread,
+        "score_histogram": histograms({"p_best (out of fold)": votes.p_best, "p_gold": votes.p_gold},
+                                      "p(original label is right)", "pool scores"),
         "dagster/row_count": sum(s["pairs"] for s in shards), "shards": len(shards),
         "for_the_judges": sum(s["needs_judges"] for s in shards),
         "reused_shards": sum(s["reused"] for s in shards),
@@ -102,13 +124,13 @@ def collect_scores(context: dg.OpExecutionContext, lake: LakeResource, shards: l
 @dg.graph_asset(
     group_name="stage2", partitions_def=pool_shards, backfill_policy=dg.BackfillPolicy.single_run(),
     ins={"gold_reward_model": dg.AssetIn(dagster_type=dg.Nothing),
-         "round_reward_model": dg.AssetIn(dagster_type=dg.Nothing, partition_mapping=dg.AllPartitionMapping())},
+         "fold_reward_model": dg.AssetIn(dagster_type=dg.Nothing, partition_mapping=dg.AllPartitionMapping())},
     kinds={"pytorch", "parquet"},
-    description="Each pool pair's p from the current best RM (the round RM best on gold) and from the gold RM; "
-                "pairs with p_best <= 0.5 need the judges. One step per shard.",
+    description="Each pool pair's out-of-fold p_best (the mean of the fold models that never saw it, with their "
+                "spread) and p_gold from the gold RM; pairs with p_best <= 0.5 need the judges. One step per shard.",
 )
-def pool_scores(gold_reward_model, round_reward_model):
-    return collect_scores(plan_shards(after=[gold_reward_model, round_reward_model]).map(score_shard).collect())
+def pool_scores(gold_reward_model, fold_reward_model):
+    return collect_scores(plan_shards(after=[gold_reward_model, fold_reward_model]).map(score_shard).collect())
 
 
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
@@ -159,6 +181,9 @@ def pool_judgements(pool_scores):
 
 
 class FilterConfig(dg.Config):
+    rule: str = Field(default=FilterSettings.rule, description="paper (gold RM and best RM or judges agree) | "
+                                                               "confident_learning (cleanlab on the out-of-fold "
+                                                               "scores) | ensemble (every unseen model's vote).")
     recycle_flipped: bool = Field(default=True, description="Bring back dropped pairs whose flipped label "
                                                             "passes the same rule, flipped.")
     flip_margin: float = Field(default=FilterSettings.flip_margin, description="Recycle only where p_gold (and "
@@ -170,11 +195,13 @@ class FilterConfig(dg.Config):
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
 def filter_one_shard(context: dg.OpExecutionContext, config: FilterConfig, lake: LakeResource, shard: int) -> dict:
     try:
-        s = filter_shard(lake.lake(), shard, FilterSettings(config.recycle_flipped, config.flip_margin), duck=lake.duck_settings(),
-                         force=config.force, log=context.log.info)
+        settings = FilterSettings(config.recycle_flipped, config.flip_margin, config.rule)
+        s = filter_shard(lake.lake(), shard, settings, duck=lake.duck_settings(), force=config.force,
+                         log=context.log.info)
     except (ValueError, FileNotFoundError) as e:
         raise dg.Failure(description=str(e)) from e
-    return {"shard": s.shard, "pairs": s.pairs, "statuses": s.statuses, "reasons": s.reasons, "reused": s.reused}
+    return {"shard": s.shard, "pairs": s.pairs, "statuses": s.statuses, "reasons": s.reasons, "reused": s.reused,
+            "rule": settings.rule}
 
 
 @dg.op
@@ -189,7 +216,7 @@ def collect_filtered(context: dg.OpExecutionContext, lake: LakeResource, shards:
             reasons[k] = reasons.get(k, 0) + v
     context.add_output_metadata({
         "dagster/row_count": sum(s["pairs"] for s in shards), "shards": len(shards),
-        "reused_shards": sum(s["reused"] for s in shards),
+        "reused_shards": sum(s["reused"] for s in shards), "rule": ", ".join(sorted({s["rule"] for s in shards})),
         "statuses": counts_table(statuses, key="status"),
         "reasons": counts_table(dict(sorted(reasons.items(), key=lambda kv: -kv[1]))),
     })

@@ -292,7 +292,7 @@ def train(name: str, pairs: str, eval_set: str, holdout_fraction: float, config_
 
     Same pairs and settings as an earlier run: a finished model is reused, a killed run resumes."""
     from models.launch import LaunchConfig
-    from models.scorer import Scorer
+    from models.scorer import make_scorer
     from models.train_config import load_config
     from synpref import rm_models
     from synpref.duck import refresh_views
@@ -305,7 +305,7 @@ def train(name: str, pairs: str, eval_set: str, holdout_fraction: float, config_
         summary = train_reward_model(lake, name, pairs, config, eval_set=eval_set, holdout_fraction=holdout_fraction,
                                      launch=LaunchConfig(launcher=launcher, processes=processes), log=click.echo)
         ref = rm_models.resolve(lake, name, summary.version)
-        evaluation = evaluate_reward_model(lake, ref, lambda: Scorer(ref.path), log=click.echo)
+        evaluation = evaluate_reward_model(lake, ref, lambda: make_scorer(ref.path), log=click.echo)
     except (ValueError, FileNotFoundError, LookupError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     refresh_views(lake)
@@ -335,7 +335,7 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
 
     from tqdm import tqdm
 
-    from models.scorer import Scorer, ScorerConfig
+    from models.scorer import ScorerConfig, make_scorer
     from synpref import rm_models
     from synpref.duck import refresh_views
     from synpref.lake import TABLE_LAYERS
@@ -347,14 +347,15 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
         ref = rm_models.external(model) if Path(model).is_dir() else rm_models.resolve(lake, model, version)
     except (LookupError, ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
-    make_scorer = functools.cache(lambda: Scorer(ref.path, ScorerConfig(max_tokens=max_tokens, max_batch=max_batch)))
+    cached_scorer = functools.cache(
+        lambda: make_scorer(ref.path, ScorerConfig(max_tokens=max_tokens, max_batch=max_batch)))
     click.echo(f"model {ref.name} {ref.version} ({ref.path})")
     try:
         if pairs in TABLE_LAYERS:
             wanted = [int(s) for s in shards.split(",")] if shards else list(range(N_SHARDS))
             done = skipped = 0
             for shard in tqdm(wanted, desc=f"scoring {pairs}", unit="shard"):
-                summary = score_shard(lake, ref, shard, make_scorer, pairs)
+                summary = score_shard(lake, ref, shard, cached_scorer, pairs)
                 done += summary.rows
                 skipped += summary.rows if summary.skipped else 0
             refresh_views(lake)
@@ -362,8 +363,8 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
         else:
             target = Path(out or f"{Path(pairs).name.split('.')[0]}.rm_predictions.parquet")
             with tqdm(desc=f"scoring {pairs}", unit="pair") as bar:
-                rows = score_file(Path(pairs), ref, make_scorer, target, log=lambda _: bar.update(
-                    make_scorer().stats.sequences // 2 - bar.n))
+                rows = score_file(Path(pairs), ref, cached_scorer, target, log=lambda _: bar.update(
+                    cached_scorer().stats.sequences // 2 - bar.n))
             click.echo(f"{rows:,} pairs scored into {target}")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e

@@ -4,7 +4,7 @@ Every step is a run of the project's own assets on the lake's Dagster instance, 
 shows each round and each Stage 2 run with its logs and metadata. A round is two runs, as it
 is for people: `start` trains the round's RM and queues the retrieved pairs for humans and
 judges; `finish` (once humans have labelled) seals the labels, rebuilds gold, runs the judges
-and records the round. Stage 2 trains the gold RM in-process, then runs the shard-partitioned
+and records the round. Stage 2 trains the gold RM and the fold models in-process, then runs the shard-partitioned
 assets over every shard in one run under the multiprocess executor (one step per shard).
 """
 
@@ -24,6 +24,7 @@ from dagster_project.definitions import defs
 from dagster_project.partitions import STAGE1_ROUNDS
 from dagster_project.resources import default_resources
 from synpref import stage1
+from synpref.crossfit import fold_keys
 from synpref.lake import Lake
 from synpref.shards import shard_keys
 
@@ -38,8 +39,12 @@ CHECKS: dict[tuple[str, str], bool] = {}
 
 
 def run(lake: Lake, assets: list[str], partition_key: str | None = None, ops: dict | None = None,
-        tags: dict | None = None) -> bool:
-    """One in-process run of the named assets (and their checks) on the lake's instance."""
+        tags: dict | None = None, partition_range: tuple[str, str] | None = None) -> bool:
+    """One in-process run of the named assets (and their checks) on the lake's instance; a
+    partition range runs as one run (the assets' single-run backfill policy)."""
+    if partition_range:
+        tags = {**(tags or {}), "dagster/asset_partition_range_start": partition_range[0],
+                "dagster/asset_partition_range_end": partition_range[1]}
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(*assets),
         partition_key=partition_key, instance=dg.DagsterInstance.get(), resources=default_resources(str(lake.root)),
@@ -107,6 +112,8 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     the one `run_config` selects, e.g. Celery), then the export."""
     if not run(lake, ["human_labels", "gold_pairs", "gold_reward_model"],
                ops={"gold_reward_model": {"config": model_overrides or {}}}):
+        return Stage2Result(False, 1)
+    if not run(lake, ["fold_reward_model"], partition_range=(fold_keys()[0], fold_keys()[-1])):
         return Stage2Result(False, 1)
     keys = shard_keys()
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",

@@ -156,9 +156,9 @@ class ScorerResource(dg.ConfigurableResource):
     threads: int | None = Field(default=None, description="Torch threads on the CPU; default torch's choice.")
 
     def make(self, model_dir):
-        from models.scorer import Scorer, ScorerConfig
+        from models.scorer import ScorerConfig, make_scorer
 
-        return Scorer(model_dir, ScorerConfig(max_tokens=self.max_tokens, max_batch=self.max_batch,
+        return make_scorer(model_dir, ScorerConfig(max_tokens=self.max_tokens, max_batch=self.max_batch,
                                               device=self.device, threads=self.threads))
 
 

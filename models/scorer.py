@@ -103,3 +103,17 @@ class Scorer:
 
 def cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def make_scorer(model_dir: str | Path, config: ScorerConfig | None = None):
+    """The scorer for a model folder: an embedding reward model (models/embedding_rm.py, with the
+    lake's embedding cache) or a transformers reward model."""
+    from models.embedding_rm import EmbeddingScorer, is_embedding_rm, lake_cache_dir
+
+    if is_embedding_rm(model_dir):
+        if config and config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        return EmbeddingScorer(model_dir, lake_cache_dir(model_dir))
+    return Scorer(model_dir, config)

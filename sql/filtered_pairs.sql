@@ -1,34 +1,18 @@
--- filtered_pairs: the Stage 2 decision for every pool pair of one shard (kept / flipped / dropped + reason).
--- Inputs (temp views set up by synpref/filter_stage.py): pool (pair_id, source), best_scores and
--- gold_scores (pair_id, p_chosen: the current best RM's and the gold RM's probability that the
--- original label is right), judge_verdicts (pair_id, verdict), human_verdicts (pair_id, flipped).
--- A pair is kept when the gold RM agrees with its label and so do either the best RM or the
--- judges; with recycling, a dropped pair is flipped where the evidence against its label is clear:
--- the gold RM and either the best RM or the judges prefer the other response, the RMs by more
--- than the margin (variable flip_margin), so a coin-flip RM recycles nothing.
-with evidence as (
-    select
-        p.pair_id,
-        p.source,
-        b.p_chosen as p_best,
-        g.p_chosen as p_gold,
-        j.verdict as judge_verdict,
-        h.flipped as human_flipped
-    from pool as p
-    left join best_scores as b using (pair_id)
-    left join gold_scores as g using (pair_id)
-    left join judge_verdicts as j using (pair_id)
-    left join human_verdicts as h using (pair_id)
-),
-
-checked as (
+-- filtered_pairs, rule "paper" (the default): the Stage 2 decision for every pool pair of one shard.
+-- Reads the view evidence (sql/pair_evidence.sql). Skywork-Reward-V2's rule: a pair is kept when the
+-- gold RM agrees with its label and so do either the best RM (out of fold) or the judges; with
+-- recycling, a dropped pair is flipped where the evidence against its label is clear: the gold RM and
+-- either the best RM or the judges prefer the other response, the RMs by more than the margin
+-- (variable flip_margin), so a coin-flip RM recycles nothing. noise_score is the rule as one number
+-- (a pair is kept exactly when it is below 0.5), for threshold-free figures.
+with checked as (
     select
         *,
         p_gold > 0.5 as gold_agrees,
         p_best > 0.5 or judge_verdict = 'agree' as second_agrees,
-        -- the same rule for the label flipped, with a margin
         p_gold < 0.5 - getvariable('flip_margin')
-            and (p_best < 0.5 - getvariable('flip_margin') or judge_verdict = 'flipped') as flip_passes
+            and (p_best < 0.5 - getvariable('flip_margin') or judge_verdict = 'flipped') as flip_passes,
+        1 - least(p_gold, greatest(p_best, if(judge_verdict = 'agree', 1.0, 0.0))) as rule_score
     from evidence
 )
 
@@ -51,8 +35,13 @@ select
         when judge_verdict = 'undecided' then 'judges_undecided'
         else 'not_judged'
     end as reason,
+    if(human_flipped is not null, human_flipped::int::double, rule_score) as noise_score,
     p_best,
+    p_best_spread,
     p_gold,
     judge_verdict,
-    human_flipped is not null as human_verified
+    label_issue,
+    label_quality,
+    human_flipped is not null as human_verified,
+    'paper' as rule
 from checked

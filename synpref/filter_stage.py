@@ -1,11 +1,14 @@
 """Stage 2's filter: every pool pair of a shard kept, flipped or dropped, with the reason.
 
-The rule (Skywork-Reward-V2): a pool pair is kept only if its original label agrees with the
-gold RM (trained on all human-verified pairs) and with either the current best RM or the LLM
-judges; the judges only see the pairs the best RM gets wrong (p <= 0.5). Human-verified
-pairs keep the humans' label. With recycling, a dropped pair whose flipped label passes the
-same rule by a margin comes back flipped. The decisions are ``sql/filtered_pairs.sql``; this module
-feeds it one shard at a time and writes the shard's part atomically.
+The default rule (Skywork-Reward-V2's): a pool pair is kept only if its original label agrees
+with the gold RM (trained on all human-verified pairs) and with either the current best RM
+(scored out of fold) or the LLM judges; the judges only see the pairs the best RM gets wrong
+(p <= 0.5). Human-verified pairs keep the humans' label. With recycling, a dropped pair whose
+flipped label passes the same rule by a margin comes back flipped. The other rules, picked by
+FilterSettings.rule, are confident learning (cleanlab on the out-of-fold scores) and the
+ensemble's disagreement. Each rule is one SQL file over the same evidence
+(``sql/pair_evidence.sql``) and every decided pair carries that evidence and its `rule`; this
+module feeds a rule one shard at a time and writes the shard's part atomically.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass
 
+import pyarrow as pa
+
 import sql as sql_files
+from synpref.confident_learning import label_issues
 from synpref.duck import DuckSettings, stage_connection
 from synpref.lake import Lake, atomic_path, file_stamp
 from synpref.shards import N_SHARDS, shard_key, shard_sql
@@ -23,11 +29,22 @@ TABLE = "filtered_pairs"
 STATUSES = ("kept", "flipped", "dropped")
 
 
+# rule -> its SQL file (all read the view of sql/pair_evidence.sql and give the same columns)
+RULES = {"paper": "filtered_pairs", "confident_learning": "filtered_pairs_confident_learning",
+         "ensemble": "filtered_pairs_ensemble"}
+EVIDENCE = "pair_evidence"
+
+
 @dataclass(frozen=True)
 class FilterSettings:
     recycle_flipped: bool = True  # bring back dropped pairs whose flipped label passes the rule
     # ... by this margin: p_gold (and p_best, unless the judges flipped it) below 0.5 - margin
     flip_margin: float = 0.2
+    rule: str = "paper"  # paper | confident_learning | ensemble (see RULES)
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ValueError(f"unknown Stage 2 rule {self.rule!r}; one of {sorted(RULES)}")
 
 
 @dataclass
@@ -46,7 +63,7 @@ def shard_part(lake: Lake, shard: int):
 
 def _input_signature(lake: Lake, settings: FilterSettings) -> str:
     """What the decisions depend on besides the shard: the rule, the settings and the input files."""
-    h = hashlib.md5(sql_files.load(TABLE).encode())
+    h = hashlib.md5((sql_files.load(EVIDENCE) + sql_files.load(RULES[settings.rule])).encode())
     h.update(repr(sorted(asdict(settings).items())).encode())
     for table in ("silver_pairs", "pool_scores", "silver_labels", "gold_pairs"):
         for f in lake.table_files(table):
@@ -73,7 +90,7 @@ def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int
         part = shard_part(lake, shard)
         with atomic_path(part) as tmp:
             con.execute(f"copy (select f.*, {shard} as shard, {n_shards} as n_shards, m.*, now() as filtered_at "
-                        f"from ({sql_files.load(TABLE)}) as f, models as m order by pair_id) "
+                        f"from ({sql_files.load(RULES[settings.rule])}) as f, models as m order by pair_id) "
                         f"to '{tmp}' (format parquet, compression zstd)")
             statuses = dict(con.execute(f"select status, count(*) from read_parquet('{tmp}') group by 1").fetchall())
             reasons = dict(con.execute(f"select reason, count(*) from read_parquet('{tmp}') group by 1 "
@@ -105,8 +122,14 @@ def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings
     if missing:
         raise ValueError(f"{shard_key(shard)}: {missing:,} pool pairs have no pool_scores (e.g. {example}); "
                          f"score the shard again")
-    con.execute("create temp view best_scores as select pair_id, p_best as p_chosen from scores")
-    con.execute("create temp view gold_scores as select pair_id, p_gold as p_chosen from scores")
+    rows = con.execute("select pair_id, p_best from scores order by pair_id").fetchall()
+    pair_ids, p_best = [r[0] for r in rows], [r[1] for r in rows]
+    issue, quality = label_issues(p_best) if rows else ([], [])
+    label_table = pa.table({"pair_id": pa.array(pair_ids, pa.string()), "label_issue": pa.array(issue, pa.bool_()),
+                            "label_quality": pa.array(quality, pa.float64())})
+    con.register("label_issues_arrow", label_table)
+    con.execute("create temp table label_issues as select * from label_issues_arrow")
+    con.unregister("label_issues_arrow")
     con.execute("create temp table models as select any_value(best_model) as best_model, "
                 "any_value(best_version) as best_version, any_value(gold_model) as gold_model, "
                 "any_value(gold_version) as gold_version from scores")
@@ -116,5 +139,6 @@ def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings
     human = f"select pair_id, flipped from gold_pairs where {in_shard}" if lake.has_table("gold_pairs") \
         else "select null::varchar as pair_id, null::boolean as flipped where false"
     con.execute(f"create temp view human_verdicts as {human}")
+    con.execute(f"create temp view evidence as {sql_files.load(EVIDENCE)}")
     con.execute(f"set variable recycle_flipped = {'true' if settings.recycle_flipped else 'false'}")
     con.execute(f"set variable flip_margin = {float(settings.flip_margin)}")

@@ -90,8 +90,9 @@ def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> 
 
 def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
                 chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None,
-                n_shards: int = N_SHARDS) -> ShardSummary:
-    """Score one shard of a pairs table with the model, unless that part exists already."""
+                n_shards: int = N_SHARDS, where: str | None = None) -> ShardSummary:
+    """Score one shard of a pairs table with the model, unless that part exists already; `where`
+    (a SQL condition) narrows the shard, e.g. to a fold model's held-out pairs."""
     if pairs_table not in TABLE_LAYERS or not lake.has_table(pairs_table):
         raise ValueError(f"no lake table {pairs_table!r} to score")
     if not 0 <= shard < n_shards:
@@ -102,7 +103,7 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
     start = time.perf_counter()
     con = stage_connection(lake, DuckSettings())
     try:
-        where = f"where {shard_sql(n_shards)} = {int(shard)}"
+        where = f"where {shard_sql(n_shards)} = {int(shard)}" + (f" and ({where})" if where else "")
         ((expected,),) = con.execute(f"select count(*) from {pairs_table} {where}").fetchall()
         scorer = make_scorer() if expected else None  # an empty shard still gets its (empty) part
         before = (scorer.stats.tokens, scorer.stats.padded_tokens) if scorer else (0, 0)

@@ -33,6 +33,7 @@ from synpref.lake import Lake, LakePath, is_url, publish, relative_to_root
 PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
 EVAL_SETS = ("auto", "gold", "holdout")
 GOLD = "gold_pairs"
+EMBEDDING = "embedding"  # the backbone of models/embedding_rm.py
 
 # run(command, env): starts the training subprocess and returns when it has finished
 Runner = Callable[[list[str], dict[str, str]], None]
@@ -136,8 +137,6 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
                        holdout_fraction: float = 0.1, launch: LaunchConfig = LaunchConfig(),
                        run: Runner | None = None, log: Callable[[str], None] = print) -> TrainingSummary:
     """Train (or resume, or reuse) the reward model `name` on `pairs`; see the module docstring."""
-    from models.reward_model import resolve_backbone
-
     start = time.perf_counter()
     rm_models.check_name(name)
     if lake.remote and launch.hostfile:
@@ -153,7 +152,7 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
             raise ValueError(f"the {kind} evaluation set is empty")
         spec = {"name": name, "eval_set": kind, "holdout_fraction": holdout_fraction if kind == "holdout" else None,
                 "train": train_digest, "eval": eval_digest, "skipped": skipped,
-                "backbone": resolve_backbone(config.backbone), "config": config.to_dict(),
+                "backbone": _backbone(config), "config": config.to_dict(),
                 "launcher": {"processes": launch.processes}}  # the world size decides the data order
         fingerprint = hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         spec["fingerprint"] = fingerprint
@@ -167,6 +166,15 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
     finally:
         con.close()
     work = _working_copy(lake, version_dir)
+    if config.backbone == EMBEDDING:  # trains in seconds: in this process, no DeepSpeed launch
+        from models.embedding_rm import EmbeddingRMConfig, train_version
+
+        log(f"{name} {version_dir.name}: {status} (embedding RM) on {train_digest['rows']:,} pairs, eval set {kind} "
+            f"({eval_digest['rows']:,} pairs)")
+        train_version(work, EmbeddingRMConfig(head=config.head, l2=config.head_l2, seed=config.seed), log=log)
+        if work != version_dir:
+            _upload_version(work, version_dir, log)
+        return _summary(version_dir, status, skipped, start)
     launch_args = ["--train", str(work / "data" / "train.parquet"), "--eval", str(work / "data" / "eval.parquet"),
                    "--out", str(work), "--config", str(work / "train_config.json")]
     log(f"{name} {version_dir.name}: {status} on {train_digest['rows']:,} pairs, eval set {kind} "
@@ -179,6 +187,12 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
         raise RuntimeError(f"training of {name} {version_dir.name} ended without a complete model "
                            f"(see {version_dir / 'train_log.jsonl'})")
     return _summary(version_dir, status, skipped, start)
+
+
+def _backbone(config: TrainConfig) -> str:
+    from models.reward_model import resolve_backbone
+
+    return EMBEDDING if config.backbone == EMBEDDING else resolve_backbone(config.backbone)
 
 
 def _working_copy(lake: Lake, version_dir: LakePath) -> Path:

@@ -178,7 +178,10 @@ STAGE1_ROUNDS = pa.schema([
 POOL_SCORES = pa.schema([
     ("pair_id", pa.string()),
     ("shard", pa.int32()),
-    ("p_best", pa.float64()),
+    ("fold", pa.int32()),  # the pair's fold in repeat 0: fold model `fold-<fold>-r0` scored it
+    ("p_best", pa.float64()),  # mean out-of-fold p over the fold models that never saw the pair
+    ("p_best_spread", pa.float64()),  # their standard deviation (0 with one repeat)
+    ("members", pa.int32()),  # how many fold models scored the pair (the repeats)
     ("p_gold", pa.float64()),
     ("needs_judges", pa.bool_()),  # p_best <= 0.5: the best RM does not confirm the label
     ("best_model", pa.string()),

@@ -1,8 +1,10 @@
 """Stage 2 (Skywork-Reward-V2): large and automatic, one pool shard at a time.
 
-For each shard: the current best RM (the Stage 1 round RM with the best gold accuracy) and
-the gold RM (trained on all human-verified pairs) score every pair (`rm_predictions`, then
-`pool_scores`); the pairs the best RM does not confirm (p <= 0.5) go to the LLM judges, with
+For each shard: the current best RM and the gold RM (trained on all human-verified pairs)
+score every pair (`rm_predictions`, then `pool_scores`). The best RM's p is out of fold
+(synpref/crossfit.py): fold models trained with the round's recipe on the other folds, so no
+pair is judged by a model that saw its label. The pairs the best RM does not confirm
+(p <= 0.5) go to the LLM judges, with
 retrieved human-labelled examples in the prompt and no humans; then the filter decides
 (synpref/filter_stage.py). Every step writes one part per shard atomically and skips a shard
 that is done, so a killed run resumes where it stopped.
@@ -17,11 +19,13 @@ from typing import Callable
 from synpref.duck import DuckSettings, stage_connection
 from synpref.judging_stage import enqueue, judge_queued
 from synpref.lake import Lake, atomic_path, read_parquet, remove
+from synpref.crossfit import CrossFitSettings, members_version, oof_scores_sql, score_out_of_fold
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import part_path, score_shard
 from synpref.shards import N_SHARDS, shard_key, shard_sql
 
 POOL_SCORES = "pool_scores"
+FOLD_MODELS = "fold-models"  # pool_scores.best_model: p_best comes from the cross-fitted fold models
 STAGE2_ORIGIN = "stage2"
 
 
@@ -44,45 +48,54 @@ def _models_of(path) -> tuple[str, str, str, str] | None:
     return tuple(table.to_pylist()[0].values()) if table.num_rows else None
 
 
-def score_pool_shard(lake: Lake, shard: int, best: ModelRef, gold: ModelRef, make_scorer: Callable[[ModelRef], object],
-                     duck: DuckSettings = DuckSettings(), log=lambda msg: None, n_shards: int = N_SHARDS,
-                     chunk_pairs: int = 2048) -> ShardScores:
-    """Both RMs' scores of the shard's pairs, joined into its pool_scores part."""
+def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_scorer: Callable[[ModelRef], object],
+                     settings: CrossFitSettings = CrossFitSettings(), duck: DuckSettings = DuckSettings(),
+                     log=lambda msg: None, n_shards: int = N_SHARDS, chunk_pairs: int = 2048) -> ShardScores:
+    """The shard's pool_scores part: each pair's out-of-fold p_best from the fold models that
+    never saw it (`members`: (fold, repeat, ModelRef) from crossfit.member_refs) and p_gold
+    from the gold RM."""
     start = time.perf_counter()
     part = pool_scores_part(lake, shard)
-    wanted = (best.name, best.version, gold.name, gold.version)
+    wanted = (FOLD_MODELS, members_version(members), gold.name, gold.version)
     if part.exists() and _models_of(part) in (wanted, None):
         meta = read_parquet(part, columns=["needs_judges"])
         log(f"{shard_key(shard)}: pool_scores up to date; reused")
         return ShardScores(shard, meta.num_rows, sum(meta["needs_judges"].to_pylist()), True, 0.0)
-    for ref in (best, gold):
-        summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log, n_shards=n_shards,
-                              chunk_pairs=chunk_pairs)
-        log(f"{shard_key(shard)}: {summary.rows:,} pairs {'already scored' if summary.skipped else 'scored'} "
-            f"by {ref.name} {ref.version}")
+    score_out_of_fold(lake, shard, members, settings, make_scorer, log=log, n_shards=n_shards,
+                      chunk_pairs=chunk_pairs)
+    gold_summary = score_shard(lake, gold, shard, lambda: make_scorer(gold), log=log, n_shards=n_shards,
+                               chunk_pairs=chunk_pairs)
+    log(f"{shard_key(shard)}: {gold_summary.rows:,} pairs {'already scored' if gold_summary.skipped else 'scored'} "
+        f"by {gold.name} {gold.version}")
     con = stage_connection(lake, duck)
     try:
-        for view, ref in (("best", best), ("gold", gold)):
-            con.execute(f"create temp view {view} as select pair_id, p_chosen "
-                        f"from read_parquet('{part_path(lake, ref, 'silver_pairs', shard_key(shard))}')")
+        con.execute(f"create temp view oof as {oof_scores_sql(lake, shard, members, settings)}")
+        con.execute(f"create temp view gold as select pair_id, p_chosen "
+                    f"from read_parquet('{part_path(lake, gold, 'silver_pairs', shard_key(shard))}')")
         with atomic_path(part) as tmp:
             con.execute(f"""
-                copy (select s.pair_id, {int(shard)}::int as shard, b.p_chosen as p_best, g.p_chosen as p_gold,
-                             b.p_chosen <= 0.5 as needs_judges,
+                copy (with best as (
+                          select pair_id, avg(p_chosen) as p_best, coalesce(stddev_pop(p_chosen), 0) as p_best_spread,
+                                 count(*)::int as members, any_value(fold) filter (where repeat = 0) as fold
+                          from oof group by pair_id)
+                      select s.pair_id, {int(shard)}::int as shard, b.fold::int as fold, b.p_best, b.p_best_spread,
+                             b.members, g.p_chosen as p_gold, b.p_best <= 0.5 as needs_judges,
                              $bm as best_model, $bv as best_version, $gm as gold_model, $gv as gold_version
                       from silver_pairs as s join best as b using (pair_id) join gold as g using (pair_id)
                       where {shard_sql(n_shards)} = {int(shard)} order by s.pair_id)
                 to '{tmp}' (format parquet, compression zstd)""",
-                        {"bm": best.name, "bv": best.version, "gm": gold.name, "gv": gold.version})
-            (rows, needs), = con.execute(f"select count(*), count(*) filter (where needs_judges) "
-                                         f"from read_parquet('{tmp}')").fetchall()
+                        dict(zip(("bm", "bv", "gm", "gv"), wanted)))
+            (rows, needs, short), = con.execute(
+                f"select count(*), count(*) filter (where needs_judges), "
+                f"count(*) filter (where members <> {settings.repeats}) from read_parquet('{tmp}')").fetchall()
             (pool,), = con.execute(f"select count(*) from silver_pairs "
                                    f"where {shard_sql(n_shards)} = {int(shard)}").fetchall()
-            if rows != pool:
-                raise AssertionError(f"{shard_key(shard)}: {pool} pool pairs but {rows} with both scores")
+            if rows != pool or short:
+                raise AssertionError(f"{shard_key(shard)}: {pool} pool pairs, {rows} with both scores, "
+                                     f"{short} without one out-of-fold score per repeat")
     finally:
         con.close()
-    log(f"{shard_key(shard)}: {rows:,} pairs scored, {needs:,} for the judges (p_best <= 0.5)")
+    log(f"{shard_key(shard)}: {rows:,} pairs scored out of fold, {needs:,} for the judges (p_best <= 0.5)")
     return ShardScores(shard, rows, needs, False, round(time.perf_counter() - start, 3))
 
 
@@ -120,3 +133,30 @@ def reset_shards(lake: Lake) -> None:
         if "--silver_pairs--" in part.name:
             remove(part)
     remove(lake.root / "_manifests" / "filtered_pairs", recursive=True)
+
+
+@dataclass
+class VoteIndependence:
+    """Whether Stage 2's two votes are two: the best RM's (out of fold) and the gold RM's."""
+
+    correlation: float  # Pearson correlation of the two RMs' pool logits
+    agreement: float  # share of pool pairs on which both put the label on the same side of 0.5
+    mean_spread: float  # mean p_best_spread (how much the fold models differ on a pair)
+    p_best: list[float]
+    p_gold: list[float]
+
+
+def vote_independence(lake: Lake, duck: DuckSettings = DuckSettings()) -> VoteIndependence:
+    con = stage_connection(lake, duck)
+    try:
+        logit = "ln(greatest({p}, 1e-6) / greatest(1 - {p}, 1e-6))"
+        corr, agreement, spread = con.execute(
+            f"select corr({logit.format(p='p_best')}, {logit.format(p='p_gold')}), "
+            f"avg(((p_best > 0.5) = (p_gold > 0.5))::int), avg(p_best_spread) from {POOL_SCORES}").fetchone()
+        p_best, p_gold = con.execute(f"select list(p_best), list(p_gold) from {POOL_SCORES}").fetchone()
+    finally:
+        con.close()
+    nan = float("nan")
+    return VoteIndependence(round(corr, 4) if corr is not None else nan,
+                            round(agreement, 4) if agreement is not None else nan,
+                            round(spread, 4) if spread is not None else nan, p_best or [], p_gold or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -46,7 +47,8 @@ def scored_lake(lake, tmp_path):
     scores, labels, gold = {s: [] for s in range(N_SHARDS)}, [], []
     for pid, name in scenario.items():
         p_best, p_gold, verdict, human = SCENARIOS[name][0]
-        scores[shard_of(pid)].append({"pair_id": pid, "shard": shard_of(pid), "p_best": p_best, "p_gold": p_gold,
+        scores[shard_of(pid)].append({"pair_id": pid, "shard": shard_of(pid), "fold": 0, "p_best": p_best,
+                                      "p_best_spread": 0.0, "members": 1, "p_gold": p_gold,
                                       "needs_judges": p_best <= 0.5, "best_model": "round-2", "best_version": "v001",
                                       "gold_model": "gold", "gold_version": "v003"})
         if verdict:
@@ -185,3 +187,47 @@ VIOLATIONS = [
 @violations_parametrized(VIOLATIONS)
 def test_each_planted_violation_fails_its_expectation(exported_lake, table, select, expectation, blocking):
     assert_violation_fails(exported_lake, table, select, expectation, blocking)
+
+
+def _expected_against(rule: str, row: dict) -> tuple[bool, bool]:
+    """(against the label, clear enough to recycle) as the rule's SQL file defines it."""
+    judge = row["judge_verdict"]
+    if rule == "confident_learning":
+        against = row["label_issue"] if judge not in ("agree", "flipped") else judge == "flipped"
+        return against, row["p_gold"] < 0.5 - SETTINGS.flip_margin
+    logit = lambda p: np.log(max(p, 1e-6) / max(1 - p, 1e-6))  # noqa: E731
+    p_ensemble = 1 / (1 + np.exp(-(logit(row["p_best"]) + logit(row["p_gold"])) / 2))
+    against = p_ensemble < 0.5 if judge not in ("agree", "flipped") else judge == "flipped"
+    return against, p_ensemble < 0.5 - SETTINGS.flip_margin
+
+
+@pytest.mark.parametrize("rule", ["confident_learning", "ensemble"])
+def test_the_other_rules_decide_by_their_own_evidence_and_say_so(scored_lake, rule):
+    lake, scenario = scored_lake
+    settings = FilterSettings(rule=rule)
+    for shard in range(N_SHARDS):
+        filter_shard(lake, shard, settings)
+    decided = _decisions(lake)
+    assert set(decided) == set(scenario)
+    for pid, row in decided.items():
+        assert row["rule"] == rule
+        if SCENARIOS[scenario[pid]][0][3] is not None:  # humans decide for every rule
+            assert row["reason"] == "human_verified"
+            continue
+        against, clear = _expected_against(rule, row)
+        expected = "kept" if not against else ("flipped" if clear else "dropped")
+        assert row["status"] == expected, (scenario[pid], row)
+        if rule == "confident_learning":  # 1 - cleanlab's self-confidence in the label
+            assert row["noise_score"] == pytest.approx(1 - row["p_best"])
+        elif row["judge_verdict"] is None:  # the ensemble's own score decides (no spread here)
+            assert (row["noise_score"] > 0.5) == against
+    # confident learning flags only pairs whose out-of-fold score is against the label
+    flagged = [r for r in decided.values() if r["label_issue"]]
+    assert flagged and all(r["p_best"] < 0.5 for r in flagged)
+    # changing the rule decides the shard again
+    assert not filter_shard(lake, 0, FilterSettings(rule="paper")).reused
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="unknown Stage 2 rule"):
+        FilterSettings(rule="vibes")

@@ -95,3 +95,35 @@ def test_stage2_killed_mid_run_resumes_without_redoing_finished_shards(demo, tmp
     # the pool's scores: each pair once per model version, none lost or doubled by the kill
     assert _one(copy, "select count(*) = count(distinct (pair_id, model, model_version)) from rm_predictions "
                       "where pairs_table = 'silver_pairs'")[0] is True
+
+
+def test_no_pool_pair_is_scored_by_a_model_that_trained_on_it(demo):
+    """p_best is out of fold: read each fold model's frozen training pairs (its data/) and every
+    score it gave a pool pair, and check the two never meet; p_best is the mean of exactly one
+    score per repeat, and the gold RM is a separately trained model."""
+    lake, _, _ = demo
+    con = duckdb.connect(str(lake.db_path), read_only=True)
+    try:
+        scores = con.execute("""
+            select model, model_version, list(pair_id) from rm_predictions
+            where pairs_table = 'silver_pairs' and model like 'fold-%' group by all""").fetchall()
+        pool = dict(con.execute("select pair_id, members from pool_scores").fetchall())
+        mismatch = con.execute("""
+            select count(*) from pool_scores as s join (
+                select pair_id, avg(p_chosen) as p, count(*) as n from rm_predictions
+                where pairs_table = 'silver_pairs' and model like 'fold-%' group by pair_id) as f using (pair_id)
+            where abs(s.p_best - f.p) > 1e-12 or s.members <> f.n""").fetchone()[0]
+        best, gold = con.execute("select any_value(best_model), any_value(gold_model) from pool_scores").fetchone()
+    finally:
+        con.close()
+    repeats = len({name.rsplit("-", 1)[1] for name, _, _ in scores})
+    assert {m.removesuffix("-r0") for m, _, _ in scores if m.endswith("-r0")} == {f"fold-{k}" for k in range(5)}
+    scored = 0
+    for name, version, pair_ids in scores:
+        data = lake.root / "models" / "rm" / name / version / "data"
+        seen = set(pq.read_table(data / "train.parquet", columns=["pair_id"])["pair_id"].to_pylist())
+        assert seen and not seen & set(pair_ids), f"{name} {version} scored pairs it trained on"
+        scored += len(pair_ids)
+    assert set(pool.values()) == {repeats} and scored == repeats * len(pool)
+    assert mismatch == 0
+    assert (best, gold) == ("fold-models", "gold")
