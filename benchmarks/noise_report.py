@@ -20,7 +20,7 @@ from synpref.lake import atomic_path
 RULE_ORDER = ["insample-paper", "oof-paper", "oof-confident_learning", "oof-ensemble"]
 RULE_NAMES = {"insample-paper": "paper, in-sample (before)", "oof-paper": "paper, out of fold",
               "oof-confident_learning": "confident learning, out of fold", "oof-ensemble": "ensemble, out of fold"}
-METRICS = ["precision", "recall", "auroc", "kept_flip_rate", "retention"]
+METRICS = ["auroc", "precision", "recall", "kept_flip_rate", "retention"]  # the tables' column order
 ARMS = ["acc_noisy", "acc_curated", "acc_recycled", "acc_clean"]
 
 

@@ -52,6 +52,7 @@ from synpref.rm_eval import evaluate_reward_model  # noqa: E402
 from synpref.rm_training import train_reward_model  # noqa: E402
 from synpref.silver import build_silver  # noqa: E402
 from synpref.sources import load_sources  # noqa: E402
+from synpref.crossfit import N_FOLDS, CrossFitSettings  # noqa: E402
 from synpref.stage2 import score_pool_shard  # noqa: E402
 
 WORK = HERE / "_work" / "quality"
@@ -181,11 +182,13 @@ def run_noisy(bench: Bench, rate: float, seed: int, settings: FilterSettings) ->
     bench.test_accuracy(best, out / "noisy.json")
     # the gold RM as the gold_reward_model asset trains it: gold_pairs, 20% held out, from the best round RM
     gold = bench.train(lake, GOLD_RM, "select pair_id, conversation, chosen, rejected, source from gold_pairs",
-                       seed, eval_set="holdout", backbone=str(best.path))
+                       seed, eval_set="holdout", backbone=str(best.path))  # (the asset's default is now independent)
     bench.test_accuracy(gold, out / "gold_rm.json")
     if not read_json(out / "stage2.json"):
         start = time.perf_counter()
-        scores = score_pool_shard(lake, 0, best, gold, lambda ref: Scorer(ref.path), log=log, n_shards=1)
+        # in-sample, as this benchmark measured it: the round RM stands in for every fold model
+        scores = score_pool_shard(lake, 0, [(k, 0, best) for k in range(N_FOLDS)], gold, lambda ref: Scorer(ref.path),
+                                  CrossFitSettings(N_FOLDS, 1), log=log, n_shards=1)
         decided = filter_shard(lake, 0, settings, n_shards=1, log=log)
         write_json(out / "stage2.json", {"best": [best.name, best.version, gold_accuracy],
                                          "gold": [gold.name, gold.version], "needs_judges": scores.needs_judges,

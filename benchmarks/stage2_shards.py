@@ -36,6 +36,7 @@ def child(lake_root: str, model_dir: str, shard: int, n_shards: int) -> None:
     from synpref import rm_models
     from synpref.filter_stage import FilterSettings, filter_shard
     from synpref.lake import Lake
+    from synpref.crossfit import N_FOLDS, CrossFitSettings
     from synpref.stage2 import score_pool_shard
 
     lake = Lake.at(lake_root)
@@ -43,7 +44,10 @@ def child(lake_root: str, model_dir: str, shard: int, n_shards: int) -> None:
     # each pair is scored once; the join, the filter and the memory path are Stage 2's own
     best = gold = rm_models.external(model_dir, "rm")
     start = time.perf_counter()
-    scores = score_pool_shard(lake, shard, best, gold, lambda ref: Scorer(ref.path), n_shards=n_shards)
+    # ... and as every fold model (one repeat): the out-of-fold path, with each pair scored once
+    settings = CrossFitSettings(folds=N_FOLDS, repeats=1)
+    scores = score_pool_shard(lake, shard, [(k, 0, best) for k in range(N_FOLDS)], gold, lambda ref: Scorer(ref.path),
+                              settings, n_shards=n_shards)
     scored = time.perf_counter() - start
     decided = filter_shard(lake, shard, FilterSettings(), n_shards=n_shards, force=True)
     print(json.dumps({"shard": shard, "pairs": scores.pairs, "score_s": round(scored, 1),

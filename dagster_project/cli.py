@@ -10,6 +10,7 @@ import click
 
 from dagster_project.annotate_cli import annotate
 from dagster_project.cli_options import lake_option
+from synpref.filter_stage import RULES
 from synpref.lake import LAKE_ENV, Lake
 
 
@@ -149,16 +150,19 @@ def round_command(to_humans: int, seed_gold: int, finish_key: str | None, simula
 @click.option("--max-concurrent", default=None, type=int, help="Shards processed at once (default: one per core).")
 @click.option("--run-config", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Run config YAML of the sharded run, e.g. the Celery or Kubernetes executor (README).")
+@click.option("--rule", default=None, type=click.Choice(sorted(RULES)),
+              help="The filter's rule (default paper: the gold RM and the best RM or the judges agree).")
 @lake_option
-def stage2(max_concurrent: int | None, run_config: Path | None, lake_dir: str) -> None:
-    """Stage 2 over every shard: the gold RM, both RMs' scores, the judges, the filter, the export."""
+def stage2(max_concurrent: int | None, run_config: Path | None, rule: str | None, lake_dir: str) -> None:
+    """Stage 2 over every shard: the gold RM and fold models, the out-of-fold scores, the judges, the
+    filter, the export."""
     from dagster_project import pipeline
     from dagster_project.run import print_retention
 
     if max_concurrent and run_config:
         raise click.UsageError("--max-concurrent is the multiprocess executor's; set it in --run-config instead")
     lake = _use_lake(lake_dir)
-    result = pipeline.run_stage2(lake, max_concurrent=max_concurrent, run_config=run_config)
+    result = pipeline.run_stage2(lake, max_concurrent=max_concurrent, run_config=run_config, rule=rule)
     if result.ok:
         print_retention(lake)
     sys.exit(0 if result.ok else 1)

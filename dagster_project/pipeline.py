@@ -106,10 +106,11 @@ class Stage2Result:
 
 
 def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None,
-               run_config: Path | None = None) -> Stage2Result:
-    """The gold RM, then every shard through scoring, the judges and the filter (one run:
-    a `dagster asset materialize` over the shard range, under the multiprocess executor or
-    the one `run_config` selects, e.g. Celery), then the export."""
+               run_config: Path | None = None, rule: str | None = None) -> Stage2Result:
+    """The gold RM and the fold models, then every shard through scoring, the judges and the
+    filter (one run: a `dagster asset materialize` over the shard range, under the multiprocess
+    executor or the one `run_config` selects, e.g. Celery), then the export. `rule` picks the
+    filter's rule (synpref/filter_stage.py RULES; default the paper's)."""
     if not run(lake, ["human_labels", "gold_pairs", "gold_reward_model"],
                ops={"gold_reward_model": {"config": model_overrides or {}}}):
         return Stage2Result(False, 1)
@@ -119,11 +120,16 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
                "-m", "dagster_project.definitions", "--select", ",".join(STAGE2_SHARDED),
                "--partition-range", f"{keys[0]}...{keys[-1]}"]
-    if run_config:
-        command += ["-c", str(_on_this_lake(run_config, lake))]
-    elif max_concurrent:
-        command += ["--config-json", f'{{"execution": {{"config": {{"multiprocess": '
-                                     f'{{"max_concurrent": {int(max_concurrent)}}}}}}}}}']
+    config = yaml.safe_load(_on_this_lake(run_config, lake).read_text()) if run_config else {}
+    if max_concurrent:
+        config["execution"] = {"config": {"multiprocess": {"max_concurrent": int(max_concurrent)}}}
+    if rule:
+        config.setdefault("ops", {})["filtered_pairs"] = {"ops": {"filter_one_shard": {"config": {"rule": rule}}}}
+    if config:
+        merged = lake.home / "_dagster" / "run_config" / f"stage2-{run_config.stem if run_config else 'cli'}.yaml"
+        merged.parent.mkdir(parents=True, exist_ok=True)
+        merged.write_text(yaml.safe_dump(config))
+        command += ["-c", str(merged)]
     env = {**os.environ, "SYNPREF_LAKE": str(lake.root)}
     done = subprocess.run(command, env=env)
     if done.returncode != 0:

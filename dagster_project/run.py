@@ -105,6 +105,7 @@ def print_checks(evaluations) -> None:
 def print_retention(lake: Lake) -> None:
     """Stage 2's outcome: retention by source and the reasons behind the decisions."""
     from synpref.export_stage import RETENTION_SQL
+    from synpref.stage2 import vote_independence
     from synpref.duck import register_tables
 
     if not lake.has_table("filtered_pairs"):
@@ -115,8 +116,14 @@ def print_retention(lake: Lake) -> None:
         by_source = con.execute(RETENTION_SQL.format(key="f.source", join="")).fetchall()
         reasons = con.execute("select status, reason, count(*) from filtered_pairs group by all "
                               "order by 3 desc").fetchall()
+        rules = con.execute("select string_agg(distinct rule, ', ') from filtered_pairs").fetchone()[0]
+        members, folds = con.execute("select any_value(members), count(distinct fold) from pool_scores").fetchone()
     finally:
         con.close()
+    votes = vote_independence(lake)
+    click.echo(f"\nStage 2 rule: {rules}; p_best out of fold from {members * folds} fold models ({folds} folds x "
+               f"{members} repeats), none of which saw the pairs it scored; the best and gold RMs' pool logits "
+               f"correlate {votes.correlation:.2f} and agree on {votes.agreement:.0%} of pairs")
     total = [sum(r[i] for r in by_source) for i in range(1, 5)]
     click.echo(f"\n{'retention by source':<20} {'pool':>7} {'kept':>7} {'flipped':>8} {'dropped':>8} {'retained':>9}")
     for name, pool, kept, flipped, dropped, _ in [*by_source, ("all", *total, None)]:

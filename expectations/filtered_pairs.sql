@@ -3,17 +3,27 @@ select
     pair_id,
     status,
     reason,
+    rule,
+    noise_score,
     p_best,
     p_gold,
     judge_verdict,
     case status
-        when 'kept' then reason in ('rm_agrees', 'judges_agree', 'human_verified')
+        when 'kept' then reason in ('rm_agrees', 'judges_agree', 'human_verified', 'no_label_issue', 'ensemble_agrees')
         when 'flipped' then reason in ('recycled_flipped', 'human_verified')
-        else reason in ('gold_rm_disagrees', 'judges_disagree', 'judges_undecided', 'not_judged')
+        else reason in ('gold_rm_disagrees', 'judges_disagree', 'judges_undecided', 'not_judged', 'label_issue',
+                        'ensemble_disagrees')
     end as reason_fits_status,
-    -- the rule itself: kept without a human means the gold RM and the best RM or the judges agree
-    status = 'kept' and not human_verified
-        and not (p_gold > 0.5 and (p_best > 0.5 or judge_verdict = 'agree')) as kept_against_the_rule,
+    -- each rule itself: a pair kept without a human must pass that rule (sql/filtered_pairs*.sql)
+    status = 'kept' and not human_verified and not case rule
+        when 'paper' then p_gold > 0.5 and (p_best > 0.5 or judge_verdict = 'agree')
+        when 'confident_learning' then judge_verdict = 'agree'
+            or (judge_verdict is distinct from 'flipped' and not label_issue)
+        when 'ensemble' then judge_verdict = 'agree'
+            or (judge_verdict is distinct from 'flipped' and (1 - noise_score) + coalesce(p_best_spread, 0) >= 0.5)
+    end as kept_against_the_rule,
+    -- one rule decides the whole table, or its shards are not comparable
+    count(distinct rule) over () > 1 as mixed_rules,
     shard <> (('0x' || left(pair_id, 8))::ubigint % n_shards) as wrong_shard,
     (status = 'dropped')::int as dropped
 from filtered_pairs

@@ -51,7 +51,8 @@ def test_assets_are_grouped_by_layer():
                       "gold_pairs": "gold", "filtered_pairs": "filtered", "curated_export": "filtered",
                       "reward_model": "models", "rm_eval": "models", "rm_predictions": "models",
                       "round_reward_model": "stage1", "round_queues": "stage1", "stage1_rounds_summary": "stage1",
-                      "gold_reward_model": "stage2", "pool_scores": "stage2", "pool_judgements": "stage2"}
+                      "gold_reward_model": "stage2", "fold_reward_model": "stage2", "pool_scores": "stage2",
+                      "pool_judgements": "stage2"}
 
 
 def test_materialize_everything_with_metadata_and_views(lake, tmp_path):

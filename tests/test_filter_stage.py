@@ -173,6 +173,14 @@ VIOLATIONS = [
      "expect_column_values_to_be_between(p_gold)", True),
     ("filtered_pairs", "select * replace ('dropped' as status, 'not_judged' as reason) from {t}",
      "expect_column_values_to_be_in_set(dropped)", False),
+    # a confident-learning decision that keeps a flagged pair, and two rules in one table
+    ("filtered_pairs", "select * replace ('confident_learning' as rule, 'kept' as status, "
+                       "'no_label_issue' as reason, true as label_issue) from {t}",
+     "expect_column_values_to_be_in_set(kept_against_the_rule)", True),
+    ("filtered_pairs", "select * replace (if(shard = 0, 'ensemble', rule) as rule) from {t}",
+     "expect_column_values_to_be_in_set(mixed_rules)", True),
+    ("filtered_pairs", "select * replace (null::double as noise_score) from {t}",
+     "expect_column_values_to_not_be_null(noise_score)", True),
     ("curated_export", "select * replace (chosen as rejected) from {t}",
      "expect_column_values_to_be_in_set(same_responses)", True),
     ("curated_export", "select * replace ([struct_pack(role := 'user', content := 'x')] as chosen) from {t}",
@@ -224,6 +232,10 @@ def test_the_other_rules_decide_by_their_own_evidence_and_say_so(scored_lake, ru
     # confident learning flags only pairs whose out-of-fold score is against the label
     flagged = [r for r in decided.values() if r["label_issue"]]
     assert flagged and all(r["p_best"] < 0.5 for r in flagged)
+    from synpref.quality import validate_table  # the table's suite holds for every rule
+
+    v = validate_table(lake, "filtered_pairs", build_docs=False)
+    assert v.success, v.outcomes
     # changing the rule decides the shard again
     assert not filter_shard(lake, 0, FilterSettings(rule="paper")).reused
 

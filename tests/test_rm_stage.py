@@ -220,22 +220,30 @@ def test_rm_predictions_shard_by_shard_reconcile_and_resume(lake_copy):
     assert len(rows(lake_copy, "rm_predictions", order="pair_id")) == N_PAIRS
 
 
-def test_pool_scores_take_each_model_version_on_the_pool_then_the_filter_decides(lake_copy):
+def test_pool_scores_take_each_fold_model_on_its_own_fold_then_the_filter_decides(lake_copy):
+    """One model standing in for every fold (the in-sample baseline's path): each pair is scored
+    once, by the member of its fold, and the part records the members and the gold RM."""
+    from synpref.crossfit import CrossFitSettings, fold_of
     from synpref.filter_stage import FilterSettings, filter_shard
-    from synpref.stage2 import score_pool_shard
+    from synpref.stage2 import FOLD_MODELS, score_pool_shard
 
     ref = rm_models.resolve(lake_copy, "baseline")
     scorer = Scorer(ref.path)
     evaluate_reward_model(lake_copy, ref, lambda: scorer)  # adds eval_gold scores of the same pair_ids
-    scored = [score_pool_shard(lake_copy, s, ref, ref, lambda r: scorer) for s in range(N_SHARDS)]
+    settings, members = CrossFitSettings(folds=3, repeats=1), [(k, 0, ref) for k in range(3)]
+    scored = [score_pool_shard(lake_copy, s, members, ref, lambda r: scorer, settings) for s in range(N_SHARDS)]
     assert sum(s.pairs for s in scored) == N_PAIRS and not any(s.reused for s in scored)
     pool = {r["pair_id"]: r for r in rows(lake_copy, "pool_scores", order="pair_id")}
     predicted = {r["pair_id"]: r["p_chosen"] for r in rows(lake_copy, "rm_predictions", order="pair_id")
                  if r["pairs_table"] == "silver_pairs"}
     assert len(pool) == N_PAIRS and all(r["p_best"] == predicted[pid] == r["p_gold"] for pid, r in pool.items())
+    assert all(r["fold"] == fold_of(pid, 3, 0) and r["members"] == 1 and r["p_best_spread"] == 0
+               for pid, r in pool.items())
     assert all(r["needs_judges"] == (r["p_best"] <= 0.5) for r in pool.values())
-    assert {(r["best_model"], r["best_version"]) for r in pool.values()} == {("baseline", ref.version)}
-    again = [score_pool_shard(lake_copy, s, ref, ref, lambda r: pytest.fail("no model to load")) for s in range(N_SHARDS)]
+    assert {(r["best_model"], r["gold_model"], r["gold_version"]) for r in pool.values()} == \
+        {(FOLD_MODELS, "baseline", ref.version)}
+    again = [score_pool_shard(lake_copy, s, members, ref, lambda r: pytest.fail("no model to load"), settings)
+             for s in range(N_SHARDS)]
     assert all(s.reused for s in again)
     decided = [filter_shard(lake_copy, s, FilterSettings()) for s in range(N_SHARDS)]
     assert sum(d.pairs for d in decided) == N_PAIRS
