@@ -67,7 +67,7 @@ def fold_reward_model(context: dg.AssetExecutionContext, config: FoldModelConfig
     accuracies = [m["accuracy"] for m in members]
     return dg.MaterializeResult(metadata={
         "folds": len(context.partition_keys), "repeats": config.repeats, "backbone": config.backbone,
-        "models": len(members), "mean_accuracy": sum(accuracies) / len(accuracies),
+        "models": len(members), "mean_accuracy": round(sum(accuracies) / len(accuracies), 4),
         "min_accuracy": min(accuracies), "max_accuracy": max(accuracies),
         "members": records_table(members, ["model", "version", "fold", "repeat", "status", "train_pairs",
                                            "eval_set", "eval_pairs", "accuracy"]),

@@ -35,7 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks import quality_split as qs  # noqa: E402
 from benchmarks.quality import Bench, read_json, write_json  # noqa: E402
@@ -43,11 +45,13 @@ from benchmarks.rm_accuracy import SHARED  # noqa: E402
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import make_scorer  # noqa: E402
 from models.train_config import load_config, make_config  # noqa: E402
-from synpref import crossfit, rm_models, stage1  # noqa: E402
+from synpref import crossfit, rm_models, schemas, stage1  # noqa: E402
 from synpref.filter_stage import RULES, FilterSettings, filter_shard  # noqa: E402
 from synpref.lake import Lake, atomic_path  # noqa: E402
 from synpref.rm_training import train_reward_model  # noqa: E402
-from synpref.stage2 import pool_scores_part, score_pool_shard  # noqa: E402,F401
+from synpref.rm_predictions import part_path  # noqa: E402
+from synpref.shards import shard_key  # noqa: E402
+from synpref.stage2 import pool_scores_part, score_pool_shard  # noqa: E402
 
 WORK = HERE / "_work" / "noise"
 RESULTS = HERE / "results"
@@ -166,6 +170,37 @@ def run_clean(bench: Bench, seed: int) -> None:
         write_json(out, {"clean": test_accuracy(bench, train(lake, INSAMPLE, stage1.silver_training_sql(lake), seed))})
 
 
+def run_minilm(bench: Bench, settings: crossfit.CrossFitSettings) -> None:
+    """The fine-tuned MiniLM row (25%, seed 0): its in-sample and out-of-fold p_best from
+    benchmarks/noise_minilm.py's scores, written as this lake's pool_scores (p_gold from the
+    embedding gold RM, as in the embedding rows) and decided by each rule's own SQL."""
+    scores, out = WORK / "minilm" / "scores.parquet", WORK / "minilm" / "decisions"
+    if not scores.exists() or all((out / f"{r}.parquet").exists() for r in
+                                  ["insample-paper"] + [f"oof-{rule}" for rule in RULES]):
+        return
+    lake = lake_for(bench, 0.25, 0)
+    gold = rm_models.resolve(lake, "gold")
+    con = duckdb.connect()
+    try:
+        for label, column in (("insample", "p_insample"), ("oof", "p_oof")):
+            table = con.execute(f"""
+                select m.pair_id, 0::int as shard, m.fold::int as fold, m.{column} as p_best,
+                       0.0::double as p_best_spread, 1::int as members, g.p_chosen as p_gold,
+                       m.{column} <= 0.5 as needs_judges, 'minilm-{label}' as best_model, 'v001' as best_version,
+                       'gold' as gold_model, '{gold.version}' as gold_version
+                from read_parquet('{scores}') as m
+                join read_parquet('{part_path(lake, gold, 'silver_pairs', shard_key(0))}') as g using (pair_id)
+                order by m.pair_id""").to_arrow_table().cast(schemas.POOL_SCORES)
+            with atomic_path(pool_scores_part(lake, 0)) as tmp:
+                pq.write_table(table, tmp)
+            for rule in ["paper"] if label == "insample" else list(RULES):
+                filter_shard(lake, 0, FilterSettings(rule=rule), n_shards=1)
+                outcomes(bench, lake, out / f"{label}-{rule}.parquet")
+    finally:
+        con.close()
+    log(f"MiniLM row: decisions under {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.25, 0.10, 0.40])
@@ -183,6 +218,8 @@ def main() -> None:
             run_clean(bench, seed)
             for rate in args.noise:
                 run_lake(bench, rate, seed, settings)
+            if seed == 0:
+                run_minilm(bench, settings)
         with (WORK / "runs.jsonl").open("a") as f:
             f.write(json.dumps({"command": " ".join(sys.argv), "wall_seconds": round(time.perf_counter() - start, 1),
                                 "load_average": os.getloadavg(),
