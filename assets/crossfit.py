@@ -20,8 +20,8 @@ class FoldModelConfig(dg.Config):
     backbone: str = Field(default="embedding", description="embedding (a BT head on frozen MiniLM embeddings: "
                                                            "seconds on a CPU), minilm, or a local model folder "
                                                            "(fine-tuned under DeepSpeed).")
-    repeats: int = Field(default=crossfit.N_REPEATS, description="Repeated K-fold splits: models per pair, whose "
-                                                                 "spread is p_best_spread.")
+    repeats: int = Field(default=crossfit.N_REPEATS, ge=1, description="Repeated K-fold splits: models per pair, "
+                                                                       "whose spread is p_best_spread.")
     head: str | None = Field(default=None, description="Embedding backbone: linear | mlp (default: the "
                                                        "trainer's settings).")
     max_steps: int | None = Field(default=None, description="Override (fine-tuned backbones).")
@@ -62,7 +62,7 @@ def fold_reward_model(context: dg.AssetExecutionContext, config: FoldModelConfig
             context.log.info(f"{name} {ref.version}: {summary.status}, {summary.train_pairs:,} pairs, "
                              f"{evaluation.eval_set} accuracy {evaluation.accuracy:.3f}")
         crossfit.record_members(the_lake, fold, [{k: m[k] for k in ("model", "version", "repeat")}
-                                                 for m in fold_members])
+                                                 for m in fold_members], recipe=train_config.to_dict())
         members += fold_members
     accuracies = [m["accuracy"] for m in members]
     return dg.MaterializeResult(metadata={

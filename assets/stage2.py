@@ -50,6 +50,9 @@ def gold_reward_model(context: dg.AssetExecutionContext, config: GoldModelConfig
     backbone = config.backbone
     if config.init_from_best_round:
         best = _best_round_model(the_lake)
+        if (best.path / "embedding_rm.json").exists():
+            raise dg.Failure(description=f"init_from_best_round starts from a fine-tuned model, but {best.name} "
+                                         f"{best.version} is an embedding RM: set a backbone instead")
         context.log.info(f"gold RM starts from the best round RM: {best.path}")
         backbone = str(best.path)
     train_config = trainer.train_config(max_steps=config.max_steps, epochs=config.epochs, max_length=config.max_length,
@@ -88,7 +91,7 @@ def _models(the_lake):
     try:
         settings, members = crossfit.member_refs(the_lake)
         return settings, members, rm_models.resolve(the_lake, GOLD_RM)
-    except LookupError as e:
+    except (LookupError, ValueError) as e:
         raise dg.Failure(description=str(e)) from e
 
 
@@ -112,7 +115,7 @@ def collect_scores(context: dg.OpExecutionContext, lake: LakeResource, shards: l
         "logit_correlation_best_gold": votes.correlation,
         "agreement_best_gold": votes.agreement,
         "mean_p_best_spread": votes.mean_spread,
-        "score_histogram": histograms({"p_best (out of fold)": votes.p_best, "p_gold": votes.p_gold},
+        "score_histogram": histograms({"p_best (out of fold)": votes.p_best_bins, "p_gold": votes.p_gold_bins},
                                       "p(original label is right)", "pool scores"),
         "dagster/row_count": sum(s["pairs"] for s in shards), "shards": len(shards),
         "for_the_judges": sum(s["needs_judges"] for s in shards),

@@ -54,7 +54,7 @@ def collect(work: Path, noise: list[float], seeds: list[int]) -> list[dict]:
     for rule in RULE_ORDER:
         path = minilm / "decisions" / f"{rule}.parquet"
         if path.exists():
-            arms = json.loads((minilm / "arms.json").read_text())
+            arms = json.loads((minilm / "arms.json").read_text()) if (minilm / "arms.json").exists() else {}
             rows.append({"noise": 0.25, "rule": rule, "rm": "minilm", "seed": 0, **decision_metrics(path),
                          "acc_noisy": arms.get("noisy"), "acc_curated": arms.get(f"curated/{rule}"),
                          "acc_recycled": arms.get(f"recycled/{rule}"), "acc_clean": arms.get("clean")})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +124,12 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     config = yaml.safe_load(_on_this_lake(run_config, lake).read_text()) if run_config else {}
     if max_concurrent:
         config["execution"] = {"config": {"multiprocess": {"max_concurrent": int(max_concurrent)}}}
-    if rule:
-        config.setdefault("ops", {})["filtered_pairs"] = {"ops": {"filter_one_shard": {"config": {"rule": rule}}}}
+    if rule:  # merged into whatever the run config sets for the filter
+        op = config.setdefault("ops", {}).setdefault("filtered_pairs", {}).setdefault("ops", {})
+        op.setdefault("filter_one_shard", {}).setdefault("config", {})["rule"] = rule
     if config:
-        merged = lake.home / "_dagster" / "run_config" / f"stage2-{run_config.stem if run_config else 'cli'}.yaml"
+        merged = lake.home / "_dagster" / "run_config" / (f"stage2-{run_config.stem if run_config else 'cli'}-"
+                                                           f"{uuid.uuid4().hex[:8]}.yaml")  # one per run
         merged.parent.mkdir(parents=True, exist_ok=True)
         merged.write_text(yaml.safe_dump(config))
         command += ["-c", str(merged)]

@@ -57,17 +57,18 @@ def line_plot(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, ti
     return figure_md(fig, title)
 
 
-def histograms(series: dict[str, list[float]], xlabel: str, title: str, bins: int = 20) -> dg.MetadataValue:
-    """Overlaid histograms of scores in [0, 1] (e.g. p_best and p_gold over the pool)."""
+def histograms(series: dict[str, list[int]], xlabel: str, title: str) -> dg.MetadataValue:
+    """Overlaid histograms of scores in [0, 1], given as counts per equal-width bin."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    for label, values in series.items():
-        ax.hist(values, bins=bins, range=(0, 1), alpha=0.5, label=label)
+    for label, counts in series.items():
+        width = 1 / max(len(counts), 1)
+        ax.bar([i * width for i in range(len(counts))], counts, width=width, align="edge", alpha=0.5, label=label)
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set(xlabel=xlabel, ylabel="pairs", title=title)
+    ax.set(xlabel=xlabel, ylabel="pairs", title=title, xlim=(0, 1))
     ax.legend()
     return figure_md(fig, title)

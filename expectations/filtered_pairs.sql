@@ -14,14 +14,18 @@ select
         else reason in ('gold_rm_disagrees', 'judges_disagree', 'judges_undecided', 'not_judged', 'label_issue',
                         'ensemble_disagrees')
     end as reason_fits_status,
-    -- each rule itself: a pair kept without a human must pass that rule (sql/filtered_pairs*.sql)
-    status = 'kept' and not human_verified and not case rule
-        when 'paper' then p_gold > 0.5 and (p_best > 0.5 or judge_verdict = 'agree')
-        when 'confident_learning' then judge_verdict = 'agree'
-            or (judge_verdict is distinct from 'flipped' and not label_issue)
-        when 'ensemble' then judge_verdict = 'agree'
-            or (judge_verdict is distinct from 'flipped' and (1 - noise_score) + coalesce(p_best_spread, 0) >= 0.5)
-    end as kept_against_the_rule,
+    -- each rule itself: a pair kept without a human must pass that rule (sql/filtered_pairs*.sql);
+    -- coalesce, since no judge verdict (null) must not turn a broken rule into a null that passes
+    coalesce(status = 'kept' and not human_verified and not case rule
+        when 'paper' then coalesce(p_gold > 0.5, false)
+            and (coalesce(p_best > 0.5, false) or coalesce(judge_verdict = 'agree', false))
+        when 'confident_learning' then coalesce(judge_verdict = 'agree', false)
+            or (judge_verdict is distinct from 'flipped' and not coalesce(label_issue, true))
+        when 'ensemble' then coalesce(judge_verdict = 'agree', false)
+            or (judge_verdict is distinct from 'flipped'
+                and coalesce((1 - noise_score) + coalesce(p_best_spread, 0) >= 0.5 - 1e-9, false))
+        else false
+    end, true) as kept_against_the_rule,
     -- one rule decides the whole table, or its shards are not comparable
     count(distinct rule) over () > 1 as mixed_rules,
     shard <> (('0x' || left(pair_id, 8))::ubigint % n_shards) as wrong_shard,

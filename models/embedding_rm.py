@@ -58,65 +58,75 @@ def text_key(text: str) -> str:
     return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
+_ENCODERS: dict[tuple, object] = {}  # one loaded encoder per process and settings, shared by every cache
+
+
 class EmbeddingCache:
     """Text vectors by the text's MD5, one folder per encoder, in Parquet parts that are only
     ever added (each written under a temporary name, then renamed), so concurrent writers and
-    a killed run lose nothing but the vectors of that call."""
+    a killed run lose nothing but the vectors of that call. A lookup reads only the vectors it
+    asks for (a DuckDB semi-join over the parts), so memory follows the request, not the cache."""
 
     def __init__(self, folder: str | Path | None, embedder: str | None = None, max_seq_length: int = 256,
                  batch_size: int = 64, log: Callable[[str], None] = lambda msg: None):
         self.model, self.max_seq_length, self.batch_size, self.log = embedder, max_seq_length, batch_size, log
         model_id = "minilm" if embedder is None else Path(embedder).name
         self.folder = Path(folder) / f"{model_id}-{max_seq_length}" if folder is not None else None
-        self._vectors: dict[str, np.ndarray] = {}
-        self._loaded: set[str] = set()
-        self._encoder = None
         self.embedded = 0  # texts this cache had to embed (the rest were cached)
 
-    def _load_parts(self) -> None:
-        import pyarrow.parquet as pq
+    def _read(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The cached vectors of `keys` (those that are cached)."""
+        if self.folder is None or not keys or not any(self.folder.glob("*.parquet")):
+            return {}
+        import duckdb
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        if self.folder is None or not self.folder.is_dir():
-            return
-        for part in sorted(self.folder.glob("*.parquet")):
-            if part.name in self._loaded:
-                continue
-            table = pq.read_table(part)
-            keys = table["key"].to_pylist()
-            vectors = np.asarray(table["vector"].to_pylist(), dtype=np.float32)
-            self._vectors.update(zip(keys, vectors))
-            self._loaded.add(part.name)
+        con = duckdb.connect()
+        try:
+            con.register("wanted", pa.table({"key": pa.array(keys, pa.string())}))
+            table = con.sql("select key, any_value(vector) as vector from read_parquet($parts) "
+                            "semi join wanted using (key) group by key",
+                            params={"parts": str(self.folder / "*.parquet")}).to_arrow_table()
+        finally:
+            con.close()
+        if not table.num_rows:
+            return {}
+        flat = pc.list_flatten(table["vector"]).to_numpy().astype(np.float32, copy=False)
+        return dict(zip(table["key"].to_pylist(), flat.reshape(table.num_rows, -1)))
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        if self._encoder is None:
+        settings = (self.model, self.max_seq_length, self.batch_size)
+        if settings not in _ENCODERS:
             from models.embedder import Embedder, EmbedderConfig
 
-            self._encoder = Embedder(EmbedderConfig(model=self.model, batch_size=self.batch_size,
-                                                    max_seq_length=self.max_seq_length))
+            _ENCODERS[settings] = Embedder(EmbedderConfig(model=self.model, batch_size=self.batch_size,
+                                                          max_seq_length=self.max_seq_length))
+        encoder = _ENCODERS[settings]
         out, step, start = [], max(self.batch_size * 8, 256), time.perf_counter()
         for i in range(0, len(texts), step):
-            out.append(self._encoder.embed(texts[i:i + step]))
+            out.append(encoder.embed(texts[i:i + step]))
             done = min(i + step, len(texts))
             self.log(f"embedded {done:,} of {len(texts):,} texts ({done / (time.perf_counter() - start):.0f}/s)")
         return np.concatenate(out)
 
     def get(self, texts: list[str]) -> np.ndarray:
         """One float32 row per text (L2-normalised), embedding only the texts not cached yet."""
+        if not texts:
+            return np.empty((0, 0), dtype=np.float32)
         keys = [text_key(t) for t in texts]
-        if any(k not in self._vectors for k in keys):
-            self._load_parts()
-        missing = list(dict.fromkeys(k for k in keys if k not in self._vectors))
+        unique = list(dict.fromkeys(keys))
+        found = self._read(unique)
+        missing = [k for k in unique if k not in found]
         if missing:
-            first = {}
+            first: dict[str, str] = {}
             for k, t in zip(keys, texts):
                 first.setdefault(k, t)
             vectors = self._embed([first[k] for k in missing])
-            self._vectors.update(zip(missing, vectors))
+            found.update(zip(missing, vectors))
             self.embedded += len(missing)
             self._write(missing, vectors)
-        if not keys:
-            return np.empty((0, 0), dtype=np.float32)
-        return np.stack([self._vectors[k] for k in keys])
+        return np.stack([found[k] for k in keys])
 
     def _write(self, keys: list[str], vectors: np.ndarray) -> None:
         if self.folder is None:
@@ -133,7 +143,6 @@ class EmbeddingCache:
                                                                       dim)})
         pq.write_table(table, tmp, compression="zstd")
         tmp.rename(self.folder / name)
-        self._loaded.add(name)
 
 
 @dataclass

@@ -10,6 +10,7 @@ pairs it trained on frozen in its `data/`, which is what the leak test reads.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 N_FOLDS = 5  # the pipeline's K: the fold models' Dagster partitions (fold-0 ... fold-4)
@@ -67,9 +68,10 @@ def manifest_name(fold: int) -> str:
     return f"crossfit/{fold_key(fold)}"
 
 
-def record_members(lake, fold: int, members: list[dict]) -> None:
-    """What the fold's models are (model, version, repeat), for pool_scores to use."""
-    lake.write_manifest(manifest_name(fold), {"fold": fold, "members": members})
+def record_members(lake, fold: int, members: list[dict], recipe: dict) -> None:
+    """What the fold's models are (model, version, repeat) and how they were trained (`recipe`:
+    backbone and training settings), for pool_scores to use."""
+    lake.write_manifest(manifest_name(fold), {"fold": fold, "members": members, "recipe": recipe})
 
 
 def member_refs(lake, folds: int = N_FOLDS) -> tuple[CrossFitSettings, list[tuple[int, int, object]]]:
@@ -77,16 +79,17 @@ def member_refs(lake, folds: int = N_FOLDS) -> tuple[CrossFitSettings, list[tupl
     fold_reward_model asset recorded them; an error if a fold is missing or the folds disagree."""
     from synpref import rm_models
 
-    members, repeats = [], set()
+    members, repeats, recipes = [], set(), set()
     for k in range(folds):
         done = lake.read_manifest(manifest_name(k))
         if not done:
             raise LookupError(f"no fold models for {fold_key(k)}: materialise fold_reward_model for every fold")
         repeats.add(len(done["members"]))
+        recipes.add(json.dumps(done.get("recipe"), sort_keys=True))
         members += [(k, m["repeat"], rm_models.resolve(lake, m["model"], m["version"])) for m in done["members"]]
-    if len(repeats) != 1:
-        raise LookupError(f"the folds were trained with different repeats ({sorted(repeats)}): "
-                          f"materialise fold_reward_model for every fold with the same config")
+    if len(repeats) != 1 or len(recipes) != 1:
+        raise LookupError(f"the folds were trained differently ({len(repeats)} repeat counts, {len(recipes)} "
+                          f"recipes): materialise fold_reward_model for every fold with the same config")
     return CrossFitSettings(folds, repeats.pop()), members
 
 
@@ -98,36 +101,45 @@ def members_version(members) -> str:
     return hashlib.md5(key.encode()).hexdigest()[:10]
 
 
-def oof_scores_sql(lake, shard: int, members, settings: CrossFitSettings) -> str:
-    """Each pair of the shard with its out-of-fold p from every repeat: the member of repeat r
-    that scores a pair is the one whose fold is the pair's fold in repeat r (its parts hold
-    only those pairs, see score_out_of_fold)."""
-    from synpref.rm_predictions import part_path
+def _parts(members, settings: CrossFitSettings, shard: int) -> list[tuple[object, list[tuple[int, int]], str]]:
+    """(model, its (fold, repeat)s, its rm_predictions part label) for the shard: one part per model
+    (one model may hold several folds: the in-sample baseline), labelled with the folds it holds."""
     from synpref.shards import shard_key
 
-    parts = []
+    by_model: dict[tuple[str, str], tuple] = {}
     for k, r, ref in members:
-        path = part_path(lake, ref, "silver_pairs", shard_key(shard))
-        parts.append(f"select pair_id, p_chosen, {int(k)} as fold, {int(r)} as repeat from read_parquet('{path}') "
-                     f"where {fold_sql(settings.folds, r)} = {int(k)}")
-    return " union all ".join(parts)
+        by_model.setdefault((ref.name, ref.version), (ref, []))[1].append((int(k), int(r)))
+    return [(ref, folds, f"{shard_key(shard)}.oof-{'+'.join(f'{k}r{r}' for k, r in sorted(folds))}of{settings.folds}")
+            for ref, folds in by_model.values()]
+
+
+def oof_scores_sql(lake, shard: int, members, settings: CrossFitSettings) -> str:
+    """Each pair of the shard with its out-of-fold p from every repeat: the member of repeat r
+    that scores a pair is the one whose fold is the pair's fold in repeat r (its part holds
+    only those pairs, see score_out_of_fold)."""
+    from synpref.rm_predictions import part_path
+
+    selects = []
+    for ref, folds, label in _parts(members, settings, shard):
+        path = part_path(lake, ref, "silver_pairs", label)
+        for k, r in folds:
+            selects.append(f"select pair_id, p_chosen, {k} as fold, {r} as repeat from read_parquet('{path}') "
+                           f"where {fold_sql(settings.folds, r)} = {k}")
+    return " union all ".join(selects)
 
 
 def score_out_of_fold(lake, shard: int, members, settings: CrossFitSettings, make_scorer, log=lambda msg: None,
                       n_shards: int | None = None, chunk_pairs: int = 2048) -> int:
     """Each fold model scores only the shard's pairs of its own fold (pairs it never trained
-    on), one rm_predictions part per (model, shard); returns the pairs scored now."""
+    on), one labelled rm_predictions part per (model, shard); returns the pairs scored now."""
     from synpref.rm_predictions import score_shard
     from synpref.shards import N_SHARDS, shard_key
 
-    by_model: dict[tuple[str, str], tuple] = {}  # one model may hold several folds (the in-sample baseline)
-    for k, r, ref in members:
-        by_model.setdefault((ref.name, ref.version), (ref, []))[1].append((k, r))
     scored = 0
-    for ref, folds in by_model.values():
-        where = " or ".join(f"{fold_sql(settings.folds, r)} = {int(k)}" for k, r in folds)
+    for ref, folds, label in _parts(members, settings, shard):
+        where = " or ".join(f"{fold_sql(settings.folds, r)} = {k}" for k, r in folds)
         summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log,
-                              n_shards=n_shards or N_SHARDS, chunk_pairs=chunk_pairs, where=where)
+                              n_shards=n_shards or N_SHARDS, chunk_pairs=chunk_pairs, where=where, label=label)
         scored += 0 if summary.skipped else summary.rows
         log(f"{shard_key(shard)}: {summary.rows:,} held-out pairs of {ref.name} {ref.version} "
             f"{'already scored' if summary.skipped else 'scored'}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
@@ -64,6 +65,12 @@ def shard_part(lake: Lake, shard: int):
 def _input_signature(lake: Lake, settings: FilterSettings) -> str:
     """What the decisions depend on besides the shard: the rule, the settings and the input files."""
     h = hashlib.md5((sql_files.load(EVIDENCE) + sql_files.load(RULES[settings.rule])).encode())
+    if settings.rule == "confident_learning":  # its flags come from this code and cleanlab's version
+        from importlib.metadata import version
+
+        import synpref.confident_learning as cl
+
+        h.update(Path(cl.__file__).read_bytes() + version("cleanlab").encode())
     h.update(repr(sorted(asdict(settings).items())).encode())
     for table in ("silver_pairs", "pool_scores", "silver_labels", "gold_pairs"):
         for f in lake.table_files(table):
@@ -117,12 +124,14 @@ def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings
         raise FileNotFoundError(f"{shard_key(shard)} has no pool_scores: score the shard before filtering it")
     con.execute(f"create temp table pool as select pair_id, source from silver_pairs where {in_shard}")
     con.execute(f"create temp table scores as select * from read_parquet('{scores}')")
-    (missing, example) = con.execute("select count(*), any_value(pair_id) from pool "
-                                     "anti join scores using (pair_id)").fetchone()
+    ((missing, example),) = con.execute("select count(*), any_value(pair_id) from pool "
+                                        "anti join scores using (pair_id)").fetchall()
     if missing:
         raise ValueError(f"{shard_key(shard)}: {missing:,} pool pairs have no pool_scores (e.g. {example}); "
                          f"score the shard again")
-    rows = con.execute("select pair_id, p_best from scores order by pair_id").fetchall()
+    # cleanlab for its rule only; the others carry null label_issue / label_quality
+    rows = con.execute("select pair_id, p_best from scores order by pair_id").fetchall() \
+        if settings.rule == "confident_learning" else []
     pair_ids, p_best = [r[0] for r in rows], [r[1] for r in rows]
     issue, quality = label_issues(p_best) if rows else ([], [])
     label_table = pa.table({"pair_id": pa.array(pair_ids, pa.string()), "label_issue": pa.array(issue, pa.bool_()),

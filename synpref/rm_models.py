@@ -92,15 +92,17 @@ def resolve(lake: Lake, name: str, version: str | None = None) -> ModelRef:
 
 
 def external(path: str | Path, name: str | None = None) -> ModelRef:
-    """A model folder from outside the lake; its version is a digest of its config and weights' sizes."""
+    """A model folder from outside the lake (transformers, or an embedding RM); its version is a
+    digest of its config and weights' sizes."""
     path = Path(path).resolve()
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is not a transformers model folder (no config.json)")
+    marker = next((path / f for f in ("config.json", "embedding_rm.json") if (path / f).exists()), None)
+    if marker is None:
+        raise FileNotFoundError(f"{path} is not a reward model folder (no config.json, no embedding_rm.json)")
     digest = hashlib.md5()
     for f in sorted(path.iterdir()):
         if f.is_file():
             digest.update(f"{f.name}:{f.stat().st_size}".encode())
-    digest.update((path / "config.json").read_bytes())
+    digest.update(marker.read_bytes())
     return ModelRef(check_name(name or re.sub(r"[^A-Za-z0-9._-]+|-{2,}", "-", path.name).strip("-.") or "model"),
                     f"ext-{digest.hexdigest()[:10]}", path)
 

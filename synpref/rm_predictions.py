@@ -90,14 +90,17 @@ def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> 
 
 def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
                 chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None,
-                n_shards: int = N_SHARDS, where: str | None = None) -> ShardSummary:
+                n_shards: int = N_SHARDS, where: str | None = None, label: str | None = None) -> ShardSummary:
     """Score one shard of a pairs table with the model, unless that part exists already; `where`
-    (a SQL condition) narrows the shard, e.g. to a fold model's held-out pairs."""
+    (a SQL condition) narrows the shard, e.g. to a fold model's held-out pairs, and then `label`
+    names the part (a part that holds part of a shard must never pass for the whole shard)."""
+    if where and not label:
+        raise ValueError("a part narrowed by `where` needs its own label")
     if pairs_table not in TABLE_LAYERS or not lake.has_table(pairs_table):
         raise ValueError(f"no lake table {pairs_table!r} to score")
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is not one of the {n_shards} shards")
-    path = part_path(lake, ref, pairs_table, shard_key(shard))
+    path = part_path(lake, ref, pairs_table, label or shard_key(shard))
     if path.exists():
         return ShardSummary(shard, pairs_table, parquet_rows(path), True, path)
     start = time.perf_counter()

@@ -152,7 +152,7 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
             raise ValueError(f"the {kind} evaluation set is empty")
         spec = {"name": name, "eval_set": kind, "holdout_fraction": holdout_fraction if kind == "holdout" else None,
                 "train": train_digest, "eval": eval_digest, "skipped": skipped,
-                "backbone": _backbone(config), "config": config.to_dict(),
+                "backbone": _backbone(config), "config": _fingerprinted(config),
                 "launcher": {"processes": launch.processes}}  # the world size decides the data order
         fingerprint = hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         spec["fingerprint"] = fingerprint
@@ -167,11 +167,11 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
         con.close()
     work = _working_copy(lake, version_dir)
     if config.backbone == EMBEDDING:  # trains in seconds: in this process, no DeepSpeed launch
-        from models.embedding_rm import EmbeddingRMConfig, train_version
+        from models.embedding_rm import train_version
 
         log(f"{name} {version_dir.name}: {status} (embedding RM) on {train_digest['rows']:,} pairs, eval set {kind} "
             f"({eval_digest['rows']:,} pairs)")
-        train_version(work, EmbeddingRMConfig(head=config.head, l2=config.head_l2, seed=config.seed), log=log)
+        train_version(work, _embedding_config(config), log=log)
         if work != version_dir:
             _upload_version(work, version_dir, log)
         return _summary(version_dir, status, skipped, start)
@@ -187,6 +187,23 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
         raise RuntimeError(f"training of {name} {version_dir.name} ended without a complete model "
                            f"(see {version_dir / 'train_log.jsonl'})")
     return _summary(version_dir, status, skipped, start)
+
+
+def _embedding_config(config: TrainConfig):
+    from models.embedding_rm import EmbeddingRMConfig
+
+    return EmbeddingRMConfig(head=config.head, l2=config.head_c, seed=config.seed)
+
+
+def _fingerprinted(config: TrainConfig) -> dict:
+    """The settings that decide the model: the embedding RM's own (all of them, defaults included)
+    for that backbone; otherwise the config without the embedding head's fields, so models trained
+    before those fields existed keep their fingerprints."""
+    if config.backbone == EMBEDDING:
+        from dataclasses import asdict
+
+        return {"embedding_rm": asdict(_embedding_config(config))}
+    return {k: v for k, v in config.to_dict().items() if k not in ("head", "head_c")}
 
 
 def _backbone(config: TrainConfig) -> str:

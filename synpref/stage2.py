@@ -42,9 +42,13 @@ def pool_scores_part(lake: Lake, shard: int):
     return lake.table_dir(POOL_SCORES) / f"{shard_key(shard)}.parquet"
 
 
-def _models_of(path) -> tuple[str, str, str, str] | None:
-    """The (best, best version, gold, gold version) a pool_scores part was made with."""
-    table = read_parquet(path, columns=["best_model", "best_version", "gold_model", "gold_version"]).slice(0, 1)
+def _models_of(path) -> tuple[str, ...] | None:
+    """The (best, best version, gold, gold version) a pool_scores part was made with; None for an
+    empty part, ("outdated",) for a part written before p_best was out of fold."""
+    table = read_parquet(path)
+    if "members" not in table.column_names:
+        return ("outdated",)
+    table = table.select(["best_model", "best_version", "gold_model", "gold_version"]).slice(0, 1)
     return tuple(table.to_pylist()[0].values()) if table.num_rows else None
 
 
@@ -135,6 +139,9 @@ def reset_shards(lake: Lake) -> None:
     remove(lake.root / "_manifests" / "filtered_pairs", recursive=True)
 
 
+HISTOGRAM_BINS = 20
+
+
 @dataclass
 class VoteIndependence:
     """Whether Stage 2's two votes are two: the best RM's (out of fold) and the gold RM's."""
@@ -142,8 +149,8 @@ class VoteIndependence:
     correlation: float  # Pearson correlation of the two RMs' pool logits
     agreement: float  # share of pool pairs on which both put the label on the same side of 0.5
     mean_spread: float  # mean p_best_spread (how much the fold models differ on a pair)
-    p_best: list[float]
-    p_gold: list[float]
+    p_best_bins: list[int]  # pairs per twentieth of [0, 1] (a histogram, binned in SQL)
+    p_gold_bins: list[int]
 
 
 def vote_independence(lake: Lake, duck: DuckSettings = DuckSettings()) -> VoteIndependence:
@@ -153,10 +160,13 @@ def vote_independence(lake: Lake, duck: DuckSettings = DuckSettings()) -> VoteIn
         corr, agreement, spread = con.execute(
             f"select corr({logit.format(p='p_best')}, {logit.format(p='p_gold')}), "
             f"avg(((p_best > 0.5) = (p_gold > 0.5))::int), avg(p_best_spread) from {POOL_SCORES}").fetchone()
-        p_best, p_gold = con.execute(f"select list(p_best), list(p_gold) from {POOL_SCORES}").fetchone()
+        bins = {column: dict(con.execute(f"select least(floor({column} * {HISTOGRAM_BINS}), {HISTOGRAM_BINS - 1})"
+                                         f"::int, count(*) from {POOL_SCORES} group by 1").fetchall())
+                for column in ("p_best", "p_gold")}
     finally:
         con.close()
     nan = float("nan")
     return VoteIndependence(round(corr, 4) if corr is not None else nan,
                             round(agreement, 4) if agreement is not None else nan,
-                            round(spread, 4) if spread is not None else nan, p_best or [], p_gold or [])
+                            round(spread, 4) if spread is not None else nan,
+                            *([b.get(i, 0) for i in range(HISTOGRAM_BINS)] for b in bins.values()))
