@@ -34,7 +34,7 @@ class TrainConfig:
     backbone: str = MINILM  # a local transformers folder (Qwen3, Llama, BERT...), "minilm", or "embedding"
     # -- the "embedding" backbone (models/embedding_rm.py): a BT head on frozen sentence embeddings
     head: str = "linear"  # linear | mlp
-    head_c: float = 0.03  # the linear head's inverse regularisation (sklearn's C; best of 0.01-1 on real pairs)
+    head_l2: float = 0.03  # sklearn's C for the linear head: larger = weaker L2 (best of 0.01-1 on real pairs)
     max_length: int = 16_384  # tokens per sequence (prompt + response); paper: 16K
     # -- optimisation (paper: constant 3e-6 for the final runs)
     learning_rate: float = 3e-6

@@ -34,6 +34,7 @@ PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
 EVAL_SETS = ("auto", "gold", "holdout")
 GOLD = "gold_pairs"
 EMBEDDING = "embedding"  # the backbone of models/embedding_rm.py
+EMBEDDING_HEAD = ("head", "head_l2")  # TrainConfig fields that only the embedding backbone reads
 
 # run(command, env): starts the training subprocess and returns when it has finished
 Runner = Callable[[list[str], dict[str, str]], None]
@@ -125,10 +126,19 @@ def prepare_sets(con: duckdb.DuckDBPyConnection, lake: Lake, pairs: str | Path, 
     return "holdout", skipped
 
 
+def _fingerprint(spec: dict) -> str:
+    """What identifies a version's data and settings. The embedding head's settings count only
+    for the embedding backbone, also in specs recorded with them for another backbone."""
+    spec = {k: v for k, v in spec.items() if k != "fingerprint"}
+    if "embedding_rm" not in spec.get("config", {}):
+        spec["config"] = {k: v for k, v in spec.get("config", {}).items() if k not in EMBEDDING_HEAD}
+    return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _find_version(lake: Lake, name: str, fingerprint: str) -> LakePath | None:
     for version_dir in reversed(rm_models.versions(lake, name)):
         spec = rm_models.read_json(version_dir / "spec.json") or {}
-        if spec.get("fingerprint") == fingerprint:
+        if spec and _fingerprint(spec) == fingerprint:
             return version_dir
     return None
 
@@ -154,7 +164,7 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
                 "train": train_digest, "eval": eval_digest, "skipped": skipped,
                 "backbone": _backbone(config), "config": _fingerprinted(config),
                 "launcher": {"processes": launch.processes}}  # the world size decides the data order
-        fingerprint = hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        fingerprint = _fingerprint(spec)
         spec["fingerprint"] = fingerprint
         version_dir = _find_version(lake, name, fingerprint)
         if version_dir is not None and rm_models.is_complete(version_dir):
@@ -192,7 +202,7 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
 def _embedding_config(config: TrainConfig):
     from models.embedding_rm import EmbeddingRMConfig
 
-    return EmbeddingRMConfig(head=config.head, l2=config.head_c, seed=config.seed)
+    return EmbeddingRMConfig(head=config.head, l2=config.head_l2, seed=config.seed)
 
 
 def _fingerprinted(config: TrainConfig) -> dict:
@@ -203,7 +213,7 @@ def _fingerprinted(config: TrainConfig) -> dict:
         from dataclasses import asdict
 
         return {"embedding_rm": asdict(_embedding_config(config))}
-    return {k: v for k, v in config.to_dict().items() if k not in ("head", "head_c")}
+    return {k: v for k, v in config.to_dict().items() if k not in EMBEDDING_HEAD}
 
 
 def _backbone(config: TrainConfig) -> str:

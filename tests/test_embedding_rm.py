@@ -32,7 +32,7 @@ def _accuracy(scorer, table) -> float:
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 def test_it_learns_the_toy_signal_as_a_lake_model_version(lake, toy_file, head):
-    config = make_config(backbone="embedding", head=head, head_c=1.0)
+    config = make_config(backbone="embedding", head=head, head_l2=1.0)
     summary = train_reward_model(lake, "emb", toy_file, config, eval_set="holdout", holdout_fraction=0.2)
     assert summary.status == "trained" and summary.metrics["status"] == "complete"
     ref = rm_models.resolve(lake, "emb")
@@ -53,7 +53,7 @@ def test_each_text_is_embedded_once_across_models(lake, toy_file):
     config = make_config(backbone="embedding")
     first = train_reward_model(lake, "a", toy_file, config, eval_set="holdout", holdout_fraction=0.2)
     assert first.metrics["texts_embedded"] > 0
-    second = train_reward_model(lake, "b", toy_file, make_config(config, head_c=0.5), eval_set="holdout",
+    second = train_reward_model(lake, "b", toy_file, make_config(config, head_l2=0.5), eval_set="holdout",
                                 holdout_fraction=0.2)
     assert second.metrics["texts_embedded"] == 0  # every text came from the lake's cache
     scorer = make_scorer(rm_models.resolve(lake, "b").path)
