@@ -1,5 +1,6 @@
 -- filtered_pairs, rule "paper" (the default): the Stage 2 decision for every pool pair of one shard.
--- Reads the view evidence (sql/pair_evidence.sql). Skywork-Reward-V2's rule: a pair is kept when the
+-- Reads the view evidence (sql/pair_evidence.sql); gives pair_id, status, reason, noise_score, rule
+-- (synpref/filter_stage.py adds the evidence columns). Skywork-Reward-V2's rule: a pair is kept when the
 -- gold RM agrees with its label and so do either the best RM (out of fold) or the judges; with
 -- recycling, a dropped pair is flipped where the evidence against its label is clear: the gold RM and
 -- either the best RM or the judges prefer the other response, the RMs by more than the margin
@@ -18,7 +19,6 @@ with checked as (
 
 select
     pair_id,
-    source,
     case
         when human_flipped is not null then if(human_flipped, 'flipped', 'kept')
         when gold_agrees and second_agrees then 'kept'
@@ -36,12 +36,5 @@ select
         else 'not_judged'
     end as reason,
     if(human_flipped is not null, human_flipped::int::double, rule_score) as noise_score,
-    p_best,
-    p_best_spread,
-    p_gold,
-    judge_verdict,
-    label_issue,
-    label_quality,
-    human_flipped is not null as human_verified,
     'paper' as rule
 from checked

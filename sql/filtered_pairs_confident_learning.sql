@@ -1,5 +1,6 @@
 -- filtered_pairs, rule "confident_learning": the Stage 2 decision for every pool pair of one shard.
--- Reads the view evidence (sql/pair_evidence.sql). cleanlab's find_label_issues on the out-of-fold
+-- Reads the view evidence (sql/pair_evidence.sql); gives pair_id, status, reason, noise_score, rule
+-- (synpref/filter_stage.py adds the evidence columns). cleanlab's find_label_issues on the out-of-fold
 -- p_best (label_issue; per-class thresholds estimated from the scores themselves, so it drops about as
 -- many pairs as it estimates to be wrong) decides; a judge's verdict, where there is one, overrules it.
 -- With recycling, a flagged pair is flipped where the gold RM also prefers the other response by more
@@ -15,7 +16,6 @@ with checked as (
 
 select
     pair_id,
-    source,
     case
         when human_flipped is not null then if(human_flipped, 'flipped', 'kept')
         when not against then 'kept'
@@ -31,12 +31,5 @@ select
         else 'label_issue'
     end as reason,
     if(human_flipped is not null, human_flipped::int::double, 1 - label_quality) as noise_score,
-    p_best,
-    p_best_spread,
-    p_gold,
-    judge_verdict,
-    label_issue,
-    label_quality,
-    human_flipped is not null as human_verified,
     'confident_learning' as rule
 from checked

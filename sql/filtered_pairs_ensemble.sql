@@ -1,5 +1,6 @@
 -- filtered_pairs, rule "ensemble": the Stage 2 decision for every pool pair of one shard.
--- Reads the view evidence (sql/pair_evidence.sql). Every model that never saw the pair's label votes:
+-- Reads the view evidence (sql/pair_evidence.sql); gives pair_id, status, reason, noise_score, rule
+-- (synpref/filter_stage.py adds the evidence columns). Every model that never saw the pair's label votes:
 -- the fold models (their mean out-of-fold p_best) and the gold RM, averaged in logit space with equal
 -- weight. A pair is dropped when that ensemble's p is below 0.5 by more than the fold models' spread
 -- (they confidently disagree with the label); a judge's verdict, where there is one, overrules it.
@@ -23,7 +24,6 @@ checked as (
 
 select
     pair_id,
-    source,
     case
         when human_flipped is not null then if(human_flipped, 'flipped', 'kept')
         when not against then 'kept'
@@ -39,12 +39,5 @@ select
         else 'ensemble_disagrees'
     end as reason,
     if(human_flipped is not null, human_flipped::int::double, 1 - p_ensemble) as noise_score,
-    p_best,
-    p_best_spread,
-    p_gold,
-    judge_verdict,
-    label_issue,
-    label_quality,
-    human_flipped is not null as human_verified,
     'ensemble' as rule
 from checked

@@ -96,8 +96,12 @@ def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int
         _inputs(con, lake, shard, n_shards, settings)
         part = shard_part(lake, shard)
         with atomic_path(part) as tmp:
-            con.execute(f"copy (select f.*, {shard} as shard, {n_shards} as n_shards, m.*, now() as filtered_at "
-                        f"from ({sql_files.load(RULES[settings.rule])}) as f, models as m order by pair_id) "
+            con.execute(f"copy (select f.pair_id, e.source, f.status, f.reason, f.noise_score, e.p_best, "
+                        f"e.p_best_spread, e.p_gold, e.judge_verdict, e.label_issue, e.label_quality, "
+                        f"e.human_flipped is not null as human_verified, f.rule, {shard} as shard, "
+                        f"{n_shards} as n_shards, m.*, now() as filtered_at "
+                        f"from ({sql_files.load(RULES[settings.rule])}) as f join evidence as e using (pair_id), "
+                        f"models as m order by pair_id) "
                         f"to '{tmp}' (format parquet, compression zstd)")
             statuses = dict(con.execute(f"select status, count(*) from read_parquet('{tmp}') group by 1").fetchall())
             reasons = dict(con.execute(f"select reason, count(*) from read_parquet('{tmp}') group by 1 "
