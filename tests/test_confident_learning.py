@@ -28,8 +28,11 @@ def test_small_inputs_fall_back_to_the_scores_side():
 def test_it_works_in_a_spawned_process():
     """Dagster's multiprocess executor starts steps by spawn; cleanlab's own worker pool broke there."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     p = np.random.default_rng(1).uniform(0.05, 0.95, 300)
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        issue, quality = pool.apply(label_issues, (p,))
+    # an executor, not a Pool: its workers exit when told, where a Pool's are terminated by a SIGTERM
+    # that a process started with SIGTERM ignored (some CI shells) never acts on
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        issue, quality = pool.submit(label_issues, p).result(timeout=120)
     assert issue.tolist() == label_issues(p)[0].tolist() and issue.any()
