@@ -99,6 +99,7 @@ def _models(the_lake):
 def score_shard(context: dg.OpExecutionContext, lake: LakeResource, scorer: ScorerResource, shard: int) -> dict:
     the_lake = lake.lake()
     settings, members, gold = _models(the_lake)
+    rm_models.mirror_embedding_cache(the_lake)
     s = stage2.score_pool_shard(the_lake, shard, members, gold, lambda ref: scorer.make(ref.path), settings,
                                 lake.duck_settings(), log=context.log.info)
     return {"shard": s.shard, "pairs": s.pairs, "needs_judges": s.needs_judges, "reused": s.reused,

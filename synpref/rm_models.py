@@ -112,3 +112,14 @@ def list_models(lake: Lake) -> list[tuple[str, str, bool]]:
     root = models_root(lake)
     names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     return [(n, v.name, is_complete(v)) for n in names for v in versions(lake, n)]
+
+
+def mirror_embedding_cache(lake: Lake) -> None:
+    """On an object-store lake, the store's embedding cache (models/embedding_cache) copied beside
+    the mirrored models, where the embedding RM's scorer looks for it (models/embedding_rm.py
+    lake_cache_dir): once per machine, and again when the store's copy changed. Vectors a machine
+    adds stay in its own copy."""
+    if lake.remote:
+        cache = lake.root / "models" / "embedding_cache"
+        if cache.exists():
+            lake.local_copy(cache)
