@@ -190,7 +190,7 @@ def run_minilm(bench: Bench, settings: crossfit.CrossFitSettings) -> None:
                        'gold' as gold_model, '{gold.version}' as gold_version
                 from read_parquet('{scores}') as m
                 join read_parquet('{part_path(lake, gold, 'silver_pairs', shard_key(0))}') as g using (pair_id)
-                order by m.pair_id""").to_arrow_table().cast(schemas.POOL_SCORES)
+                order by m.pair_id""").fetch_arrow_table().cast(schemas.POOL_SCORES)
             with atomic_path(pool_scores_part(lake, 0)) as tmp:
                 pq.write_table(table, tmp)
             for rule in ["paper"] if label == "insample" else list(RULES):
