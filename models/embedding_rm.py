@@ -85,8 +85,10 @@ class EmbeddingCache:
         con = duckdb.connect()
         try:
             con.register("wanted", pa.table({"key": pa.array(keys, pa.string())}))
-            table = con.sql("select key, any_value(vector) as vector from read_parquet($parts) "
-                            "semi join wanted using (key) group by key",
+            # two processes may embed one text at once, in different batches, so with slightly different
+            # vectors: the earliest part's is the text's vector, for every reader alike
+            table = con.sql("select key, arg_min(vector, filename) as vector "
+                            "from read_parquet($parts, filename = true) semi join wanted using (key) group by key",
                             params={"parts": str(self.folder / "*.parquet")}).to_arrow_table()
         finally:
             con.close()
@@ -123,9 +125,11 @@ class EmbeddingCache:
             for k, t in zip(keys, texts):
                 first.setdefault(k, t)
             vectors = self._embed([first[k] for k in missing])
-            found.update(zip(missing, vectors))
             self.embedded += len(missing)
             self._write(missing, vectors)
+            # read back: where another process cached one of these first, its vector is the one
+            found.update(zip(missing, vectors))
+            found.update(self._read(missing))
         return np.stack([found[k] for k in keys])
 
     def _write(self, keys: list[str], vectors: np.ndarray) -> None:
@@ -135,7 +139,7 @@ class EmbeddingCache:
         import pyarrow.parquet as pq
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # sorts by creation time
         tmp = self.folder / f".{name}.tmp"
         dim = vectors.shape[1]
         table = pa.table({"key": pa.array(keys, pa.string()),

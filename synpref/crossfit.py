@@ -129,7 +129,7 @@ def oof_scores_sql(lake, shard: int, members, settings: CrossFitSettings) -> str
 
 
 def score_out_of_fold(lake, shard: int, members, settings: CrossFitSettings, make_scorer, log=lambda msg: None,
-                      n_shards: int | None = None, chunk_pairs: int = 2048) -> int:
+                      n_shards: int | None = None, chunk_pairs: int = 2048, con=None) -> int:
     """Each fold model scores only the shard's pairs of its own fold (pairs it never trained
     on), one labelled rm_predictions part per (model, shard); returns the pairs scored now."""
     from synpref.rm_predictions import score_shard
@@ -139,7 +139,8 @@ def score_out_of_fold(lake, shard: int, members, settings: CrossFitSettings, mak
     for ref, folds, label in _parts(members, settings, shard):
         where = " or ".join(f"{fold_sql(settings.folds, r)} = {k}" for k, r in folds)
         summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log,
-                              n_shards=n_shards or N_SHARDS, chunk_pairs=chunk_pairs, where=where, label=label)
+                              n_shards=n_shards or N_SHARDS, chunk_pairs=chunk_pairs, where=where, label=label,
+                              con=con)
         scored += 0 if summary.skipped else summary.rows
         log(f"{shard_key(shard)}: {summary.rows:,} held-out pairs of {ref.name} {ref.version} "
             f"{'already scored' if summary.skipped else 'scored'}")

@@ -90,10 +90,12 @@ def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> 
 
 def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
                 chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None,
-                n_shards: int = N_SHARDS, where: str | None = None, label: str | None = None) -> ShardSummary:
+                n_shards: int = N_SHARDS, where: str | None = None, label: str | None = None,
+                con: duckdb.DuckDBPyConnection | None = None) -> ShardSummary:
     """Score one shard of a pairs table with the model, unless that part exists already; `where`
     (a SQL condition) narrows the shard, e.g. to a fold model's held-out pairs, and then `label`
-    names the part (a part that holds part of a shard must never pass for the whole shard)."""
+    names the part (a part that holds part of a shard must never pass for the whole shard). `con`:
+    a stage connection to use (and leave open), where a step scores with many models."""
     if where and not label:
         raise ValueError("a part narrowed by `where` needs its own label")
     if pairs_table not in TABLE_LAYERS or not lake.has_table(pairs_table):
@@ -104,7 +106,8 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
     if path.exists():
         return ShardSummary(shard, pairs_table, parquet_rows(path), True, path)
     start = time.perf_counter()
-    con = stage_connection(lake, DuckSettings())
+    own = con is None
+    con = stage_connection(lake, DuckSettings()) if own else con
     try:
         where = f"where {shard_sql(n_shards)} = {int(shard)}" + (f" and ({where})" if where else "")
         ((expected,),) = con.execute(f"select count(*) from {pairs_table} {where}").fetchall()
@@ -114,7 +117,8 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
                                                chunk_pairs),
                             scorer, lambda *a: prediction_rows(ref, pairs_table, *a), expected, log)
     finally:
-        con.close()
+        if own:
+            con.close()
     tokens, padded = ((scorer.stats.tokens - before[0], scorer.stats.padded_tokens - before[1]) if scorer
                       else (0, 0))
     return ShardSummary(shard, pairs_table, rows, False, path, round(time.perf_counter() - start, 3), tokens,

@@ -65,14 +65,14 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
         meta = read_parquet(part, columns=["needs_judges"])
         log(f"{shard_key(shard)}: pool_scores up to date; reused")
         return ShardScores(shard, meta.num_rows, sum(meta["needs_judges"].to_pylist()), True, 0.0)
-    score_out_of_fold(lake, shard, members, settings, make_scorer, log=log, n_shards=n_shards,
-                      chunk_pairs=chunk_pairs)
-    gold_summary = score_shard(lake, gold, shard, lambda: make_scorer(gold), log=log, n_shards=n_shards,
-                               chunk_pairs=chunk_pairs)
-    log(f"{shard_key(shard)}: {gold_summary.rows:,} pairs {'already scored' if gold_summary.skipped else 'scored'} "
-        f"by {gold.name} {gold.version}")
-    con = stage_connection(lake, duck)
+    con = stage_connection(lake, duck)  # one connection for every model's scoring and the join
     try:
+        score_out_of_fold(lake, shard, members, settings, make_scorer, log=log, n_shards=n_shards,
+                          chunk_pairs=chunk_pairs, con=con)
+        gold_summary = score_shard(lake, gold, shard, lambda: make_scorer(gold), log=log, n_shards=n_shards,
+                                   chunk_pairs=chunk_pairs, con=con)
+        log(f"{shard_key(shard)}: {gold_summary.rows:,} pairs "
+            f"{'already scored' if gold_summary.skipped else 'scored'} by {gold.name} {gold.version}")
         con.execute(f"create temp view oof as {oof_scores_sql(lake, shard, members, settings)}")
         con.execute(f"create temp view gold as select pair_id, p_chosen "
                     f"from read_parquet('{part_path(lake, gold, 'silver_pairs', shard_key(shard))}')")

@@ -91,7 +91,7 @@ from synpref.embeddings_stage import embed_shard
 from synpref.lake import Lake
 lake, embedder = Lake.at(sys.argv[1]), Embedder(EmbedderConfig(batch_size=16))
 for shard in map(int, sys.argv[2:]):
-    print(embed_shard(lake, lambda: embedder, shard, chunk_rows=4).embedded, flush=True)
+    print(f"embedded={embed_shard(lake, lambda: embedder, shard, chunk_rows=4).embedded}", flush=True)
 """
 
 
@@ -112,7 +112,9 @@ def test_shards_embedded_by_concurrent_processes_give_the_one_process_table(lake
                for w in range(4)]
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0, 0]
-    assert sum(int(n) for out in outs for n in out.split()) == len(ids) - first.embedded
+    # tagged lines: a library may print progress bars on stdout too
+    assert sum(int(line.split("=")[1]) for out in outs for line in out.splitlines()
+               if line.startswith("embedded=")) == len(ids) - first.embedded
     versions_before = len(vectors.open_table(lake).list_versions())
     # as if the run were killed before its last step: the rerun embeds nothing, yet finishes
     assert vectors.unfinished(lake, vectors.IndexConfig())

@@ -233,7 +233,9 @@ def store_cluster(demo, store, tmp_path_factory):
     folder = tmp_path_factory.mktemp("celery-store")
     env = {**env, **store.env, "DAGSTER_HOME": str(folder / "home"), CACHE_ENV: str(folder / "cli-disk")}
     (folder / "home").mkdir()
-    with LocalCluster(folder, env, visibility_timeout=60) as cluster:
+    # longer than any shard step on the store (each reads the store through fsspec), or a running
+    # shard is handed out again; no worker is killed in this module
+    with LocalCluster(folder, env, visibility_timeout=300) as cluster:
         for name in ("w1", "w2"):
             cluster.start_worker(name, env={CACHE_ENV: str(folder / f"{name}-disk")})
         yield cluster
