@@ -250,7 +250,8 @@ def main() -> None:
     if args.kept:  # arms named after the decisions file (e.g. oof-ensemble), as noise_report reads them
         rule = args.kept.stem
         train_on_pairs(bench, lake, f"{CURATED}-{rule}", kept_sql(args.kept, recycle=False), out, f"curated/{rule}")
-        flipped = duckdb.sql(f"select count(*) from read_parquet('{args.kept}') where status = 'flipped'").fetchone()[0]
+        ((flipped,),) = duckdb.execute(f"select count(*) from read_parquet('{args.kept}') "
+                                       f"where status = 'flipped'").fetchall()
         if flipped:
             train_on_pairs(bench, lake, f"{RECYCLED}-{rule}", kept_sql(args.kept, recycle=True), out,
                            f"recycled/{rule}")
