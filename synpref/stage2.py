@@ -4,9 +4,8 @@ For each shard: the current best RM and the gold RM (trained on all human-verifi
 score every pair (`rm_predictions`, then `pool_scores`). The best RM's p is out of fold
 (synpref/crossfit.py): fold models trained with the round's recipe on the other folds, so no
 pair is judged by a model that saw its label. The pairs the best RM does not confirm
-(p <= 0.5) go to the LLM judges, with
-retrieved human-labelled examples in the prompt and no humans; then the filter decides
-(synpref/filter_stage.py). Every step writes one part per shard atomically and skips a shard
+(p <= 0.5) go to the LLM judges, with retrieved human-labelled examples in the prompt and no
+humans; then the filter decides (synpref/filter_stage.py). Every step writes one part per shard atomically and skips a shard
 that is done, so a killed run resumes where it stopped.
 """
 
@@ -16,10 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from synpref.crossfit import CrossFitSettings, members_version, oof_scores_sql, score_out_of_fold
 from synpref.duck import DuckSettings, stage_connection
 from synpref.judging_stage import enqueue, judge_queued
 from synpref.lake import Lake, atomic_path, read_parquet, remove
-from synpref.crossfit import CrossFitSettings, members_version, oof_scores_sql, score_out_of_fold
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import part_path, score_shard
 from synpref.shards import N_SHARDS, shard_key, shard_sql
