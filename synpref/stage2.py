@@ -78,7 +78,9 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
         with atomic_path(part) as tmp:
             con.execute(f"""
                 copy (with best as (
-                          select pair_id, avg(p_chosen) as p_best, coalesce(stddev_pop(p_chosen), 0) as p_best_spread,
+                          -- ordered by repeat: the same sum, to the last bit, whoever runs it
+                          select pair_id, avg(p_chosen order by repeat) as p_best,
+                                 coalesce(stddev_pop(p_chosen order by repeat), 0) as p_best_spread,
                                  count(*)::int as members, any_value(fold) filter (where repeat = 0) as fold
                           from oof group by pair_id)
                       select s.pair_id, {int(shard)}::int as shard, b.fold::int as fold, b.p_best, b.p_best_spread,
