@@ -10,6 +10,7 @@ Invariant per file: records read = raw rows + quarantined rows.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synpref import schemas
+from synpref import reasons, schemas
 from synpref.lake import Lake, atomic_path
-from synpref.readers import read_records, clip
+from synpref.readers import DETAIL_LIMIT, Record, clip, read_records
 from synpref.shapes import Reject, to_pair
 from synpref.sources import Source, SourcesConfig
 
@@ -81,11 +82,15 @@ def part_name(source: Source, path: Path) -> str:
 
 
 class _PartWriter:
-    """Buffers rows and streams them to a Parquet file in bounded batches."""
+    """Buffers rows and streams them to a Parquet file in bounded batches.
 
-    def __init__(self, path: Path, schema: pa.Schema):
+    A batch Arrow refuses is retried row by row and each row it cannot hold goes to
+    `on_reject(row, error)`, so one unstorable value never costs its batch."""
+
+    def __init__(self, path: Path, schema: pa.Schema, on_reject: Callable[[dict, Exception], None] | None = None):
         self.writer = pq.ParquetWriter(path, schema, compression="zstd")
         self.schema = schema
+        self.on_reject = on_reject
         self.rows: list[dict] = []
         self.count = 0
 
@@ -95,16 +100,45 @@ class _PartWriter:
             self.flush()
 
     def flush(self) -> None:
-        if self.rows:
-            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.count += len(self.rows)
-            self.rows = []
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        try:
+            table = pa.Table.from_pylist(rows, schema=self.schema)
+        except _UNSTORABLE:
+            if self.on_reject is None:
+                raise
+            good = []
+            for row in rows:
+                try:
+                    pa.Table.from_pylist([row], schema=self.schema)
+                    good.append(row)
+                except _UNSTORABLE as e:
+                    self.on_reject(row, e)
+            table = pa.Table.from_pylist(good, schema=self.schema)
+        self.writer.write_table(table)
+        self.count += table.num_rows
 
     def close(self) -> None:
         self.flush()
         if self.count == 0:  # an empty part still carries the schema, so readers see the columns
             self.writer.write_table(self.schema.empty_table())
         self.writer.close()
+
+
+_UNSTORABLE = (pa.ArrowException, ValueError, TypeError, UnicodeError, OverflowError)
+
+
+def _map_record(rec: Record, source: Source) -> tuple[dict | None, tuple[str, str] | None]:
+    """The pair, or (reason, detail). Whatever a record holds, it ends as one or the other."""
+    if rec.error is not None:
+        return None, rec.error
+    try:
+        return to_pair(rec.value, source), None
+    except Reject as r:
+        return None, (r.reason, r.detail)
+    except Exception as e:  # no rule foresaw this record: quarantine it, never stop the file
+        return None, (reasons.UNMAPPABLE, f"{type(e).__name__}: {e}")
 
 
 def ingest_file(lake: Lake, source: Source, path: Path, part: str,
@@ -115,31 +149,33 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
     counts: dict[str, int] = {}
     read = 0
     with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
-        raw_out = _PartWriter(raw_tmp, schemas.RAW_PAIRS)
         quar_out = _PartWriter(quar_tmp, schemas.INGEST_QUARANTINE)
+
+        def quarantine(raw_row: dict, reason: str, detail: str, text: str | None) -> None:
+            counts[reason] = counts.get(reason, 0) + 1
+            quar_out.add({"raw_id": raw_row["raw_id"], "source": source.name, "source_file": file_label,
+                          "source_row": raw_row["source_row"], "reason": reason,
+                          "detail": clip(detail, DETAIL_LIMIT), "raw_text": clip(text)})
+
+        def unstorable(row: dict, error: Exception) -> None:
+            quarantine(row, reasons.UNMAPPABLE, f"cannot be stored: {type(error).__name__}: {error}",
+                       _as_text({k: row[k] for k in ("conversation", "chosen", "rejected")}))
+
+        raw_out = _PartWriter(raw_tmp, schemas.RAW_PAIRS, on_reject=unstorable)
         try:
             for rec in read_records(path, source.format_of(path), source.split):
                 read += 1
-                rid = raw_id(file_label, rec.row)
-                error = rec.error
+                ids = {"raw_id": raw_id(file_label, rec.row), "source_row": rec.row}
+                pair, error = _map_record(rec, source)
                 if error is None:
-                    try:
-                        pair = to_pair(rec.value, source)
-                    except Reject as r:
-                        error = (r.reason, r.detail)
-                if error is None:
-                    raw_out.add({"raw_id": rid, "source": source.name, "source_file": file_label,
-                                 "source_row": rec.row, **pair})
+                    raw_out.add({**ids, "source": source.name, "source_file": file_label, **pair})
                 else:
-                    counts[error[0]] = counts.get(error[0], 0) + 1
-                    text = rec.raw_text if rec.raw_text is not None else _as_text(rec.value)
-                    quar_out.add({"raw_id": rid, "source": source.name, "source_file": file_label,
-                                  "source_row": rec.row, "reason": error[0], "detail": error[1],
-                                  "raw_text": clip(text)})
+                    quarantine(ids, *error, rec.raw_text if rec.raw_text is not None else _as_text(rec.value))
                 if progress and read % 5_000 == 0:
                     progress(file_label, read)
+            raw_out.close()  # its last flush may still quarantine rows
         finally:
-            raw_out.close()
+            raw_out.writer.close()
             quar_out.close()
     if progress:
         progress(file_label, read)
@@ -151,14 +187,16 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
 
 
 def _as_text(value) -> str | None:
-    import json
-
+    """A decoded record shown as JSON for the quarantine (readers without raw text)."""
     if value is None:
         return None
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return repr(value)
+        except Exception:  # too deep even for repr
+            return f"<a {type(value).__name__} that cannot be shown>"
 
 
 def ingest_sources(lake: Lake, config: SourcesConfig, progress: Progress | None = None,

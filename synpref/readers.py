@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from synpref import reasons
 
 BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 100_000  # quarantine keeps at most this much of a bad row's text
+DETAIL_LIMIT = 2_000  # and this much of the reason's detail (a message may quote the value)
 BATCH_ROWS = 10_000
 
 
@@ -34,10 +37,73 @@ class Record:
     error: tuple[str, str] | None = None
 
 
-def clip(text: str | None) -> str | None:
-    if text is None or len(text) <= RAW_TEXT_LIMIT:
-        return text
-    return text[:RAW_TEXT_LIMIT] + f"... [clipped, {len(text)} chars in all]"
+def clip(text: str | None, limit: int = RAW_TEXT_LIMIT) -> str | None:
+    """At most `limit` chars, and only what a UTF-8 column can hold (lone surrogates escaped)."""
+    if text is None:
+        return None
+    if len(text) > limit:
+        text = text[:limit] + f"... [clipped, {len(text):,} chars in all]"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _parse_int(digits: str) -> int | float:
+    # Python refuses int() of more than sys.get_int_max_str_digits() digits; such a number can
+    # only be an unused extra field or a wrong type, so it becomes a float (inf) rather than
+    # costing the record.
+    limit = sys.get_int_max_str_digits()
+    return int(digits) if not limit or len(digits.lstrip("-")) <= limit else float(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+TOO_DEEP = "nested deeper than the JSON parser allows (about 1,000 levels)"
+
+
+def decode_json(text: str) -> tuple[Any, tuple[str, str] | None]:
+    """One JSON value, or the quarantine error for it: bad syntax, or nesting too deep."""
+    try:
+        value, end = _DECODER.raw_decode(text, _skip_space(text, 0))
+        if _skip_space(text, end) != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+        return value, None
+    except json.JSONDecodeError as e:
+        return None, (reasons.INVALID_JSON, str(e))
+    except RecursionError:
+        return None, (reasons.INVALID_JSON, TOO_DEEP)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    return _SPACE.match(text, pos).end()
+
+
+_STRUCTURAL = re.compile(r'[\[\]{}"]')
+_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+
+
+def _skip_value(text: str, pos: int) -> int:
+    """End of the array or object starting at `pos`, found without recursion (for values too
+    deep to decode): brackets are counted outside strings."""
+    depth = 0
+    while (m := _STRUCTURAL.search(text, pos)) is not None:
+        pos = m.end()
+        if m.group() == '"':
+            rest = _STRING_REST.match(text, pos)
+            if rest is None:
+                break
+            pos = rest.end()
+        elif m.group() in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth <= 0:
+                return pos
+    return len(text)
 
 
 def read_records(path: Path, fmt: str, split: str | None = None) -> Iterator[Record]:
@@ -84,31 +150,71 @@ def _read_jsonl(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
                 yield Record(row=row, raw_text=clip(line.decode("utf-8", errors="replace")),
                              error=(reasons.INVALID_UTF8, f"not UTF-8 at byte {e.start}"))
                 continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield Record(row=row, raw_text=clip(text), error=(reasons.INVALID_JSON, str(e)))
+            value, error = decode_json(text)
+            if error is not None:
+                yield Record(row=row, raw_text=clip(text), error=error)
                 continue
             yield Record(row=row, value=value, raw_text=text)
 
 
 def _read_json_array(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
+    """Element by element, so one element too deep to decode is quarantined, not the file."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise FileReadError(f"cannot open {path}: {e}") from e
     if data.startswith(BOM):
         data = data[len(BOM):]
-    if not data.strip():
-        return
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FileReadError(f"{path} is not a valid JSON document: {e}") from e
-    if not isinstance(doc, list):
-        raise FileReadError(f"{path} holds a JSON {type(doc).__name__}, expected an array of records")
-    for i, value in enumerate(doc, start=1):
-        yield Record(row=i, value=value, raw_text=None)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FileReadError(f"{path} is not a valid JSON document: not UTF-8 at byte {e.start}") from e
+    del data
+    pos = _skip_space(text, 0)
+    if pos == len(text):
+        return
+    if text[pos] != "[":
+        kind = {"{": "an object", '"': "a string"}.get(text[pos], "a single value")
+        raise FileReadError(f"{path} holds {kind}, expected a JSON array of records")
+    pos = _skip_space(text, pos + 1)
+    row = 0
+    if text.startswith("]", pos):
+        return _check_end(text, pos + 1, path)
+    while True:
+        row += 1
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+            yield Record(row=row, value=value, raw_text=None)
+        except RecursionError:
+            end = _skip_value(text, pos)
+            yield Record(row=row, raw_text=clip(text[pos:end]), error=(reasons.INVALID_JSON, TOO_DEEP))
+        except json.JSONDecodeError as e:
+            yield from _broken_array(path, row, e)
+            return
+        pos = _skip_space(text, end)
+        if text.startswith(",", pos):
+            pos = _skip_space(text, pos + 1)
+        elif text.startswith("]", pos):
+            return _check_end(text, pos + 1, path)
+        else:
+            error = json.JSONDecodeError("Expecting ',' delimiter or ']'", text, pos)
+            yield from _broken_array(path, row + 1, error)
+            return
+
+
+def _check_end(text: str, pos: int, path: Path) -> None:
+    if _skip_space(text, pos) != len(text):
+        raise FileReadError(f"{path} is not a valid JSON document: extra data after the array at char {pos}")
+
+
+def _broken_array(path: Path, row: int, error: json.JSONDecodeError) -> Iterator[Record]:
+    """A syntax error inside the array: nothing after it can be trusted. Before any record,
+    the file is not JSON at all (an error naming it); later, the records before it stay."""
+    if row == 1:
+        raise FileReadError(f"{path} is not a valid JSON document: {error}") from error
+    yield Record(row=row, raw_text="", error=(
+        reasons.TRUNCATED_FILE, f"{path}: the JSON array breaks at line {error.lineno} column {error.colno} "
+                                f"({error.msg}); the records from #{row} on cannot be read"))
 
 
 def _read_table_batches(batches, path: Path) -> Iterator[Record]:
@@ -120,14 +226,31 @@ def _read_table_batches(batches, path: Path) -> Iterator[Record]:
 
 
 def _read_parquet(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
+    """Row group by row group: a damaged group becomes one quarantine row saying which rows
+    it held, and the groups after it are still read."""
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
-        batches = pf.iter_batches(batch_size=BATCH_ROWS)
+        groups = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
     except Exception as e:  # pyarrow raises several types for a bad file
         raise FileReadError(f"cannot read {path} as parquet: {e}") from e
-    yield from _read_table_batches(batches, path)
+    row = 0
+    for i, n in enumerate(groups):
+        first, done = row + 1, 0
+        try:
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[i]):
+                values = batch.to_pylist()
+                for value in values:
+                    row += 1
+                    yield Record(row=row, value=value, raw_text=None)
+                done += len(values)
+        except Exception as e:  # thrift, decompression, checksum errors: all mean a damaged group
+            lost = n - done
+            yield Record(row=first + done, raw_text="", error=(
+                reasons.CORRUPT_DATA, f"{path}: row group {i + 1} of {len(groups)} (rows {first:,}-{first + n - 1:,}) "
+                                      f"is damaged from row {first + done:,}: {lost:,} records lost: {e}"))
+            row = first + n - 1
 
 
 def _read_hf_dataset(path: Path, fmt: str, split: str | None) -> Iterator[Record]:

@@ -3,6 +3,7 @@
 # Ingest (per record, or per file where the file itself is the problem).
 INVALID_JSON = "invalid_json"
 INVALID_UTF8 = "invalid_utf8"
+INVALID_UNICODE = "invalid_unicode"  # valid UTF-8/JSON, but a string no UTF-8 column can hold (lone surrogate)
 NOT_AN_OBJECT = "not_an_object"
 MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
@@ -14,6 +15,8 @@ BAD_TRANSCRIPT = "bad_transcript"
 BAD_CONVERSATION = "bad_conversation"
 EMPTY_FILE = "empty_file"
 TRUNCATED_FILE = "truncated_file"
+UNMAPPABLE = "unmappable_record"  # the mapper failed in a way no rule foresaw: a bug to report, not a crash
+CORRUPT_DATA = "corrupt_data"  # a damaged block of a file (a Parquet row group): its rows cannot be read
 
 # Silver (decided in sql/silver_decisions.sql).
 EMPTY_RESPONSE = "empty_response"
@@ -23,9 +26,9 @@ CONTAMINATED = "contaminated"
 DUPLICATE = "duplicate"
 
 INGEST_REASONS = frozenset({
-    INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NULL_CONTENT,
+    INVALID_JSON, INVALID_UTF8, INVALID_UNICODE, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, NULL_CONTENT,
     FIELD_TOO_LARGE, UNKNOWN_ROLE, INVALID_LABEL, BAD_TRANSCRIPT, BAD_CONVERSATION,
-    EMPTY_FILE, TRUNCATED_FILE,
+    EMPTY_FILE, TRUNCATED_FILE, CORRUPT_DATA, UNMAPPABLE,
 })
 SILVER_REASONS = frozenset({
     EMPTY_RESPONSE, IDENTICAL_RESPONSES, CONVERSATION_MISMATCH, CONTAMINATED, DUPLICATE,

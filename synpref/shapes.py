@@ -60,6 +60,11 @@ def _text(value: Any, what: str, source: Source) -> str:
     if len(value) > source.max_field_chars:
         raise Reject(reasons.FIELD_TOO_LARGE,
                      f"{what} has {len(value):,} chars, over the limit of {source.max_field_chars:,}")
+    try:  # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 column can hold
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Reject(reasons.INVALID_UNICODE,
+                     f"{what} holds a lone surrogate U+{ord(value[e.start]):04X} at char {e.start}") from None
     return value
 
 
@@ -75,6 +80,8 @@ def _messages(value: Any, what: str, source: Source) -> list[dict]:
         if not isinstance(msg, dict) or "role" not in msg or "content" not in msg:
             raise Reject(reasons.BAD_CONVERSATION, f"{what}[{i}] is not a {{role, content}} message")
         role = msg["role"]
+        if not isinstance(role, str):
+            raise Reject(reasons.WRONG_TYPE, f"{what}[{i}].role is a {type(role).__name__}, expected a string")
         if role not in ROLES:
             raise Reject(reasons.UNKNOWN_ROLE, f"{what}[{i}] has role {role!r}; known: {sorted(ROLES)}")
         messages.append({"role": role, "content": _text(msg["content"], f"{what}[{i}].content", source)})

@@ -20,14 +20,22 @@ Example (paths are relative to the YAML file)::
 
 Decontamination drops pairs whose conversation shares a word 13-gram (the paper's n)
 with any benchmark prompt; see sql/silver_decisions.sql.
+
+A sources file is trusted like a script: it may name any file the user running the pipeline
+can read (symlinks and ``..`` are followed), and every row records the file it came from.
+To run sources files you did not write, set ``SYNPREF_SOURCE_ROOTS`` (folders separated by
+``:``): every file must then resolve, symlinks followed, to a path inside one of them.
+Devices, FIFOs and sockets are never read.
 """
 
 from __future__ import annotations
 
 import glob
-import os
 import hashlib
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +52,12 @@ SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 DEFAULT_MAX_FIELD_CHARS = 1_000_000
+# A source's name is a file-name field of its parts: no separators, no "--" (it delimits fields).
+NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.]|-(?!-)){0,63}")
+ENTRY_KEYS = {"name", "path", "shape", "format", "columns", "split", "max_field_chars"}
+MAX_FILE_BYTES = 1 << 20  # a sources file lists sources; anything bigger is a mistake or an attack
+MAX_NODES = 20_000  # after YAML aliases are expanded: bounds an alias bomb ("billion laughs")
+ROOTS_ENV = "SYNPREF_SOURCE_ROOTS"
 
 
 class SourcesError(ValueError):
@@ -66,11 +80,14 @@ class Source:
         return self.columns.get(canonical, canonical)
 
     def files(self) -> list[Path]:
-        """The files (or dataset folders) this source names, sorted; error if none."""
+        """The files (or dataset folders) this source names, sorted; error if none, or if one
+        is not a regular file or folder, or lies outside SYNPREF_SOURCE_ROOTS when that is set."""
         pattern = self.path if Path(self.path).is_absolute() else str(self.base_dir / self.path)
         matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
         if not matches:
             raise SourcesError(f"source {self.name!r}: no file matches {pattern}")
+        for path in matches:
+            check_readable(path, f"source {self.name!r}")
         return matches
 
     def format_of(self, path: Path) -> str:
@@ -130,31 +147,104 @@ def _dig(record, dotted: str):
     return record
 
 
-def load_sources(path: str | Path) -> SourcesConfig:
-    path = Path(path).resolve()
+def allowed_roots() -> list[Path] | None:
+    """The folders sources must resolve into (SYNPREF_SOURCE_ROOTS), or None: no confinement."""
+    value = os.environ.get(ROOTS_ENV, "").strip()
+    if not value:
+        return None
+    return [Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p.strip()]
+
+
+def check_readable(path: Path, what: str) -> None:
+    """A regular file or folder, inside SYNPREF_SOURCE_ROOTS when that is set."""
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SourcesError(f"{what}: {path} is not a regular file or folder")
+    roots = allowed_roots()
+    real = path.resolve()
+    if roots is not None and not any(real.is_relative_to(r) for r in roots):
+        raise SourcesError(f"{what}: {path} resolves to {real}, outside the allowed roots "
+                           f"{ROOTS_ENV}={os.pathsep.join(map(str, roots))}")
+
+
+def _count_nodes(doc, limit: int) -> int:
+    """Nodes of the loaded document, aliases counted at every use; stops past `limit`."""
+    count, stack = 0, [doc]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
+def _string(value, what: str, where: str, max_len: int = 4_096) -> str:
+    if not isinstance(value, str) or not value:
+        raise SourcesError(f"{where}: {what} must be a non-empty string, not {type(value).__name__}")
+    if len(value) > max_len:
+        raise SourcesError(f"{where}: {what} is {len(value):,} chars long (at most {max_len:,})")
+    return value
+
+
+def _read_doc(path: Path) -> dict:
     if not path.exists():
         raise SourcesError(f"sources file not found: {path}")
-    with path.open() as f:
-        doc = yaml.safe_load(f) or {}
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise SourcesError(f"{path} is {path.stat().st_size:,} bytes; a sources file is at most {MAX_FILE_BYTES:,}")
+    try:
+        with path.open(encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SourcesError(f"{path} is not valid YAML: {e}") from None
+    if _count_nodes(doc, MAX_NODES) > MAX_NODES:
+        raise SourcesError(f"{path} expands to over {MAX_NODES:,} values (YAML aliases?); refused")
+    if not isinstance(doc, dict):
+        raise SourcesError(f"{path}: expected a mapping with `sources:`, found a {type(doc).__name__}")
+    return doc
+
+
+def load_sources(path: str | Path) -> SourcesConfig:
+    path = Path(path).resolve()
+    doc = _read_doc(path)
     base = path.parent
     entries = doc.get("sources") or []
     if not entries:
         raise SourcesError(f"{path}: no `sources:` listed")
+    if not isinstance(entries, list):
+        raise SourcesError(f"{path}: `sources:` must be a list, not a {type(entries).__name__}")
     sources = []
     seen = set()
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise SourcesError(f"{path}: source #{i + 1} must be a mapping, not a {type(entry).__name__}")
         missing = [k for k in ("name", "path", "shape") if k not in entry]
         if missing:
             raise SourcesError(f"{path}: source #{i + 1} lacks {', '.join(missing)}")
-        shape = entry["shape"]
+        unknown_keys = sorted(str(k) for k in set(entry) - ENTRY_KEYS)
+        if unknown_keys:
+            raise SourcesError(f"{path}: source #{i + 1} has unknown keys {unknown_keys}; known: {sorted(ENTRY_KEYS)}")
+        where = f"{path}: source #{i + 1}"
+        name = _string(entry["name"], "`name`", where, 64)
+        if not NAME.fullmatch(name):
+            raise SourcesError(f"{where}: name {name!r} must be letters, digits, '_', '.', single '-' "
+                               f"(it names files in the lake), starting with a letter or digit")
+        _string(entry["path"], "`path`", where)
+        shape = _string(entry["shape"], "`shape`", where, 64)
         if shape not in SHAPES:
             raise SourcesError(f"{path}: source {entry['name']!r} has unknown shape {shape!r}; "
                                f"known: {', '.join(SHAPES)}")
         fmt = entry.get("format")
-        if fmt is not None and fmt not in FORMATS:
+        if fmt is not None and (not isinstance(fmt, str) or fmt not in FORMATS):
             raise SourcesError(f"{path}: source {entry['name']!r} has unknown format {fmt!r}; "
                                f"known: {', '.join(FORMATS)}")
-        columns = {str(k): str(v) for k, v in (entry.get("columns") or {}).items()}
+        raw_columns = entry.get("columns") or {}
+        if not isinstance(raw_columns, dict):
+            raise SourcesError(f"{where}: `columns` must map fields to paths, not a {type(raw_columns).__name__}")
+        columns = {_string(k, "a `columns` key", where, 64): _string(v, f"`columns.{k}`", where, 256)
+                   for k, v in raw_columns.items()}
         required, optional = SHAPES[shape]
         unknown = set(columns) - set(required) - set(optional)
         if unknown:
@@ -163,24 +253,34 @@ def load_sources(path: str | Path) -> SourcesConfig:
         if entry["name"] in seen:
             raise SourcesError(f"{path}: source name {entry['name']!r} is used twice")
         seen.add(entry["name"])
-        sources.append(Source(
-            name=entry["name"], path=str(entry["path"]), shape=shape, format=fmt, columns=columns,
-            split=entry.get("split"),
-            max_field_chars=int(entry.get("max_field_chars", DEFAULT_MAX_FIELD_CHARS)),
-            base_dir=base,
-        ))
+        split = entry.get("split")
+        if split is not None:
+            _string(split, "`split`", where, 256)
+        max_chars = entry.get("max_field_chars", DEFAULT_MAX_FIELD_CHARS)
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise SourcesError(f"{where}: `max_field_chars` must be a positive integer, not {max_chars!r}"[:300])
+        sources.append(Source(name=name, path=entry["path"], shape=shape, format=fmt, columns=columns,
+                              split=split, max_field_chars=max_chars, base_dir=base))
     deco = doc.get("decontamination") or {}
+    if not isinstance(deco, dict):
+        raise SourcesError(f"{path}: `decontamination` must be a mapping, not a {type(deco).__name__}")
     prompt_files = deco.get("benchmark_prompts") or []
     if isinstance(prompt_files, str):
         prompt_files = [prompt_files]
+    if not isinstance(prompt_files, list):
+        raise SourcesError(f"{path}: `benchmark_prompts` must be a path or a list of paths")
     resolved = []
     for p in prompt_files:
+        _string(p, "a `benchmark_prompts` entry", f"{path}: decontamination")
         matches = sorted(glob.glob(str(base / p) if not Path(p).is_absolute() else p))
         if not matches:
             raise SourcesError(f"{path}: benchmark prompt file not found: {p}")
+        for m in matches:
+            check_readable(Path(m), f"{path}: benchmark prompts")
         resolved.extend(Path(m) for m in matches)
     decontamination = Decontamination(
-        benchmark_prompts=tuple(resolved), field=deco.get("field", "prompt"))
+        benchmark_prompts=tuple(resolved),
+        field=_string(deco.get("field", "prompt"), "`field`", f"{path}: decontamination", 256))
     return SourcesConfig(sources=tuple(sources), decontamination=decontamination, path=path)
 
 
