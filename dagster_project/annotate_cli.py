@@ -22,10 +22,13 @@ def annotate() -> None:
               help="Annotators per pair before it leaves the queue (2 or more to measure agreement).")
 @click.option("--seal-every", default=10.0, show_default=True,
               help="Seconds between moves of journaled labels into human_labels.")
+@click.option("--lease", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a shown pair is held for its annotator; a label sent later is refused (410).")
 @click.option("--guideline", default="annotation-v1", show_default=True,
               help="Guideline document (models/guidelines/); its version is stored with every label.")
 @lake_option
-def serve(host: str, port: int, labels_per_pair: int, seal_every: float, guideline: str, lake_dir: str) -> None:
+def serve(host: str, port: int, labels_per_pair: int, seal_every: float, lease: float, guideline: str,
+          lake_dir: str) -> None:
     """Serve the annotation page (one server per lake; stop it with Ctrl+C or SIGTERM)."""
     import uvicorn
 
@@ -35,7 +38,7 @@ def serve(host: str, port: int, labels_per_pair: int, seal_every: float, guideli
     if not lake.has_table("silver_pairs"):
         raise click.ClickException(f"no silver_pairs under {lake.root}: build the lake first")
     app = create_app(lake, ServeSettings(labels_per_pair=labels_per_pair, seal_every_s=seal_every,
-                                         guideline_version=guideline), log=click.echo)
+                                         lease_s=lease, guideline_version=guideline), log=click.echo)
     click.echo(f"annotation page: http://{host}:{port}/ (sign in with a token from "
                f"`synpref annotate add-annotator NAME`)")
     uvicorn.run(app, host=host, port=port, workers=1, log_level="warning", timeout_graceful_shutdown=10)
@@ -127,10 +130,13 @@ def import_(path: Path, fmt: str | None, mapping: str, question: str, comment_qu
 def seal(lake_dir: str) -> None:
     """Move journaled labels (e.g. a killed server's) into human_labels now."""
     from synpref.duck import refresh_views
-    from synpref.human_labels import seal as seal_journal
+    from synpref.human_labels import rejected_lines_path, seal as seal_journal
 
     lake = Lake.at(lake_dir)
     summary = seal_journal(lake)
     refresh_views(lake)
     click.echo(f"sealed {summary.sealed:,} labels from {summary.segments} journal segments "
-               f"({summary.duplicates:,} stored already, {summary.rejected_lines} unreadable lines set aside)")
+               f"({summary.duplicates:,} stored already, {summary.rejected_lines} lines set aside, "
+               f"{summary.unknown_pairs} of them naming a pair not in silver_pairs)")
+    if summary.rejected_lines:
+        click.echo(f"lines set aside, with their reasons: {rejected_lines_path(lake)}")

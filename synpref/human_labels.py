@@ -178,42 +178,62 @@ class SealSummary:
     duplicates: int = 0  # journal lines already stored (sealed before)
     segments: int = 0  # journal segments read
     removed: int = 0  # dead servers' segments sealed and removed
-    rejected_lines: int = 0  # journal lines that could not be read (kept in rejected_journal_lines.jsonl)
+    rejected_lines: int = 0  # lines set aside in rejected_journal_lines.jsonl: unreadable, invalid, unknown pair
+    unknown_pairs: int = 0  # of rejected_lines: labels naming a pair_id that is not in silver_pairs
+    lines: int = 0  # journal lines dealt with now; always sealed + duplicates + rejected_lines
 
 
 def seal(lake: Lake, journal: LabelJournal | None = None) -> SealSummary:
     """Move every journal line into human_labels, once. A dead server's segment is removed
     after its lines are durably stored; a live server's is only read (that server seals and
-    rotates its own: pass its `journal`). Safe to run from several processes at once."""
+    rotates its own: pass its `journal`). Safe to run from several processes at once.
+
+    Lines are checked as imports are (`normalise`, then pair_id in silver_pairs); a line that
+    fails is set aside in rejected_journal_lines.jsonl with its reason, never dropped. A live
+    segment's lines are set aside only once it is dead, so each is set aside once."""
     summary = SealSummary()
     with label_lock(lake):
         if journal is not None:
             journal.rotate()  # new labels go to a fresh segment while the old one is sealed
         claimed: dict[Path, int] = {}
         try:
-            records, bad = [], []
+            records, bad = [], []  # records: (line as read, from a live segment?)
             segments = segment_files(lake)
             for path in segments:
                 fd = claim(path)
                 if fd is not None:
                     claimed[path] = fd
                 lines = read_segment(path, live=fd is None)
-                records += lines.records
+                records += [(record, fd is None) for record in lines.records]
                 if fd is not None:  # a live segment's bad lines are set aside once it is dead
                     bad += lines.bad
-            summary.segments = len(segments)
+            summary.segments, unreadable = len(segments), len(bad)
             now = datetime.now(timezone.utc)
-            rows = []
-            for record in records:
+            checked, deferred = [], 0  # checked: (row, record, live)
+            for record, live in records:
                 try:
-                    rows.append(normalise(record, "web", now))
+                    checked.append((normalise(record, "web", now), record, live))
                 except ValueError as e:
-                    bad.append({"reason": f"invalid label: {e}", "text": json.dumps(record, default=str)})
+                    deferred += live
+                    if not live:
+                        bad.append({"reason": f"invalid label: {e}", "text": json.dumps(record, default=str)})
+            # the pair must exist, as for an import; sealing cannot refuse the batch, so such a label is set aside
+            unknown = {i - 1 for i, _ in _unknown_pairs(lake, [row for row, _, _ in checked])} if checked else set()
+            for i in sorted(unknown):
+                row, record, live = checked[i]
+                deferred += live
+                if not live:
+                    summary.unknown_pairs += 1
+                    bad.append({"reason": f"pair_id {row['pair_id']!r} is not in silver_pairs",
+                                "text": json.dumps(record, default=str)})
+            rows = [row for i, (row, _, _) in enumerate(checked) if i not in unknown]
             if rows:
                 summary.sealed, summary.duplicates = _store_new(lake, to_table(rows))
             if bad:
                 _keep_rejected(lake, bad)
             summary.rejected_lines = len(bad)
+            # every line read is stored, a duplicate, set aside, or left in its live segment for later
+            summary.lines = len(records) + unreadable - deferred
             for path in claimed:
                 path.unlink(missing_ok=True)
             if claimed:

@@ -103,6 +103,30 @@ def test_a_dead_servers_segment_is_recovered_and_its_unfinished_line_set_aside(l
     assert sorted(r["label_id"] for r in stored_labels(lake)) == ["d0", "d1"]
 
 
+def test_sealing_sets_aside_a_label_whose_pair_is_not_in_the_lake_as_import_refuses_it(labelled_lake):
+    lake = labelled_lake
+    ids = pair_ids(lake)
+    stranger = _web_label("w-stranger", "no-such-pair")
+    with pytest.raises(LabelError, match="'no-such-pair' is not in silver_pairs"):
+        append_labels(lake, [stranger])  # import refuses it
+    journal = LabelJournal(lake)
+    for label in (_web_label("w0", ids[0]), stranger, _web_label("w1", ids[1]), _web_label("w0", ids[0])):
+        journal.append(label)
+    # while its server lives, the segment is read but its stranger is left there, not set aside each time
+    for _ in range(2):
+        live = seal(lake)
+        assert (live.sealed + live.duplicates, live.rejected_lines, live.lines) == (3, 0, 3)
+    assert not rejected_lines_path(lake).exists()
+    journal.close()
+    dead = seal(lake)
+    assert (dead.sealed, dead.duplicates, dead.rejected_lines, dead.unknown_pairs, dead.lines) == (0, 3, 1, 1, 4)
+    assert dead.lines == dead.sealed + dead.duplicates + dead.rejected_lines and segment_files(lake) == []
+    (kept,) = [json.loads(line) for line in rejected_lines_path(lake).read_text().splitlines()]
+    assert kept["reason"] == "pair_id 'no-such-pair' is not in silver_pairs"
+    assert json.loads(kept["text"]) == stranger  # the line as journaled, whole: nothing lost
+    assert sorted(r["label_id"] for r in stored_labels(lake)) == ["w0", "w1"]
+
+
 def test_a_journal_write_that_fails_leaves_no_half_line(labelled_lake, monkeypatch):
     import os
 

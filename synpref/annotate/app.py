@@ -8,6 +8,11 @@ only the app's own script file, so nothing inside a response can run.
 A label is journaled (written and fsynced) before the page is told it was saved; the journal
 is sealed into human_labels at start (recovering a killed server's labels), every
 `seal_every_s` seconds, and at shutdown.
+
+A ticket is good for `lease_s` seconds (the time its pair is held for the annotator): after
+that the label is refused with 410. An annotator labels a pair once: resending the same
+choice is a retry (200, nothing new stored), another choice gets 409 with the kept one. No
+request body may exceed MAX_BODY bytes (413, answered before the body is read).
 """
 
 from __future__ import annotations
@@ -45,13 +50,14 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 MAX_COMMENT = 5000
+MAX_BODY = 64 * 1024  # a label (ticket + 5000-character comment) is far smaller; nothing here needs more
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     labels_per_pair: int = 1  # annotators per pair before it leaves the queue (2+ to measure agreement)
     seal_every_s: float = 10.0  # how often journaled labels are sealed into human_labels
-    lease_s: float = 600.0  # a shown pair is held for its annotator this long
+    lease_s: float = 600.0  # a shown pair is held for its annotator this long; its ticket expires then
     guideline_version: str = "annotation-v1"
 
 
@@ -59,6 +65,48 @@ class LabelIn(BaseModel):
     ticket: str = Field(max_length=2000)
     choice: str
     comment: str | None = Field(default=None, max_length=MAX_COMMENT)
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes with 413, on every route: a declared
+    Content-Length before a byte of the body is read, a chunked body as soon as it passes the
+    limit. It sits outside everything else, so no handler (/signin included) buffers more."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await self._refuse(scope, send)
+        received, refused = 0, False
+
+        async def counted():
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit and not refused:
+                refused = True
+                await self._refuse(scope, send)
+            # once refused, the app sees the client gone and its own answer is dropped below
+            return {"type": "http.disconnect"} if refused else message
+
+        async def unless_refused(message):
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, unless_refused)
+        except Exception:
+            if not refused:  # the app's failure reading a body we cut off is expected; others are not
+                raise
+
+    async def _refuse(self, scope, send) -> None:
+        # Connection: close, so the server does not go on receiving the rest of the body
+        await JSONResponse({"detail": f"request body over {self.limit // 1024} KiB"}, status_code=413,
+                           headers={**SECURITY_HEADERS, "Connection": "close"})(scope, None, send)
 
 
 class ServerLock:
@@ -100,12 +148,30 @@ class Sealer(threading.Thread):
                 self.log(f"sealing failed, will retry: {e!r}")
 
 
+def relative_choice(position: str, shown_order: str) -> str:
+    """The page's answer ("1", "2", "cannot_decide") as stored: relative to the original label."""
+    if CHOICES[position] is None:
+        return "cannot_decide"
+    return "chosen" if (CHOICES[position] == 1) == (shown_order == "chosen_first") else "rejected"
+
+
+def shown_choice(choice: str, shown_order: str) -> str:
+    """A stored choice as the page names it, for a pair shown in shown_order."""
+    if choice not in ("chosen", "rejected"):
+        return "cannot_decide"
+    return "1" if (choice == "chosen") == (shown_order == "chosen_first") else "2"
+
+
 def create_app(lake: Lake, settings: ServeSettings = ServeSettings(), log=print) -> FastAPI:
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     guideline = load_guideline(settings.guideline_version)
     tokens = Tokens(lake)
     rng = random.SystemRandom()
     live: dict = {}
+    # Saves run one at a time from the checks to the journal (appends are serial anyway): two
+    # racing saves cannot both take a pair's last slot, and a retry is answered only once the
+    # first label is on disk.
+    save_lock = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -162,6 +228,8 @@ def create_app(lake: Lake, settings: ServeSettings = ServeSettings(), log=print)
             response.headers.setdefault(name, value)
         return response
 
+    app.add_middleware(BodyLimit)  # added after authenticate, so outside it: sizes are checked before anything
+
     @app.post("/signin")
     async def signin(request: Request):
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -208,19 +276,36 @@ def create_app(lake: Lake, settings: ServeSettings = ServeSettings(), log=print)
             return JSONResponse({"detail": f"bad ticket: {e}"}, status_code=400)
         if ticket["annotator"] != annotator:
             return JSONResponse({"detail": "this pair was shown to another annotator"}, status_code=403)
-        label_id = ticket["nonce"]
-        if not state.seen(label_id):  # a resubmitted ticket is saved once
-            position = CHOICES[body.choice]
-            choice = "cannot_decide" if position is None else (
-                "chosen" if (position == 1) == (ticket["shown_order"] == "chosen_first") else "rejected")
+        pair_id, shown_order = ticket["pair_id"], ticket["shown_order"]
+        choice = relative_choice(body.choice, shown_order)
+        with save_lock:
+            kept = state.kept(pair_id, annotator)
+            if kept is not None:
+                # An annotator labels a pair once (by this ticket or another showing of the pair). The
+                # same choice again is a client retry (a lost answer, a double click): idempotent 200,
+                # nothing new stored. Another choice is not silently dropped: 409 names the kept one
+                # (a correction is a newer row, by import).
+                kept_id, kept_choice = kept
+                if kept_choice != choice:
+                    return JSONResponse({"detail": "already labelled: the first choice is kept", "saved": False,
+                                         "label_id": kept_id, "kept_choice": shown_choice(kept_choice, shown_order)},
+                                        status_code=409)
+                return {"saved": True, "repeat": True, "label_id": kept_id,
+                        "progress": state.progress(annotator).as_dict()}
+            if time.time() - ticket["served_at"] > settings.lease_s:
+                # the pair was held for this annotator only so long; it may be someone else's now
+                return JSONResponse({"detail": "ticket expired; fetch the next pair"}, status_code=410)
+            if not state.has_room(pair_id, annotator):
+                return JSONResponse({"detail": "this pair has all its labels; fetch the next pair"}, status_code=410)
+            label_id = ticket["nonce"]
             now = datetime.now(timezone.utc)
             live["journal"].append({
-                "label_id": label_id, "pair_id": ticket["pair_id"], "annotator": annotator, "choice": choice,
-                "shown_order": ticket["shown_order"], "comment": (body.comment or "").strip() or None,
+                "label_id": label_id, "pair_id": pair_id, "annotator": annotator, "choice": choice,
+                "shown_order": shown_order, "comment": (body.comment or "").strip() or None,
                 "seconds": round(max(0.0, time.time() - ticket["served_at"]), 3), "labelled_at": now.isoformat(),
                 "guideline_version": guideline.version, "simulated": False, "source": "web",
                 "recorded_at": now.isoformat()})
-            state.record(label_id, ticket["pair_id"], annotator)
+            state.record(label_id, pair_id, annotator, choice)
         return {"saved": True, "label_id": label_id, "progress": state.progress(annotator).as_dict()}
 
     return app

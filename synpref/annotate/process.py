@@ -29,6 +29,7 @@ class AnnotationServer:
 
     def __init__(self, lake: Lake, log: Path, *extra: str):
         self.lake, self.log = lake, log
+        self._log_from = log.stat().st_size if log.exists() else 0  # this server's lines only (logs may be shared)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # `env --default-signal`: shells here may start children with SIGTERM ignored
@@ -59,7 +60,9 @@ class AnnotationServer:
         """SIGTERM, as a service manager stops it; True if it shut down cleanly (its journal sealed).
         uvicorn re-raises the signal after its graceful shutdown, so the exit code is -SIGTERM."""
         code = self.stop(signal.SIGTERM)
-        return code in (0, -signal.SIGTERM) and "shutdown: sealed" in self.log.read_text()
+        with self.log.open() as f:
+            f.seek(self._log_from)
+            return code in (0, -signal.SIGTERM) and "shutdown: sealed" in f.read()
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
         """Send sig to the server's process group and wait for it to end; returns its exit code."""

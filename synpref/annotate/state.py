@@ -5,6 +5,9 @@ The queue is small by design (humans label thousands of pairs, not millions), so
 whole and read again when annotation_queue gets a new part. An annotator gets the first
 queued pair (objective, low-controversy first) they have not labelled, that still needs
 labels: fewer than labels_per_pair labels plus other annotators' open leases.
+
+An annotator labels a pair once, and no pair gets more than labels_per_pair labels from the
+page: a label is stored only if `has_room` says so at the moment it is journaled.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class AnnotationState:
     def __init__(self, lake: Lake, labels_per_pair: int = 1, lease_s: float = 600.0, reload_every_s: float = 2.0):
         if labels_per_pair < 1:
             raise ValueError("labels_per_pair must be >= 1")
-        self.lake, self.labels_per_pair, self.lease_s, self.reload_every_s = lake, labels_per_pair, lease_s, reload_every_s
+        self.lake, self.labels_per_pair = lake, labels_per_pair
+        self.lease_s, self.reload_every_s = lease_s, reload_every_s
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.order: list[str] = []
@@ -54,6 +58,7 @@ class AnnotationState:
         self.labelled_by: dict[str, set[str]] = {}
         self.done: dict[str, set[str]] = {}
         self.label_ids: set[str] = set()
+        self.kept_labels: dict[tuple[str, str], tuple[str, str]] = {}  # (pair, annotator) -> (label_id, choice)
         self.leases: dict[str, dict[str, float]] = {}
         self._queue_files: tuple[str, ...] | None = None
         self._checked = 0.0
@@ -62,19 +67,19 @@ class AnnotationState:
 
     def load_labels(self) -> None:
         """Every stored label (sealed parts and journal lines), for who-labelled-what."""
-        keys: list[tuple[str, str, str]] = []
+        keys: list[tuple[str, str, str, str]] = []
         if self.lake.has_table(LABELS):
             con = duck_connect(self.lake)
             try:
-                keys = con.execute(f"select label_id, pair_id, annotator from "
-                                   f"read_parquet('{self.lake.table_glob(LABELS)}')").fetchall()
+                keys = con.execute(f"select label_id, pair_id, annotator, choice from "
+                                   f"read_parquet('{self.lake.table_glob(LABELS)}') order by recorded_at").fetchall()
             finally:
                 con.close()
         for path in segment_files(self.lake):
-            keys += [(r.get("label_id"), r.get("pair_id"), r.get("annotator"))
+            keys += [(r.get("label_id"), r.get("pair_id"), r.get("annotator"), r.get("choice"))
                      for r in read_segment(path, live=True).records]
-        for label_id, pair_id, annotator in keys:
-            self.record(label_id, pair_id, annotator)
+        for label_id, pair_id, annotator, choice in keys:
+            self.record(label_id, pair_id, annotator, choice)
 
     def refresh_queue(self, force: bool = False) -> None:
         """Reread the queue if annotation_queue has new parts (checked every reload_every_s)."""
@@ -109,16 +114,27 @@ class AnnotationState:
 
     # ------------------------------------------------------------ labels and leases
 
-    def seen(self, label_id: str) -> bool:
+    def kept(self, pair_id: str, annotator: str) -> tuple[str, str] | None:
+        """(label_id, choice) of the label this annotator gave this pair, None if they have not."""
         with self._lock:
-            return label_id in self.label_ids
+            return self.kept_labels.get((pair_id, annotator))
 
-    def record(self, label_id: str, pair_id: str, annotator: str) -> bool:
+    def has_room(self, pair_id: str, annotator: str) -> bool:
+        """Whether a label by this annotator still fits the pair: fewer than labels_per_pair labels
+        plus other annotators' open leases. Their own lease is their slot, so it is not counted;
+        a pair taken by others meanwhile (a lease lost in a restart) is full."""
+        with self._lock:
+            return self._open_to(pair_id, annotator, time.time())
+
+    def record(self, label_id: str, pair_id: str, annotator: str, choice: str | None = None) -> bool:
         """Count a stored label; False if it was counted already (a resubmitted ticket)."""
         with self._lock:
             if label_id in self.label_ids:
                 return False
             self.label_ids.add(label_id)
+            # loaded oldest first, so a later correction (an import) is the one kept, as in gold_pairs;
+            # the page itself stores one label per annotator and pair
+            self.kept_labels[(pair_id, annotator)] = (label_id, choice)
             self.labelled_by.setdefault(pair_id, set()).add(annotator)
             self.done.setdefault(annotator, set()).add(pair_id)
             self.leases.get(pair_id, {}).pop(annotator, None)
