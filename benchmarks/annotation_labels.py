@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from synpref.annotate.process import AnnotationServer  # noqa: E402
+from synpref.duck import lit  # noqa: E402
 from synpref.annotation_queue import queue_for_humans  # noqa: E402
 from synpref.annotators import add_annotator  # noqa: E402
 from synpref.gold import build_gold_pairs  # noqa: E402
@@ -131,7 +132,7 @@ def main() -> None:
         lake = silver(root / "a", 2_000)
         import duckdb
 
-        pair_ids = [r[0] for r in duckdb.sql(f"select pair_id from read_parquet('{lake.table_glob('silver_pairs')}') "
+        pair_ids = [r[0] for r in duckdb.sql(f"select pair_id from read_parquet({lit(lake.table_glob('silver_pairs'))}) "
                                              f"order by pair_id").fetchall()]
         writes = durable_writes(silver(root / "w", 10), args.labels, pair_ids[0])
         print("\nA. durable write per label\n\n| method | labels/s | vs journal |\n|---|---:|---:|")

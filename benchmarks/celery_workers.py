@@ -31,6 +31,7 @@ import yaml
 
 from dagster_project.celery_cluster import LocalCluster, stage2_run_config
 from dagster_project.run_events import shard_steps, step_records
+from synpref.duck import lit  # noqa: E402
 from synpref.lake import Lake
 from synpref.shards import shard_keys
 from synpref.stage2 import reset_shards
@@ -68,7 +69,7 @@ def measure(cluster: LocalCluster, source: Lake, work: Path, workers: int, phase
         record = next(r for r in instance.get_run_records(limit=5) if r.create_timestamp.timestamp() >= started)
         records = step_records(instance, record.dagster_run.run_id)
     con = duckdb.connect()
-    pairs = con.execute(f"select count(*) from read_parquet('{lake.table_glob('silver_pairs')}')").fetchone()[0]
+    pairs = con.execute(f"select count(*) from read_parquet({lit(lake.table_glob('silver_pairs'))})").fetchone()[0]
     con.close()
     steps = {op: {shard: {"worker": r.workers[-1].split("@")[0], "seconds": round(r.succeeded - r.started, 2)}
                   for shard, r in sorted(shard_steps(records, op).items())} for op in ops}

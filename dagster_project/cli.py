@@ -12,6 +12,7 @@ from dagster_project.annotate_cli import annotate
 from dagster_project.cli_options import lake_option
 from synpref.filter_stage import RULES
 from synpref.lake import LAKE_ENV, Lake
+from synpref.user_query import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S
 
 
 
@@ -187,27 +188,30 @@ def materialize(select: str, sources_file: str | None, lake_dir: str) -> None:
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--max-rows", default=100, show_default=True, help="Rows shown in table format.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="Seconds before the query is stopped (0: no limit). Ctrl-C stops it at once.")
+@click.option("--memory-limit", default=DEFAULT_MEMORY, show_default=True,
+              help="DuckDB's memory limit for the query; past it, DuckDB spills to disk or fails.")
 @lake_option
-def sql(query: str, fmt: str, max_rows: int, lake_dir: str) -> None:
-    """Run a read-only SQL query over the lake's tables (writes are refused)."""
-    from synpref.duck import WriteRefused, query_read_only
+def sql(query: str, fmt: str, max_rows: int, timeout_s: float, memory_limit: str, lake_dir: str) -> None:
+    """Run a read-only SQL query over the lake's tables: SELECT or EXPLAIN SELECT, reading only
+    the lake's tables (not other files), within a time and memory limit."""
+    from synpref.duck import WriteRefused
+    from synpref.user_query import QueryError, QueryLimits, run_user_query
 
-    try:
-        con, rel = query_read_only(Lake.at(lake_dir), query)
-    except WriteRefused as e:
-        raise click.ClickException(str(e)) from e
-    except Exception as e:  # parse / binder / missing-lake errors: say what DuckDB said
-        raise click.ClickException(str(e)) from e
-    try:
+    def emit(rel) -> None:
         if fmt == "table":
             rel.show(max_rows=max_rows, max_width=10_000)
-        else:
-            frame = rel.pl()
-            click.echo(frame.write_csv() if fmt == "csv" else frame.write_json(), nl=False)
-            if fmt == "json":
-                click.echo()
-    finally:
-        con.close()
+            return
+        frame = rel.pl()
+        click.echo(frame.write_csv() if fmt == "csv" else frame.write_json(), nl=False)
+        if fmt == "json":
+            click.echo()
+
+    try:
+        run_user_query(Lake.at(lake_dir), query, emit, QueryLimits(timeout_s, memory_limit))
+    except (QueryError, WriteRefused) as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 import sql as sql_files
-from synpref.duck import connect as duck_connect
+from synpref.duck import connect as duck_connect, lit
 from synpref import schemas
 from synpref.lake import Lake, write_part
 from synpref.queues import Queued, enqueue_pairs
@@ -40,7 +40,7 @@ def queue_counts(lake: Lake) -> dict[str, dict[int, int]]:
     try:
         out: dict[str, dict[int, int]] = {}
         for origin, priority, n in con.execute(
-                f"select origin, priority, count(*) from read_parquet('{lake.table_glob(TABLE)}') "
+                f"select origin, priority, count(*) from read_parquet({lit(lake.table_glob(TABLE))}) "
                 f"group by all order by all").fetchall():
             out.setdefault(origin, {})[priority] = n
         return out

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import schemas
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.lake import Lake, atomic_path
 from synpref.shards import N_SHARDS, shard_sql
 
@@ -32,7 +32,7 @@ TABLE = "pair_attributes"
 # Each pair's latest successful attribute row (any model or prompt version).
 LATEST_ATTRIBUTES_SQL = """
 select pair_id, task_category, objectivity, controversiality, desired_attributes, annotation_guideline
-from read_parquet('{glob}', union_by_name = true)
+from read_parquet({glob}, union_by_name = true)
 where status = 'ok'
 qualify row_number() over (partition by pair_id order by annotated_at desc) = 1
 """
@@ -46,7 +46,7 @@ def register_latest_attributes(con: duckdb.DuckDBPyConnection, lake: Lake) -> No
     if not lake.has_table(TABLE):
         con.execute(f"create or replace temp view latest_attributes as {_NO_ATTRIBUTES_SQL}")
         return
-    glob = lake.table_glob(TABLE).replace("'", "''")
+    glob = lit(lake.table_glob(TABLE))
     con.execute(f"create or replace temp view latest_attributes as {LATEST_ATTRIBUTES_SQL.format(glob=glob)}")
 
 
@@ -133,7 +133,7 @@ def _count(lake: Lake, model: str, version: str, shard: int | None = None, n_sha
     in_shard = f"and {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
     con = duck_connect(lake)
     try:
-        return con.execute(f"select count(*) from read_parquet('{lake.table_glob(TABLE)}') "
+        return con.execute(f"select count(*) from read_parquet({lit(lake.table_glob(TABLE))}) "
                            f"where model = ? and prompt_version = ? {in_shard}", [model, version]).fetchone()[0]
     finally:
         con.close()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from synpref.duck import lit
+
 N_FOLDS = 5  # the pipeline's K: the fold models' Dagster partitions (fold-0 ... fold-4)
 N_REPEATS = 3  # members per pair: repeated K-fold splits, each with its own hash
 
@@ -123,7 +125,7 @@ def oof_scores_sql(lake, shard: int, members, settings: CrossFitSettings) -> str
     for ref, folds, label in _parts(members, settings, shard):
         path = part_path(lake, ref, "silver_pairs", label)
         for k, r in folds:
-            selects.append(f"select pair_id, p_chosen, {k} as fold, {r} as repeat from read_parquet('{path}') "
+            selects.append(f"select pair_id, p_chosen, {k} as fold, {r} as repeat from read_parquet({lit(path)}) "
                            f"where {fold_sql(settings.folds, r)} = {k}")
     return " union all ".join(selects)
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from synpref.lake import TABLE_LAYERS, Lake
+from synpref import scratch
+from synpref.lake import TABLE_LAYERS, Lake, sweep_scratch
 
 # Views made of several tables: name -> SQL (may only use tables that exist).
 QUARANTINE_VIEW = """
@@ -20,7 +21,14 @@ select raw_id, 'silver' as stage, reason, detail, source, source_file, source_ro
 from silver_quarantine
 """
 
-READ_ONLY_STATEMENTS = {"SELECT"}  # not EXPLAIN: EXPLAIN ANALYZE runs its statement
+READ_ONLY_STATEMENTS = {"SELECT"}
+
+
+def lit(value) -> str:
+    """A SQL string literal of `value` (a path, a key): quotes doubled, so a lake under
+    /data/o'brien/ reads as well as any other. Paths cannot be bound as parameters in COPY
+    or in a view's text, so every path goes into SQL through this."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 class WriteRefused(ValueError):
@@ -43,8 +51,8 @@ def connect(lake: Lake | None = None, database: str = ":memory:", read_only: boo
 
 
 def _view_sql(lake: Lake, table: str) -> str:
-    glob = lake.table_glob(table).replace("'", "''")
-    return f"create or replace view {table} as select * from read_parquet('{glob}', union_by_name = true)"
+    glob = lit(lake.table_glob(table))
+    return f"create or replace view {table} as select * from read_parquet({glob}, union_by_name = true)"
 
 
 def register_tables(con: duckdb.DuckDBPyConnection, lake: Lake, temp: bool = False) -> list[str]:
@@ -61,10 +69,12 @@ def register_tables(con: duckdb.DuckDBPyConnection, lake: Lake, temp: bool = Fal
 
 def stage_connection(lake: Lake, settings: DuckSettings = DuckSettings()) -> duckdb.DuckDBPyConnection:
     """An in-memory connection for a stage: bounded memory, spills under the lake root."""
-    lake.tmp_dir.mkdir(parents=True, exist_ok=True)
+    sweep_scratch(lake, once=True)  # spill folders of killed runs
+    spill = lake.tmp_dir / f"duckdb-{scratch.tag()}"  # one per connection: a sweep can tell its owner
+    spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(lake)
-    con.execute(f"set memory_limit = '{settings.memory_limit}'")
-    con.execute(f"set temp_directory = '{lake.tmp_dir}'")
+    con.execute(f"set memory_limit = {lit(settings.memory_limit)}")
+    con.execute(f"set temp_directory = {lit(spill)}")
     con.execute("set preserve_insertion_order = false")  # lets COPY stream instead of buffering
     if settings.threads:
         con.execute(f"set threads = {int(settings.threads)}")
@@ -94,8 +104,8 @@ def refresh_views(lake: Lake) -> list[str]:
         con.close()
 
 
-def check_read_only(sql: str) -> None:
-    """Refuse anything but SELECT / EXPLAIN, whatever DuckDB would allow on a read-only file."""
+def check_read_only(sql: str, explain: bool = False, what: str = "this query") -> None:
+    """Refuse anything but SELECT (and, with `explain`, EXPLAIN [ANALYZE] of a SELECT)."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
@@ -104,24 +114,16 @@ def check_read_only(sql: str) -> None:
         raise ValueError("empty query")
     for st in statements:
         kind = st.type.name
-        if kind not in READ_ONLY_STATEMENTS:
-            raise WriteRefused(f"refused: `synpref sql` is read-only; this query holds a {kind} statement "
-                               f"(only SELECT runs here)")
-
-
-def query_read_only(lake: Lake, sql: str):
-    """Run a user's read-only query against the lake database; returns a DuckDB relation result."""
-    check_read_only(sql)
-    # a store lake's database is a local file of views: any machine makes its own
-    if not lake.db_path.exists() and not (lake.remote and any(lake.has_table(t) for t in TABLE_LAYERS)):
-        raise FileNotFoundError(f"no lake database at {lake.db_path}; run `synpref demo` or "
-                                f"`synpref materialize` first")
-    try:  # views hold absolute paths: re-point them in case the lake was moved or copied
-        refresh_views(lake)
-    except (duckdb.IOException, PermissionError, OSError):
-        pass  # a read-only lake still answers, with the views it has
-    con = _connect_retrying(lake, read_only=True)
-    return con, con.sql(sql)
+        if kind == "EXPLAIN" and explain:  # the parser does not say what is explained: look at the text
+            inner = st.query.strip()
+            for word in ("explain", "analyze", "analyse"):
+                if inner[:len(word)].lower() == word:
+                    inner = inner[len(word):].lstrip()
+            check_read_only(inner, explain, what)
+        elif kind not in READ_ONLY_STATEMENTS:
+            allowed = "SELECT and EXPLAIN SELECT" if explain else "SELECT"
+            raise WriteRefused(f"refused: {what} is read-only; the query holds a {kind} statement "
+                               f"(only {allowed} run here)")
 
 
 def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:

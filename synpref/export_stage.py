@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sql as sql_files
+from synpref import scratch
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import DuckSettings, stage_connection
+from synpref.duck import DuckSettings, lit, stage_connection
 from synpref.lake import Lake, atomic_path
 
 TABLE = "curated_export"
@@ -68,8 +68,8 @@ def export_curated(lake: Lake, duck: DuckSettings = DuckSettings(), with_dataset
     try:
         register_latest_attributes(con, lake)
         with atomic_path(export_path(lake)) as tmp:
-            con.execute(f"copy ({sql_files.load(TABLE)}) to '{tmp}' (format parquet, compression zstd)")
-            (pairs,) = con.execute(f"select count(*) from read_parquet('{tmp}')").fetchone()
+            con.execute(f"copy ({sql_files.load(TABLE)}) to {lit(tmp)} (format parquet, compression zstd)")
+            (pairs,) = con.execute(f"select count(*) from read_parquet({lit(tmp)})").fetchone()
         summary = ExportSummary(
             pairs=pairs, pool=con.execute("select count(*) from filtered_pairs").fetchone()[0],
             by_status=dict(con.execute("select status, count(*) from filtered_pairs group by 1 order by 1").fetchall()),
@@ -97,13 +97,13 @@ def _save_dataset(lake: Lake) -> None:
     from datasets import Dataset
 
     final = dataset_dir(lake)
-    staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging = final.with_name(f".{final.name}.tmp-{scratch.tag()}")
     cache = lake.tmp_dir / "datasets-cache"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         source = lake.local_copy(export_path(lake))  # a store's file is read from a local copy
         Dataset.from_parquet(str(source), cache_dir=str(cache)).save_to_disk(str(staging))
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        old = final.with_name(f".{final.name}.old-{scratch.tag()}")
         if final.exists():
             final.rename(old)
         staging.rename(final)

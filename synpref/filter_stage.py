@@ -22,7 +22,7 @@ import pyarrow as pa
 
 import sql as sql_files
 from synpref.confident_learning import label_issues
-from synpref.duck import DuckSettings, stage_connection
+from synpref.duck import DuckSettings, lit, stage_connection
 from synpref.lake import Lake, atomic_path, file_stamp
 from synpref.shards import N_SHARDS, shard_key, shard_sql
 
@@ -102,9 +102,9 @@ def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int
                         f"{n_shards} as n_shards, m.*, now() as filtered_at "
                         f"from ({sql_files.load(RULES[settings.rule])}) as f join evidence as e using (pair_id), "
                         f"models as m order by pair_id) "
-                        f"to '{tmp}' (format parquet, compression zstd)")
-            statuses = dict(con.execute(f"select status, count(*) from read_parquet('{tmp}') group by 1").fetchall())
-            reasons = dict(con.execute(f"select reason, count(*) from read_parquet('{tmp}') group by 1 "
+                        f"to {lit(tmp)} (format parquet, compression zstd)")
+            statuses = dict(con.execute(f"select status, count(*) from read_parquet({lit(tmp)}) group by 1").fetchall())
+            reasons = dict(con.execute(f"select reason, count(*) from read_parquet({lit(tmp)}) group by 1 "
                                        f"order by 2 desc").fetchall())
             (pool,) = con.execute("select count(*) from pool").fetchone()
             if sum(statuses.values()) != pool:
@@ -127,7 +127,7 @@ def _inputs(con, lake: Lake, shard: int, n_shards: int, settings: FilterSettings
     if not scores.exists():
         raise FileNotFoundError(f"{shard_key(shard)} has no pool_scores: score the shard before filtering it")
     con.execute(f"create temp table pool as select pair_id, source from silver_pairs where {in_shard}")
-    con.execute(f"create temp table scores as select * from read_parquet('{scores}')")
+    con.execute(f"create temp table scores as select * from read_parquet({lit(scores)})")
     ((missing, example),) = con.execute("select count(*), any_value(pair_id) from pool "
                                         "anti join scores using (pair_id)").fetchall()
     if missing:

@@ -14,7 +14,7 @@ import duckdb
 import sql as sql_files
 from synpref import schemas
 from synpref.agreement import Agreement, agreement
-from synpref.duck import stage_connection
+from synpref.duck import lit, stage_connection
 from synpref.human_labels import SealSummary, seal
 from synpref.lake import Lake, atomic_path
 
@@ -52,13 +52,13 @@ def build_gold_pairs(lake: Lake) -> GoldSummary:
         register_votes(con, lake)
         final = lake.table_dir(TABLE) / f"{TABLE}.parquet"
         with atomic_path(final) as tmp:
-            con.execute(f"copy ({sql_files.load(TABLE)}) to '{tmp}' (format parquet, compression zstd)")
+            con.execute(f"copy ({sql_files.load(TABLE)}) to {lit(tmp)} (format parquet, compression zstd)")
         for stale in lake.table_files(TABLE):  # hand-written or older parts
             if str(stale) != str(final):
                 stale.unlink()
         summary.rows, summary.flipped, summary.simulated = con.execute(
             f"select count(*), count(*) filter (where flipped), count(*) filter (where simulated) "
-            f"from read_parquet('{final}')").fetchone()
+            f"from read_parquet({lit(final)})").fetchone()
         found = dict(con.execute("select outcome, count(*) from pair_votes group by 1").fetchall())
         summary.outcomes = {o: found.get(o, 0) for o in OUTCOMES}
         votes = con.execute("select pair_id, annotator, choice from latest_judgements "

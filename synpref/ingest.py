@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import reasons, schemas
-from synpref.lake import Lake, atomic_path
+from synpref.lake import Lake, atomic_path, sweep_scratch
 from synpref.readers import DETAIL_LIMIT, Record, clip, read_records
 from synpref.shapes import Reject, to_pair
 from synpref.sources import Source, SourcesConfig
@@ -203,6 +203,7 @@ def ingest_sources(lake: Lake, config: SourcesConfig, progress: Progress | None 
                    log: Callable[[str], None] = lambda msg: None) -> IngestSummary:
     """Ingest every file of every source; reuse finished parts; drop parts of vanished files."""
     summary = IngestSummary()
+    sweep_scratch(lake)  # hidden parts a killed run left
     wanted: set[str] = set()
     for source in config.sources:
         for path in source.files():

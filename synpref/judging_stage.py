@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from synpref import schemas, vectors
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.lake import Lake, atomic_path, write_part
 from synpref.queues import enqueue_pairs
 
@@ -273,7 +273,7 @@ def first_answer_share(lake: Lake, panel, choices: tuple[str, ...]) -> dict[str,
 
 
 def _scan(lake: Lake, table: str) -> str:
-    return f"read_parquet('{lake.table_glob(table)}', union_by_name = true)"
+    return f"read_parquet({lit(lake.table_glob(table))}, union_by_name = true)"
 
 
 def _count(lake: Lake, sql: str) -> int:

@@ -22,13 +22,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
 from upath import UPath
+
+from synpref import scratch
 
 # table -> layer. Later stages register their tables here as well.
 TABLE_LAYERS: dict[str, str] = {
@@ -186,7 +187,7 @@ class Lake:
             if marker.exists() and marker.read_text() == listing:  # another process fetched it
                 return local
             marker.unlink(missing_ok=True)
-            staging = local.parent / f".{local.name}.tmp-{uuid.uuid4().hex[:8]}"
+            staging = local.parent / f".{local.name}.tmp-{scratch.tag()}"
             try:
                 if path.is_dir():
                     path.fs.get(path.path.rstrip("/") + "/", str(staging) + "/", recursive=True)
@@ -302,23 +303,35 @@ def atomic_path(final: LakePath) -> Iterator[Path]:
     ``.parquet``, so table globs never pick up a file still being written; on a store it is
     written in a local scratch folder and uploaded in one piece."""
     if is_remote(final):
-        (cache_base() / "scratch").mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix="part-", dir=cache_base() / "scratch"))
+        staging = cache_base() / "scratch" / f"part-{scratch.tag()}"
+        staging.mkdir(parents=True)
         try:
-            tmp = scratch / f".{final.name}.tmp"
+            tmp = staging / f".{final.name}.tmp"
             yield tmp
             publish(tmp, final)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
         return
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f".{final.name}.tmp-{scratch.tag()}"
     try:
         yield tmp
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_swept: set[str] = set()
+
+
+def sweep_scratch(lake: Lake, once: bool = False) -> list[Path]:
+    """Remove what killed runs left on this machine: hidden part files, staging folders,
+    DuckDB spill folders (synpref/scratch.py). once: at most once per process and lake."""
+    if once and str(lake.root) in _swept:
+        return []
+    _swept.add(str(lake.root))
+    return scratch.sweep(lake.home, *([cache_base() / "scratch"] if lake.remote else []))
 
 
 def fsync_dir(folder: LakePath) -> None:

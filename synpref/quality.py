@@ -19,7 +19,7 @@ from pathlib import Path
 from filelock import FileLock
 
 import expectations as suites
-from synpref.duck import connect as duck_connect
+from synpref.duck import connect as duck_connect, lit
 from synpref.lake import Lake
 
 BATCH_ROWS = 100_000
@@ -130,7 +130,7 @@ def _register_source(con, lake: Lake, table: str) -> tuple[str, int]:
         return f"{table}_source", dataset.count_rows()
     files = [str(f) for f in lake.table_files(table)]
     rows = con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)", [files]).fetchone()[0]
-    return f"read_parquet('{lake.table_glob(table)}', union_by_name = true)", int(rows)
+    return f"read_parquet({lit(lake.table_glob(table))}, union_by_name = true)", int(rows)
 
 
 def validate_table(lake: Lake, table: str, batch_rows: int = BATCH_ROWS, suites_dir: Path | None = None,

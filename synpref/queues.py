@@ -29,7 +29,7 @@ def candidates(lake: Lake, select_sql: str | None = None, pair_ids: list[str] | 
     if (select_sql is None) == (pair_ids is None):
         raise ValueError("name the pairs with either a SELECT or a list of pair_ids")
     if select_sql is not None:
-        check_read_only(select_sql)
+        check_read_only(select_sql, what="a queue's query")
         if len(duckdb.extract_statements(select_sql)) != 1:
             raise ValueError("queue pairs with one SELECT statement")
     if not lake.has_table("silver_pairs"):

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import sql
 from synpref import schemas
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.lake import Lake, atomic_path
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import write_predictions
@@ -51,7 +51,7 @@ def _eval_pairs_sql(lake: Lake, ref: ModelRef) -> tuple[str, str]:
     frozen = ref.version_dir / "data" / "eval.parquet" if ref.version_dir else None
     if kind == "gold" and lake.has_table(GOLD):
         trained = ref.version_dir / "data" / "train.parquet" if ref.version_dir else None
-        anti = f"anti join read_parquet('{trained}') as t using (pair_id)" if trained and trained.exists() else ""
+        anti = f"anti join read_parquet({lit(trained)}) as t using (pair_id)" if trained and trained.exists() else ""
         con = duck_connect(lake)
         try:
             register_tables(con, lake, temp=True)
@@ -65,8 +65,9 @@ def _eval_pairs_sql(lake: Lake, ref: ModelRef) -> tuple[str, str]:
             return "gold", gold
         # every gold pair was trained on (or gold was emptied): the set the model was selected on
     if frozen is None or not frozen.exists():
-        raise ValueError(f"no evaluation pairs for {ref.name}: the lake has no gold_pairs and the model no held-out set")
-    return kind, f"select pair_id, conversation, chosen, rejected, source from read_parquet('{frozen}')"
+        raise ValueError(f"no evaluation pairs for {ref.name}: the lake has no gold_pairs and the model "
+                         f"no held-out set")
+    return kind, f"select pair_id, conversation, chosen, rejected, source from read_parquet({lit(frozen)})"
 
 
 def _checkpoint_rows(ref: ModelRef) -> list[dict]:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import schemas
-from synpref.duck import DuckSettings, stage_connection
+from synpref.duck import DuckSettings, lit, stage_connection
 from synpref.lake import TABLE_LAYERS, Lake, LakePath, atomic_path, parquet_rows
 from synpref.memory import trim_heap
 from synpref.rm_models import ModelRef
@@ -153,7 +153,7 @@ def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chun
         raise ValueError(f"{path}: not a Parquet, JSONL or JSON file of pairs")
     con = duckdb.connect()
     try:
-        con.execute(f"create view pairs_file as select * from {reader}('{str(path).replace(chr(39), chr(39) * 2)}')")
+        con.execute(f"create view pairs_file as select * from {reader}({lit(path)})")
         columns = {c[0] for c in con.execute("describe pairs_file").fetchall()}
         if "conversation" in columns:
             conversation = "conversation"

@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,8 +25,9 @@ import duckdb
 
 from models.launch import LaunchConfig, run_streamed, training_command, training_env
 from models.train_config import TrainConfig
+from synpref import scratch
 from synpref import rm_models
-from synpref.duck import check_read_only, stage_connection
+from synpref.duck import check_read_only, lit, stage_connection
 from synpref.lake import Lake, LakePath, is_url, publish, relative_to_root
 
 PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
@@ -62,13 +62,13 @@ def _source_sql(pairs: str | Path) -> str:
     """The training pairs as a SELECT: a Parquet file's rows, or a read-only query over the lake."""
     text = str(pairs).strip()
     if is_url(text) and text.lower().endswith(".parquet"):  # a file on the lake's store
-        return f"select * from read_parquet('{text.replace(chr(39), chr(39) * 2)}')"
+        return f"select * from read_parquet({lit(text)})"
     if isinstance(pairs, Path) or text.lower().endswith(".parquet") or (
             "\n" not in text and len(text) < 1024 and Path(text).is_file()):
         if not Path(text).is_file():
             raise FileNotFoundError(f"no training pairs file {text} (give a Parquet file or a SELECT)")
-        return f"select * from read_parquet('{text.replace(chr(39), chr(39) * 2)}')"
-    check_read_only(text)
+        return f"select * from read_parquet({lit(text)})"
+    check_read_only(text, what="a training set's query")
     if len(duckdb.extract_statements(text)) != 1:
         raise ValueError("give the training pairs as one SELECT statement")
     return text.rstrip(";")
@@ -231,7 +231,7 @@ def _working_copy(lake: Lake, version_dir: LakePath) -> Path:
     work = lake.home / "training" / relative_to_root(lake, version_dir)
     spec = (version_dir / "spec.json").read_text()
     if not (work / "spec.json").exists() or (work / "spec.json").read_text() != spec:  # none, or another lake's
-        staging = work.with_name(f".{work.name}.tmp-{uuid.uuid4().hex[:8]}")
+        staging = work.with_name(f".{work.name}.tmp-{scratch.tag()}")
         version_dir.fs.get(version_dir.path + "/", str(staging) + "/", recursive=True)
         shutil.rmtree(work, ignore_errors=True)
         staging.rename(work)
@@ -256,11 +256,11 @@ def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: di
     renamed into place; on an object store uploaded file by file, spec.json last)."""
     home = rm_models.model_home(lake, name)
     home.mkdir(parents=True, exist_ok=True)
-    staging = (lake.tmp_dir if lake.remote else home) / f".tmp-{uuid.uuid4().hex[:8]}"
+    staging = (lake.tmp_dir if lake.remote else home) / f".tmp-{scratch.tag()}"
     try:
         (staging / "data").mkdir(parents=True)
         for view, file in (("train_set", "train.parquet"), ("eval_set", "eval.parquet")):
-            con.execute(f"copy (select * from {view} order by pair_id) to '{staging / 'data' / file}' "
+            con.execute(f"copy (select * from {view} order by pair_id) to {lit(staging / 'data' / file)} "
                         f"(format parquet, compression zstd)")
         (staging / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (staging / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))

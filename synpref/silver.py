@@ -25,8 +25,9 @@ from pathlib import Path
 import pyarrow as pa
 
 import sql as sql_files
-from synpref.duck import DuckSettings, stage_connection
-from synpref.lake import Lake, file_stamp, publish, remove
+from synpref.duck import DuckSettings, lit, stage_connection
+from synpref import scratch
+from synpref.lake import Lake, file_stamp, publish, remove, sweep_scratch
 
 SILVER_TABLES = ("silver_decisions", "silver_pairs", "silver_quarantine")
 SQL_STEPS = ("macros", "benchmark_ngrams", "silver_contaminated", "silver_keyed", *SILVER_TABLES)
@@ -68,17 +69,17 @@ def _raw_rows(con, lake: Lake) -> int:
 
 def _copy(con, sql_name: str, out: Path, options: str = "") -> float:
     start = time.perf_counter()
-    con.execute(f"copy ({sql_files.load(sql_name)}) to '{out}' "
+    con.execute(f"copy ({sql_files.load(sql_name)}) to {lit(out)} "
                 f"(format parquet, compression zstd, row_group_size 100000{options})")
     return time.perf_counter() - start
 
 
 def _split_bucket(con, keyed_glob: str, staged: Path, part: str, timings: dict) -> None:
     """Dedup one bucket and write its part of each silver table."""
-    con.execute(f"create or replace temp view silver_keyed as select * from read_parquet('{keyed_glob}')")
+    con.execute(f"create or replace temp view silver_keyed as select * from read_parquet({lit(keyed_glob)})")
     decisions = staged / "silver_decisions" / part
     timings["silver_decisions"] += _copy(con, "silver_decisions", decisions)
-    con.execute(f"create or replace temp view silver_decisions as select * from read_parquet('{decisions}')")
+    con.execute(f"create or replace temp view silver_decisions as select * from read_parquet({lit(decisions)})")
     for table in ("silver_pairs", "silver_quarantine"):
         timings[table] += _copy(con, table, staged / table / part)
 
@@ -121,7 +122,8 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
         return SilverSummary(**{**done["summary"], "reused": True})
 
     start = time.perf_counter()
-    staged = lake.tmp_dir / f"silver-{uuid.uuid4().hex[:8]}"
+    sweep_scratch(lake)  # a killed run's staging folder and hidden parts
+    staged = lake.tmp_dir / f"silver-{scratch.tag()}"
     timings = dict.fromkeys(("silver_contaminated", "silver_keyed", *SILVER_TABLES), 0.0)
     con = stage_connection(lake, settings)
     try:
@@ -153,11 +155,11 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
             log(f"bucket {i + 1}/{len(filled)} deduplicated and split")
         if not filled:  # no raw rows at all: still leave empty tables with their columns
             (staged / "keyed").mkdir(exist_ok=True)
-            con.execute(f"copy ({sql_files.load('silver_keyed')} limit 0) to '{staged}/keyed/empty.parquet'")
+            con.execute(f"copy ({sql_files.load('silver_keyed')} limit 0) to {lit(staged / 'keyed' / 'empty.parquet')}")
             _split_bucket(con, f"{staged}/keyed/empty.parquet", staged, "part-00000.parquet", timings)
 
         counts = dict(con.execute(
-            f"select coalesce(reason, 'kept'), count(*) from read_parquet('{staged}/silver_decisions/*.parquet') "
+            f"select coalesce(reason, 'kept'), count(*) from read_parquet({lit(staged / 'silver_decisions' / '*.parquet')}) "
             f"group by 1").fetchall())
         if lake.remote:  # a swap killed midway must not be taken for a finished one
             remove(lake.manifest_path(MANIFEST))

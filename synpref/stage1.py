@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from synpref import schemas
 from synpref.annotation_queue import queue_for_humans
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.judging_stage import enqueue
 from synpref.lake import Lake, atomic_path, write_part
 from synpref.retrieval import K_MAX, retrieve
@@ -113,7 +113,7 @@ def _labelled(lake: Lake, key: str) -> set[str]:
     """Pairs a human or a judge has been asked about outside round `key` (never retrieved
     again). The round's own are not excluded, so a rerun retrieves and queues the same pairs."""
     round_number(key)  # a checked key: safe to inline
-    parts = [f"select pair_id from {t} where origin <> '{key}'" for t in ("annotation_queue", "judge_queue")
+    parts = [f"select pair_id from {t} where origin <> {lit(key)}" for t in ("annotation_queue", "judge_queue")
              if lake.has_table(t)] + (["select pair_id from gold_pairs"] if lake.has_table("gold_pairs") else [])
     return {pid for (pid,) in _query(lake, " union ".join(parts))} if parts else set()
 
@@ -208,7 +208,7 @@ def rounds(lake: Lake) -> list[dict]:
         return []
     con = duck_connect(lake)
     try:
-        rel = con.sql(f"select * from read_parquet('{lake.table_glob(ROUNDS)}') order by round_number")
+        rel = con.sql(f"select * from read_parquet({lit(lake.table_glob(ROUNDS))}) order by round_number")
         return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
     finally:
         con.close()

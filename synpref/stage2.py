@@ -5,8 +5,8 @@ score every pair (`rm_predictions`, then `pool_scores`). The best RM's p is out 
 (synpref/crossfit.py): fold models trained with the round's recipe on the other folds, so no
 pair is judged by a model that saw its label. The pairs the best RM does not confirm
 (p <= 0.5) go to the LLM judges, with retrieved human-labelled examples in the prompt and no
-humans; then the filter decides (synpref/filter_stage.py). Every step writes one part per shard atomically and skips a shard
-that is done, so a killed run resumes where it stopped.
+humans; then the filter decides (synpref/filter_stage.py). Every step writes one part per
+shard atomically and skips a shard that is done, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from synpref.crossfit import CrossFitSettings, members_version, oof_scores_sql, score_out_of_fold
-from synpref.duck import DuckSettings, stage_connection
+from synpref.duck import DuckSettings, lit, stage_connection
 from synpref.judging_stage import enqueue, judge_queued
 from synpref.lake import Lake, atomic_path, read_parquet, remove
 from synpref.rm_models import ModelRef
@@ -74,7 +74,7 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
             f"{'already scored' if gold_summary.skipped else 'scored'} by {gold.name} {gold.version}")
         con.execute(f"create temp view oof as {oof_scores_sql(lake, shard, members, settings)}")
         con.execute(f"create temp view gold as select pair_id, p_chosen "
-                    f"from read_parquet('{part_path(lake, gold, 'silver_pairs', shard_key(shard))}')")
+                    f"from read_parquet({lit(part_path(lake, gold, 'silver_pairs', shard_key(shard)))})")
         with atomic_path(part) as tmp:
             con.execute(f"""
                 copy (with best as (
@@ -88,11 +88,11 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
                              $bm as best_model, $bv as best_version, $gm as gold_model, $gv as gold_version
                       from silver_pairs as s join best as b using (pair_id) join gold as g using (pair_id)
                       where {shard_sql(n_shards)} = {int(shard)} order by s.pair_id)
-                to '{tmp}' (format parquet, compression zstd)""",
+                to {lit(tmp)} (format parquet, compression zstd)""",
                         dict(zip(("bm", "bv", "gm", "gv"), wanted)))
             (rows, needs, short), = con.execute(
                 f"select count(*), count(*) filter (where needs_judges), "
-                f"count(*) filter (where members <> {settings.repeats}) from read_parquet('{tmp}')").fetchall()
+                f"count(*) filter (where members <> {settings.repeats}) from read_parquet({lit(tmp)})").fetchall()
             (pool,), = con.execute(f"select count(*) from silver_pairs "
                                    f"where {shard_sql(n_shards)} = {int(shard)}").fetchall()
             if rows != pool or short:
@@ -120,8 +120,8 @@ def judge_pool_shard(lake: Lake, shard: int, panel, prompt, make_annotator: Call
     part = pool_scores_part(lake, shard)
     if not part.exists():
         raise FileNotFoundError(f"{shard_key(shard)} has no pool_scores yet: score the shard first")
-    new, _ = enqueue(lake, f"select pair_id from read_parquet('{part}') where needs_judges", origin=STAGE2_ORIGIN)
-    in_shard = f"{shard_sql()} = {int(shard)} and pair_id in (select pair_id from read_parquet('{part}') " \
+    new, _ = enqueue(lake, f"select pair_id from read_parquet({lit(part)}) where needs_judges", origin=STAGE2_ORIGIN)
+    in_shard = f"{shard_sql()} = {int(shard)} and pair_id in (select pair_id from read_parquet({lit(part)}) " \
                f"where needs_judges)"
     summary = judge_queued(lake, panel, prompt, make_annotator, chunk_rows=chunk_rows, where=in_shard,
                            rebuild_labels=False, log=log)

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.lake import Lake
 
 ANNOTATORS = ("simulated-1", "simulated-2", "simulated-3")
@@ -39,7 +39,7 @@ def true_choices(lake: Lake, pair_ids: list[str], truth: Path | None = None) -> 
         found = con.execute(f"""
             select s.pair_id, coalesce(t.true_better, 'cannot_decide')
             from wanted join silver_pairs as s using (pair_id)
-            join read_parquet('{truth}') as t
+            join read_parquet({lit(truth)}) as t
               on t.source = s.source and t.source_row = s.source_row
              and regexp_extract(s.source_file, '[^/]+$') = t.file""").fetchall()
     finally:
