@@ -23,7 +23,7 @@ import pyarrow as pa
 from filelock import FileLock
 
 from synpref import schemas
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.label_journal import LabelJournal, claim, journal_dir, read_segment, segment_files
 from synpref.lake import Lake, fsync_dir, write_part
 
@@ -120,7 +120,7 @@ def _store_new(lake: Lake, incoming: pa.Table) -> tuple[int, int]:
     con = duck_connect(lake)
     try:
         con.register("incoming", incoming)
-        stored = (f"anti join (select label_id from read_parquet('{lake.table_glob(TABLE)}')) using (label_id)"
+        stored = (f"anti join (select label_id from read_parquet({lit(lake.table_glob(TABLE))})) using (label_id)"
                   if lake.has_table(TABLE) else "")
         new = con.sql(f"select * from incoming {stored} "
                       f"qualify row_number() over (partition by label_id order by recorded_at) = 1").to_arrow_table()
@@ -295,7 +295,7 @@ def label_counts(lake: Lake) -> dict:
         return {"rows": 0, "by_choice": {}, "by_annotator": {}, "by_source": {}, "simulated": 0}
     con = duck_connect(lake)
     try:
-        scan = f"read_parquet('{lake.table_glob(TABLE)}')"
+        scan = f"read_parquet({lit(lake.table_glob(TABLE))})"
 
         def grouped(column: str) -> dict:
             return dict(con.execute(f"select {column}, count(*) from {scan} group by 1 order by 2 desc, 1").fetchall())

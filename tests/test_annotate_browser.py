@@ -130,3 +130,24 @@ def test_a_script_inside_a_response_is_shown_as_text_never_run(lake, tmp_path, p
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     finally:
         assert server.shutdown()
+
+
+def test_a_label_past_its_lease_is_refused_and_the_page_moves_on(lake, tmp_path, page):
+    """410 (the lease ran out): the page says so, fetches a pair with a fresh ticket, and the
+    next click saves; nothing was stored for the late click."""
+    silver_lake(lake, tmp_path, simple_records(3))
+    queue_for_humans(lake, "test", select_sql="select pair_id from silver_pairs")
+    token = add_annotator(lake, "carol")
+    server = AnnotationServer(lake, tmp_path / "server.log", "--lease", "1")
+    try:
+        _sign_in(page, server, token)
+        page.wait_for_timeout(2_000)  # past the one-second lease
+        page.click("#choose-1")
+        expect(page.locator("#status")).to_have_text(
+            "Not saved: ticket expired; fetch the next pair. This is the next pair.")
+        expect(page.locator("#progress")).to_have_text("0 of 3")
+        page.click("#choose-2")
+        expect(page.locator("#status")).to_have_text("Saved (1 of 3).")
+    finally:
+        assert server.shutdown()
+    assert len(stored_labels(lake)) == 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from synpref.annotation_queue import TABLE as QUEUE
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import connect as duck_connect, register_tables
+from synpref.duck import connect as duck_connect, lit, register_tables
 from synpref.human_labels import TABLE as LABELS
 from synpref.label_journal import read_segment, segment_files
 from synpref.lake import Lake
@@ -72,7 +72,7 @@ class AnnotationState:
             con = duck_connect(self.lake)
             try:
                 keys = con.execute(f"select label_id, pair_id, annotator, choice from "
-                                   f"read_parquet('{self.lake.table_glob(LABELS)}') order by recorded_at").fetchall()
+                                   f"read_parquet({lit(self.lake.table_glob(LABELS))}) order by recorded_at").fetchall()
             finally:
                 con.close()
         for path in segment_files(self.lake):

@@ -64,15 +64,21 @@ async function call(url, options = {}) {
     throw new Error("signed out");
   }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(body.detail || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
 async function loadNext() {
   try {
     render(await call("/api/next", { headers: { Accept: "application/json" } }));
+    return true;
   } catch (error) {
     setStatus(`Could not load the next pair: ${error.message}`, true);
+    return false;
   }
 }
 
@@ -95,7 +101,12 @@ async function submit(choice) {
     setStatus(`Saved (${saved.progress.done} of ${saved.progress.total}).`);
     await loadNext();
   } catch (error) {
-    setStatus(`Not saved: ${error.message}. Try again.`, true);
+    if (error.status === 409 || error.status === 410) {
+      // already labelled, lease expired or the pair is full: this pair is done here, move on
+      if (await loadNext()) setStatus(`Not saved: ${error.message}. This is the next pair.`, true);
+    } else {
+      setStatus(`Not saved: ${error.message}. Try again.`, true);
+    }
   } finally {
     setBusy(false);
   }
