@@ -82,6 +82,7 @@ def _skip_space(text: str, pos: int) -> int:
     return _SPACE.match(text, pos).end()
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape made of a byte that is not UTF-8
 _STRUCTURAL = re.compile(r'[\[\]{}"]')
 _STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
 
@@ -166,9 +167,9 @@ def _read_json_array(path: Path, fmt: str, split: str | None) -> Iterator[Record
     if data.startswith(BOM):
         data = data[len(BOM):]
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise FileReadError(f"{path} is not a valid JSON document: not UTF-8 at byte {e.start}") from e
+        text, lenient = data.decode("utf-8"), False
+    except UnicodeDecodeError:  # keep the bad bytes as U+DC80..U+DCFF; their elements are quarantined
+        text, lenient = data.decode("utf-8", "surrogateescape"), True
     del data
     pos = _skip_space(text, 0)
     if pos == len(text):
@@ -184,7 +185,12 @@ def _read_json_array(path: Path, fmt: str, split: str | None) -> Iterator[Record
         row += 1
         try:
             value, end = _DECODER.raw_decode(text, pos)
-            yield Record(row=row, value=value, raw_text=None)
+            bad = _ESCAPED_BYTE.search(text, pos, end) if lenient else None
+            if bad is None:
+                yield Record(row=row, value=value, raw_text=None)
+            else:
+                yield Record(row=row, raw_text=clip(text[pos:end]), error=(
+                    reasons.INVALID_UTF8, f"not UTF-8 at char {bad.start() - pos} of the element"))
         except RecursionError:
             end = _skip_value(text, pos)
             yield Record(row=row, raw_text=clip(text[pos:end]), error=(reasons.INVALID_JSON, TOO_DEEP))

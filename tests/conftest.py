@@ -19,6 +19,7 @@ import yaml
 from models.annotator import STRUCTURED_OUTPUTS_ENGINE, default_config_path, load_config
 from models.tiny_llm import make_tiny_llm
 from synpref.annotate.process import free_port as _free_port
+from synpref.duck import lit
 from synpref.ingest import ingest_sources
 from synpref.lake import Lake
 from synpref.silver import build_silver
@@ -59,7 +60,7 @@ def run_stages(lake: Lake, sources_file: Path):
 def rows(lake: Lake, table: str, order: str = "source_file, source_row") -> list[dict]:
     con = duckdb.connect()
     try:
-        rel = con.sql(f"select * from read_parquet('{lake.table_glob(table)}', union_by_name = true) "
+        rel = con.sql(f"select * from read_parquet({lit(lake.table_glob(table))}, union_by_name = true) "
                       f"order by {order}")
         return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
     finally:
@@ -74,7 +75,7 @@ def tamper(lake, table: str, select: str) -> None:
         con.execute(f"create table t as select * from read_parquet({[str(f) for f in files]}, union_by_name = true)")
         for f in files:
             f.unlink()
-        con.execute(f"copy ({select.format(t='t')}) to '{lake.table_dir(table) / 'part-0.parquet'}' (format parquet)")
+        con.execute(f"copy ({select.format(t='t')}) to {lit(lake.table_dir(table) / 'part-0.parquet')} (format parquet)")
     finally:
         con.close()
 
