@@ -115,6 +115,7 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
                  force: bool = False, rows_per_bucket: int = ROWS_PER_BUCKET) -> SilverSummary:
     if not lake.has_table("raw_pairs"):
         raise FileNotFoundError(f"raw_pairs is empty under {lake.root}; materialise raw_pairs first")
+    sweep_scratch(lake)  # a killed run's staging folder and hidden parts
     fingerprint = _fingerprint(lake, deco, rows_per_bucket)
     done = lake.read_manifest(MANIFEST)
     if not force and done and done.get("fingerprint") == fingerprint and all(lake.has_table(t) for t in SILVER_TABLES):
@@ -122,7 +123,6 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
         return SilverSummary(**{**done["summary"], "reused": True})
 
     start = time.perf_counter()
-    sweep_scratch(lake)  # a killed run's staging folder and hidden parts
     staged = lake.tmp_dir / f"silver-{scratch.tag()}"
     timings = dict.fromkeys(("silver_contaminated", "silver_keyed", *SILVER_TABLES), 0.0)
     con = stage_connection(lake, settings)
