@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from synpref import reasons, schemas
 from synpref.lake import Lake, atomic_path, sweep_scratch
-from synpref.readers import DETAIL_LIMIT, Record, clip, read_records
+from synpref.readers import DETAIL_LIMIT, FileReadError, Record, clip, read_records
 from synpref.shapes import Reject, to_pair
 from synpref.sources import Source, SourcesConfig
 
@@ -174,6 +174,10 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
                 if progress and read % 5_000 == 0:
                     progress(file_label, read)
             raw_out.close()  # its last flush may still quarantine rows
+        except FileReadError:
+            raise
+        except (OSError, ValueError, pa.ArrowException) as e:  # the file, not one record: say where it broke
+            raise FileReadError(f"{path}: ingest stopped after record {read:,}: {type(e).__name__}: {e}") from e
         finally:
             raw_out.writer.close()
             quar_out.close()
