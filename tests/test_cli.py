@@ -33,14 +33,30 @@ def _sql(lake_dir, query, *extra):
     return CliRunner().invoke(main, ["sql", query, "--lake", str(lake_dir), *extra])
 
 
+def _silver_count(lake_dir) -> int:
+    result = _sql(lake_dir, "select count(*) as n from silver_pairs", "--format", "csv")
+    assert result.exit_code == 0 and result.output.splitlines()[0] == "n", result.output
+    (n,) = result.output.splitlines()[1:]
+    return int(n)
+
+
 def test_materialize_prints_the_tables(built_lake):
-    out = CliRunner().invoke(main, ["tables", "--lake", str(built_lake)]).output
-    assert "silver_pairs" in out and " 12 " in out and "silver_quarantine" in out
+    result = CliRunner().invoke(main, ["tables", "--lake", str(built_lake)])
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()
+              if line.split() and line.split()[0] in ("raw_pairs", "ingest_quarantine", "silver_decisions",
+                                                      "silver_pairs", "silver_quarantine")}
+    # table: layer, rows, files (15 records, 3 of them repeats)
+    assert listed == {"raw_pairs": ["raw", "15", "1"], "ingest_quarantine": ["raw", "0", "1"],
+                      "silver_decisions": ["silver", "15", "1"], "silver_pairs": ["silver", "12", "1"],
+                      "silver_quarantine": ["silver", "3", "1"]}
 
 
 def test_sql_prints_the_count(built_lake):
-    result = _sql(built_lake, "select count(*) from silver_pairs")
-    assert result.exit_code == 0 and "12" in result.output
+    result = _sql(built_lake, "select count(*) as n from silver_pairs")
+    assert result.exit_code == 0, result.output
+    cells = [line.strip("│ ") for line in result.output.splitlines() if line.startswith("│")]
+    assert cells == ["n", "int64", "12"], result.output  # DuckDB's box: name, type, value
 
 
 def test_sql_csv_and_json(built_lake):
@@ -65,7 +81,7 @@ def test_sql_refuses_writes(built_lake, statement):
     result = _sql(built_lake, statement)
     assert result.exit_code != 0
     assert "refused" in result.output and "read-only" in result.output
-    assert "12" in _sql(built_lake, "select count(*) from silver_pairs").output  # nothing changed
+    assert _silver_count(built_lake) == 12  # nothing changed
 
 
 def test_sql_reports_a_bad_query_clearly(built_lake):
@@ -102,6 +118,6 @@ def test_sql_works_on_a_moved_lake(built_lake, tmp_path):
     (built_lake.parent / "hidden").mkdir(exist_ok=True)
     original = built_lake.rename(built_lake.parent / "hidden" / "lake")  # the old paths are gone
     try:
-        assert "12" in _sql(moved, "select count(*) from silver_pairs").output
+        assert _silver_count(moved) == 12
     finally:
         original.rename(built_lake)

@@ -1,4 +1,5 @@
-"""pair_embeddings: real MiniLM into real LanceDB; reruns embed only new pairs, a crash resumes."""
+"""pair_embeddings: real MiniLM into real LanceDB; reruns embed only new pairs; shards from concurrent
+processes (a run SIGKILLed mid-way and resumed: tests/test_kill_resume.py)."""
 
 from __future__ import annotations
 
@@ -58,30 +59,6 @@ def test_embeds_every_silver_pair_once_and_reruns_only_new_ones(lake, tmp_path, 
     _silver(lake, tmp_path, 7, name="b")
     third = embed_pending(lake, lambda: embedder, vectors.IndexConfig(), chunk_rows=8)
     assert third.embedded == 7 and _ids(lake) == _silver_ids(lake)
-
-
-class _DiesAfter:
-    """The real embedder, failing after a number of chunks (a killed run)."""
-
-    def __init__(self, embedder, chunks: int):
-        self.embedder, self.left = embedder, chunks
-
-    def embed(self, texts):
-        if self.left == 0:
-            raise KeyboardInterrupt("killed")
-        self.left -= 1
-        return self.embedder.embed(texts)
-
-
-def test_a_run_killed_mid_way_resumes_without_doubles(lake, tmp_path, embedder):
-    _silver(lake, tmp_path, 40)
-    with pytest.raises(KeyboardInterrupt):
-        embed_pending(lake, lambda: _DiesAfter(embedder, 2), vectors.IndexConfig(), chunk_rows=8)
-    assert len(_ids(lake)) == 16  # two whole chunks committed, nothing of the third
-    rest = embed_pending(lake, lambda: embedder, vectors.IndexConfig(), chunk_rows=8)
-    assert rest.embedded == 24
-    ids = _ids(lake)
-    assert ids == _silver_ids(lake) and len(ids) == len(set(ids)) == 40
 
 
 SHARD_WORKER = """

@@ -79,6 +79,18 @@ def _check_votes(lake, prompt, panel):
     return votes
 
 
+def _first_answer_shares(votes: list[dict], choices: tuple[str, ...]) -> dict[str, float]:
+    """Position bias counted from judge_votes rows: per judge and over all, the share of valid
+    answers (naming candidate 1 or 2) that name the candidate shown first."""
+    counts: dict[str, list[int]] = {}
+    for v in votes:
+        for key in (v["judge"], "all"):
+            first, valid = counts.setdefault(key, [0, 0])
+            counts[key] = [first + sum(a == choices[0] for a in v["answers"]),
+                           valid + sum(a in choices[:2] for a in v["answers"])]
+    return {key: round(first / valid, 4) for key, (first, valid) in counts.items() if valid}
+
+
 def test_every_queued_pair_gets_a_verdict_from_every_judge(judged_lake, panel):
     lake, prompt = judged_lake, load_judge_prompt(panel.prompt_version)
     assert _queue_all_but_gold(lake) == (N_PAIRS - N_GOLD, 0)
@@ -91,7 +103,8 @@ def test_every_queued_pair_gets_a_verdict_from_every_judge(judged_lake, panel):
     summary = judge_queued(lake, panel, prompt, load, chunk_rows=8)
     assert loaded == [panel.judges[0].name]
     queued = N_PAIRS - N_GOLD
-    assert summary.judged == {j.name: queued for j in panel.judges} and summary.errors == {j.name: 0 for j in panel.judges}
+    assert summary.judged == {j.name: queued for j in panel.judges}
+    assert summary.errors == {j.name: 0 for j in panel.judges}
     assert summary.with_examples == queued * len(panel.judges)
     votes = _check_votes(lake, prompt, panel)
     assert len(votes) == queued * len(panel.judges)
@@ -104,7 +117,7 @@ def test_every_queued_pair_gets_a_verdict_from_every_judge(judged_lake, panel):
         assert label["prompt_version"] == "judge-v1" and label["shown_order"] in SHOWN_POSITION
     assert sum(summary.verdicts.values()) == queued
     assert set(summary.first_answer_share) == {*(j.name for j in panel.judges), "all"}
-    assert all(0.0 <= share <= 1.0 for share in summary.first_answer_share.values())
+    assert summary.first_answer_share == _first_answer_shares(votes, prompt.choices)
 
     # a rerun judges nothing again; a newly queued pair is judged alone
     again = judge_queued(lake, panel, prompt, lambda judge: pytest.fail("no judge should be loaded"))
@@ -166,7 +179,7 @@ def test_openai_backend_judges_the_same_way(judged_lake, panel, served_model):
     _queue_all_but_gold(lake, limit=6)
     summary = judge_queued(lake, served, prompt, lambda judge: load_annotator(judge.annotator))
     assert summary.judged == {j.name: 6 for j in panel.judges} and summary.labelled == 6
-    assert all(e == 0 for e in summary.errors.values())
+    assert summary.errors == {j.name: 0 for j in panel.judges}
     _check_votes(lake, prompt, served)
     assert {r["verdict"] for r in rows(lake, "silver_labels", order="pair_id")} <= set(VERDICTS)
 

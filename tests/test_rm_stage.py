@@ -5,7 +5,10 @@ their suites, and the `synpref train / score / models` commands."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -17,6 +20,7 @@ from click.testing import CliRunner
 from conftest import (assert_violation_fails, rows, run_stages, toy_preference_records, violations_parametrized,
                       write_jsonl, write_sources)
 from dagster_project.cli import main
+from kill_support import kill_after_a_checkpoint
 from models.launch import LaunchConfig
 from models.scorer import Scorer
 from models.train_config import load_config
@@ -97,21 +101,41 @@ def test_training_evaluates_on_gold_and_keeps_gold_out_of_training(trained, tiny
     assert (again.version, again.status) == ("v001", "unchanged")
 
 
-def test_other_settings_make_a_new_version_and_a_failed_run_is_no_model(lake_copy, tiny_rm_config_file):
-    config = load_config(tiny_rm_config_file, learning_rate=5e-4)
+def test_other_settings_make_a_new_version_and_a_killed_run_resumes(lake_copy, tiny_rm_config_file, tmp_path):
+    """Real training (the tiny encoder, DeepSpeed on the CPU) of new settings, SIGKILLed after
+    its first checkpoint: no model, an unfinished version; the next run with the same settings
+    resumes that version from the saved step instead of starting again or making another."""
+    config = load_config(tiny_rm_config_file, learning_rate=5e-4, max_steps=12, save_every=4, eval_every=4)
+    killed: list[tuple[str, int]] = []
+
+    def killed_after_a_checkpoint(command, env):
+        out = Path(command[command.index("--out") + 1])
+        with (tmp_path / "killed.log").open("w") as log:
+            run = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        killed.append((out.name, kill_after_a_checkpoint(run, out, tmp_path / "killed.log")))
+
     with pytest.raises(RuntimeError, match="without a complete model"):
-        train_reward_model(lake_copy, "baseline", PAIRS_SQL, config, launch=CPU, run=lambda c, e: None,
+        train_reward_model(lake_copy, "baseline", PAIRS_SQL, config, launch=CPU, run=killed_after_a_checkpoint,
                            log=lambda msg: None)
+    [(version, saved)] = killed
+    assert version == "v002" and saved in (4, 8)  # a checkpoint of an unfinished run (12 steps)
     assert [v.name for v in rm_models.versions(lake_copy, "baseline")] == ["v001", "v002"]
     assert rm_models.resolve(lake_copy, "baseline").version == "v001"  # the latest complete one
     assert rm_models.list_models(lake_copy) == [("baseline", "v001", True), ("baseline", "v002", False)]
-    # the unfinished version is resumed by the next run with the same settings, not duplicated
-    launched = []
-    with pytest.raises(RuntimeError):
-        train_reward_model(lake_copy, "baseline", PAIRS_SQL, config, launch=CPU,
-                           run=lambda command, env: launched.append(command), log=lambda msg: None)
+
+    lines: list[str] = []
+    resumed = train_reward_model(lake_copy, "baseline", PAIRS_SQL, config, launch=CPU, log=lines.append)
+    assert (resumed.version, resumed.status) == ("v002", "resumed")  # not duplicated as v003
     assert [v.name for v in rm_models.versions(lake_copy, "baseline")] == ["v001", "v002"]
-    assert str(rm_models.model_home(lake_copy, "baseline") / "v002") in launched[0]
+    assert any(line.startswith(f"resumed from step {saved}:") for line in lines)
+    log = [json.loads(line) for line in (resumed.version_dir / "train_log.jsonl").read_text().splitlines()]
+    starts = [e for e in log if e["event"] == "start"]
+    assert [s["resumed_from"] for s in starts] == [0, saved]
+    trained_again = [e["step"] for e in log if e["event"] == "train" and e["time"] > starts[1]["time"]]
+    assert trained_again and trained_again[0] > saved and trained_again[-1] == 12  # from the checkpoint on
+    assert resumed.metrics["resumed_from"] == saved and resumed.metrics["steps"] == 12
+    assert rm_models.resolve(lake_copy, "baseline").version == "v002"
 
 
 def test_without_gold_a_seeded_share_is_held_out(lake_copy, tiny_rm_config_file):

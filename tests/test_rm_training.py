@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import TINY_RM_SETTINGS, toy_pairs_table
+from kill_support import kill_after_a_checkpoint
 from models.launch import LaunchConfig, free_port, run_streamed, training_command, training_env
 from models.scorer import Scorer
 
@@ -130,24 +130,17 @@ def test_a_killed_run_resumes_from_its_checkpoint(uninterrupted, toy_files, tiny
     with (tmp_path / "first.log").open("w") as log:
         first = subprocess.Popen(training_command(launch, args), env={**os.environ, **training_env(launch)},
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    latest = out / "checkpoints" / "latest"
-    deadline = time.monotonic() + 120
-    while not (latest.exists() and latest.read_text().strip() == "step-000010"):
-        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint at step 10"
-        time.sleep(0.01)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    saved = kill_after_a_checkpoint(first, out, tmp_path / "first.log")
+    assert 0 < saved < 64 and saved % TINY_RM_SETTINGS["save_every"] == 0
 
     lines = _train(launch, args)
-    assert any(line.startswith("resumed from step 10:") for line in lines)
+    assert any(line.startswith(f"resumed from step {saved}:") for line in lines)
     starts = _events(out, "start")
-    assert [s["resumed_from"] for s in starts] == [0, 10]
+    assert [s["resumed_from"] for s in starts] == [0, saved]
     resumed_steps = [e["step"] for e in _events(out, "train") if e["time"] > starts[1]["time"]]
-    assert resumed_steps[0] > 10  # nothing before the checkpoint was trained again
+    assert resumed_steps[0] > saved  # nothing before the checkpoint was trained again
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from"] == 10 and metrics["status"] == "complete"
+    assert metrics["resumed_from"] == saved and metrics["status"] == "complete"
     # same data order, optimizer and schedule state: it ends where the uninterrupted run ended
     reference = json.loads((uninterrupted / "metrics.json").read_text())
     assert metrics["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-4)
@@ -166,7 +159,8 @@ def test_a_causal_lm_trains_on_its_chat_template(toy_files, tiny_model, tmp_path
         "--micro_batch_size", "8", "--max_steps", "6", "--eval_every", "3", "--save_every", "3", "--log_every", "3"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["input_format"] == "chat_template"
-    assert all(np.isfinite(e["loss"]) for e in _events(out, "train"))
+    losses = [e["loss"] for e in _events(out, "train")]
+    assert len(losses) == 2 and all(np.isfinite(loss) for loss in losses)  # logged at steps 3 and 6
     model = AutoModelForSequenceClassification.from_pretrained(out / "best")
     assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.pad_token_id is not None
     pairs = pq.read_table(toy_files / "eval.parquet").to_pydict()

@@ -1,10 +1,9 @@
-"""The SQL silver stage: stable pair_id, dedup, decontamination, reconciliation, atomic reruns."""
+"""The SQL silver stage: stable pair_id, dedup, decontamination, reconciliation, reruns (a run SIGKILLed
+mid-way: tests/test_kill_resume.py)."""
 
 from __future__ import annotations
 
 import json
-
-import pytest
 
 from conftest import rows, run_stages, write_jsonl, write_sources
 from synpref.silver import build_silver
@@ -75,30 +74,6 @@ def test_rerun_reuses_finished_work_and_rebuilds_after_a_change(lake, tmp_path):
     third_ingest, third = run_stages(lake, src)
     assert sorted(f.reused for f in third_ingest.files) == [False, True]
     assert not third.reused and third.silver_rows == 25
-
-
-def test_failed_silver_run_leaves_previous_tables_whole(lake, tmp_path, monkeypatch):
-    write_jsonl(tmp_path / "a.jsonl", _pairs(20))
-    src = write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl", "shape": "prompt_chosen_rejected"}])
-    run_stages(lake, src)
-    before = {t: [p.read_bytes() for p in lake.table_files(t)] for t in ("silver_pairs", "silver_quarantine")}
-
-    import synpref.silver as silver_mod
-
-    real_copy = silver_mod._copy
-
-    def dying_copy(con, name, out, *options):
-        if name == "silver_quarantine":  # killed after two of the three tables were written
-            raise KeyboardInterrupt("killed")
-        return real_copy(con, name, out, *options)
-
-    monkeypatch.setattr(silver_mod, "_copy", dying_copy)
-    with pytest.raises(KeyboardInterrupt):
-        build_silver(lake, load_sources(src).decontamination, force=True)
-    after = {t: [p.read_bytes() for p in lake.table_files(t)] for t in before}
-    assert after == before
-    leftovers = [p for p in lake.root.rglob("*") if ".tmp" in p.name]
-    assert leftovers == []
 
 
 def test_many_buckets_give_exactly_the_one_bucket_result(tmp_path):
