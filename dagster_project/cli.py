@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,19 +88,20 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lak
     failed = sorted(f"{a}:{c}" for (a, c), passed in pipeline.CHECKS.items() if not passed)
     click.echo(f"\ndata-quality checks: {len(pipeline.CHECKS) - len(failed)} of {len(pipeline.CHECKS)} passed "
                f"in the Dagster runs" + (f"; not passed (warnings): {', '.join(failed)}" if failed else ""))
-    synpref = Path(sys.executable).with_name("synpref")
+    synpref = shlex.quote(str(Path(sys.executable).with_name("synpref")))
+    at = shlex.quote(str(lake.root))  # pasted into a shell: a path with spaces or quotes stays one word
     click.echo(f"""
 Open the Dagster UI on this lake (runs, asset metadata and plots, lineage):
-    {synpref} ui --lake {lake.root}
+    {synpref} ui --lake {at}
     then browse http://127.0.0.1:3000
 Query the curated pairs with SQL (read-only):
-    {synpref} sql --lake {lake.root} "select status, reason, count(*) as pairs, round(avg(p_gold), 3) as p_gold from filtered_pairs group by all order by pairs desc"
-    {synpref} sql --lake {lake.root} "select round, gold_accuracy, gold_pairs_after, to_humans, to_judges from stage1_rounds order by round_number"
-    {synpref} sql --lake {lake.root} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
+    {synpref} sql --lake {at} "select status, reason, count(*) as pairs, round(avg(p_gold), 3) as p_gold from filtered_pairs group by all order by pairs desc"
+    {synpref} sql --lake {at} "select round, gold_accuracy, gold_pairs_after, to_humans, to_judges from stage1_rounds order by round_number"
+    {synpref} sql --lake {at} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
 {_duckdb_hint(lake)} The TRL-ready export: {lake.root / "filtered" / "curated_export"}
 Human labels in this demo are SIMULATED; to label for real in the browser:
-    {synpref} annotate add-annotator $USER --lake {lake.root}
-    {synpref} annotate serve --lake {lake.root}""")
+    {synpref} annotate add-annotator $USER --lake {at}
+    {synpref} annotate serve --lake {at}""")
 
 
 def _duckdb_hint(lake: Lake) -> str:
