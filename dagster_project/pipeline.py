@@ -62,6 +62,15 @@ def run(lake: Lake, assets: list[str], partition_key: str | None = None, ops: di
     return result.success and not blocking
 
 
+def record_checks(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
+    """Add the check results of runs launched outside run() (oldest first, the latest result of a
+    check wins) to CHECKS."""
+    for run_id in reversed(run_ids):  # get_run_ids lists the newest first
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            e = entry.dagster_event.asset_check_evaluation_data
+            CHECKS[(e.asset_key.to_user_string(), e.check_name)] = e.passed
+
+
 def rounds_started(instance: dg.DagsterInstance) -> list[str]:
     keys = instance.get_dynamic_partitions(STAGE1_ROUNDS)
     return sorted(keys, key=stage1.round_number)
@@ -134,7 +143,11 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
         merged.write_text(yaml.safe_dump(config))
         command += ["-c", str(merged)]
     env = {**os.environ, "SYNPREF_LAKE": str(lake.root)}
+    instance = dg.DagsterInstance.get()
+    before = set(instance.get_run_ids())
     done = subprocess.run(command, env=env)
+    # the shards' run is another process's: its checks count in the summary too
+    record_checks(instance, [r for r in instance.get_run_ids() if r not in before])
     if done.returncode != 0:
         return Stage2Result(False, done.returncode)
     return Stage2Result(run(lake, ["curated_export"]), 0)

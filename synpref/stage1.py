@@ -124,7 +124,7 @@ def queue_round(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]], s
     round_number(key)
     if lake.has_table(RETRIEVALS) and _query(lake, f"select count(*) from {RETRIEVALS} where round = $r",
                                               {"r": key})[0][0]:
-        return _recorded_queues(lake, key)  # this round is done: its pairs are queued and recorded
+        return _recorded_queues(lake, key, p_by_gold_pair)  # this round is done: its pairs are queued and recorded
     neighbours = retrieve(lake, p_by_gold_pair, same_task_category=settings.same_task_category,
                           exclude_pair_ids=_labelled(lake, key), config=index, k_max=settings.k_max)
     p = dict(p_by_gold_pair)
@@ -155,18 +155,20 @@ def queue_round(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]], s
                        sum(1 for _, q in p_by_gold_pair if q <= 0.5), len(found), humans, judges)
 
 
-def _recorded_queues(lake: Lake, key: str) -> RoundQueues:
+def _recorded_queues(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]]) -> RoundQueues:
+    """The round's queues as recorded; wrong_or_unsure counts every gold pair with p <= 0.5, also
+    those that found nothing to retrieve (and so have no row in stage1_retrievals)."""
     rows = _query(lake, f"select query_pair_id, p_query, pair_id, destination from {RETRIEVALS} "
                         f"where round = $r order by query_pair_id, rank", {"r": key})
     queries = {q: p for q, p, _, _ in rows}
-    return RoundQueues(key, len(queries), sum(1 for p in queries.values() if p <= 0.5),
+    return RoundQueues(key, len(queries), sum(1 for _, p in p_by_gold_pair if p <= 0.5),
                        len({pid for _, _, pid, _ in rows}),
                        [pid for _, _, pid, d in rows if d == "humans"], [pid for _, _, pid, d in rows if d == "judges"])
 
 
 def record_round(lake: Lake, key: str, ref: ModelRef) -> dict:
     """The round's figures, after its labels came in: one row of stage1_rounds (replacing an older one)."""
-    queues = _recorded_queues(lake, key)
+    queues = _recorded_queues(lake, key, gold_p(lake, ref.name, ref.version))
     (gold_accuracy,), = _query(lake, "select accuracy from rm_eval where model = $m and model_version = $v "
                                      "and breakdown = 'overall'", {"m": ref.name, "v": ref.version})
     gold_before = ref.spec["eval"]["rows"]  # the gold the round's RM was picked and evaluated on

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,14 +31,38 @@ SCENARIOS = {
     "weak_flip": ((0.4, 0.35, None, None), ("dropped", "not_judged")),  # within the margin: not recycled
     "human_kept": ((0.1, 0.1, "flipped", False), ("kept", "human_verified")),
     "human_flipped": ((0.9, 0.9, None, True), ("flipped", "human_verified")),
+    # recycling is p_gold < 0.5 - margin (0.3 here) and (p_best < 0.3 or the judges flipped it):
+    # the judges' "flipped" alone decides where p_best is not clear enough
+    "judges_flip": ((0.4, 0.2, "flipped", None), ("flipped", "recycled_flipped")),
+    "judges_agree_gold_against": ((0.4, 0.2, "agree", None), ("dropped", "gold_rm_disagrees")),
+    "judges_undecided_gold_against": ((0.4, 0.2, "undecided", None), ("dropped", "judges_undecided")),
+    # the margin on p_gold: both others clearly against the label, the gold RM only mildly
+    "gold_within_margin": ((0.1, 0.45, "flipped", None), ("dropped", "judges_disagree")),
+    # the margin on p_best, with no judges to decide
+    "best_within_margin": ((0.35, 0.1, None, None), ("dropped", "not_judged")),
+    # the boundary p_gold = 0.5 - margin = 0.3 (the margin is a decimal: 0.3 is exactly on it)
+    "gold_below_boundary": ((0.1, 0.29, None, None), ("flipped", "recycled_flipped")),
+    "gold_at_boundary": ((0.1, 0.3, "flipped", None), ("dropped", "judges_disagree")),
+    "gold_above_boundary": ((0.1, 0.31, "flipped", None), ("dropped", "judges_disagree")),
+    "best_at_boundary": ((0.3, 0.1, None, None), ("dropped", "not_judged")),
+    # keeping needs p > 0.5, strictly (these also keep the export under its 50%-flipped warning)
+    "gold_just_agrees": ((0.9, 0.51, None, None), ("kept", "rm_agrees")),
+    "gold_at_half": ((0.9, 0.5, None, None), ("dropped", "gold_rm_disagrees")),
+    "best_just_agrees": ((0.51, 0.9, None, None), ("kept", "rm_agrees")),
+    "best_at_half": ((0.5, 0.9, "agree", None), ("kept", "judges_agree")),
 }
-WITHOUT_RECYCLING = {"all_flip": ("dropped", "judges_disagree"), "rms_flip": ("dropped", "gold_rm_disagrees")}
+WITHOUT_RECYCLING = {"all_flip": ("dropped", "judges_disagree"), "rms_flip": ("dropped", "gold_rm_disagrees"),
+                     "judges_flip": ("dropped", "judges_disagree"),
+                     "gold_below_boundary": ("dropped", "not_judged")}
+PAIRS_PER_SCENARIO = 4
+N_PAIRS = PAIRS_PER_SCENARIO * len(SCENARIOS)
+N_EXPORTED = PAIRS_PER_SCENARIO * sum(status != "dropped" for _, (status, _) in SCENARIOS.values())
 
 
 @pytest.fixture
 def scored_lake(lake, tmp_path):
     """Silver pairs, each assigned a scenario, with its scores, verdicts and human labels."""
-    n = 4 * len(SCENARIOS)
+    n = N_PAIRS
     write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"Question {i}?", "chosen": f"Good answer {i}.",
                                         "rejected": f"Bad answer {i}."} for i in range(n)])
     run_stages(lake, write_sources(tmp_path / "s.yaml", [{"name": "a", "path": "a.jsonl",
@@ -152,7 +178,8 @@ def exported_lake(scored_lake):
     return lake
 
 
-@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, 7), ("curated_export", 7, 4)])
+@pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, math.ceil(N_PAIRS / 7)),
+                                                       ("curated_export", 7, math.ceil(N_EXPORTED / 7))])
 def test_filtered_tables_pass_their_suites(exported_lake, table, batch_rows, batches):
     from synpref.quality import validate_table
 

@@ -4,7 +4,9 @@ multiprocess executor, killed mid-way and resumed."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -15,30 +17,64 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SYNPREF, stage2_from_scratch
 
+from dagster_project.definitions import defs
 from synpref.lake import Lake
 from synpref.shards import N_SHARDS
 
 pytestmark = pytest.mark.slow
 
 
-def _one(lake: Lake, sql: str):
+def _all(lake: Lake, sql: str) -> list[tuple]:
     con = duckdb.connect(str(lake.db_path), read_only=True)
     try:
-        return con.execute(sql).fetchone()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
 
 
+def _one(lake: Lake, sql: str):
+    return _all(lake, sql)[0]
+
+
 def test_demo_runs_both_stages_and_every_count_reconciles(demo):
-    lake, stdout, _ = demo
+    lake, stdout, env = demo
     assert "retention by source" in stdout and "http://127.0.0.1:3000" in stdout and "filtered_pairs" in stdout
     assert "duplicate" in stdout  # the planted defects show in the quarantine table
     assert "SIMULATED" in stdout
     # Stage 1: two rounds, each with its RM evaluated on gold and its figures
-    rounds = _one(lake, "select count(*), list(round order by round_number), bool_and(simulated_humans), "
-                        "min(gold_pairs_after - gold_pairs_before) from stage1_rounds")
-    assert rounds[:3] == (2, ["round-1", "round-2"], True) and rounds[3] >= 0
-    assert _one(lake, "select count(distinct model) from rm_eval where eval_set = 'gold' and model like 'round-%'")[0] == 2
+    rounds = _one(lake, "select count(*), list(round order by round_number), bool_and(simulated_humans) "
+                        "from stage1_rounds")
+    assert rounds == (2, ["round-1", "round-2"], True)
+    # each round's figures are its own tables' counts: the gold pairs it queried around (wrong or
+    # unsure: p <= 0.5 from its RM), the distinct pairs retrieved, the demo's --to-humans 8 of them
+    # queued for humans and all the rest for the judges, and the gold its humans' labels added
+    figures = _all(lake, """
+        select r.queries, r.wrong_or_unsure, r.retrieved, r.to_humans, r.to_judges,
+               r.gold_pairs_before, r.gold_pairs_after,
+               (select count(distinct query_pair_id) from stage1_retrievals as t where t.round = r.round),
+               (select count(*) from rm_predictions as p where p.model = r.model and p.model_version = r.model_version
+                   and p.pairs_table = 'eval_gold' and p.p_chosen <= 0.5),
+               (select count(distinct pair_id) from stage1_retrievals as t where t.round = r.round),
+               (select count(*) from annotation_queue as a where a.origin = r.round),
+               (select count(*) from judge_queue as j where j.origin = r.round),
+               (select count(*) from gold_pairs as g
+                   where g.pair_id in (select a.pair_id from annotation_queue as a where a.origin = r.round))
+        from stage1_rounds as r order by r.round_number""")
+    seed_gold = _one(lake, "select count(*) from gold_pairs where pair_id in "
+                           "(select pair_id from annotation_queue where origin = 'seed')")[0]
+    gold_before = seed_gold
+    for (queries, wrong, retrieved, humans, judges, before, after,
+         queried, p_wrong, found, queued_humans, queued_judges, verified) in figures:
+        assert (queries, wrong, retrieved) == (queried, p_wrong, found)
+        assert humans == queued_humans == min(8, retrieved) and judges == queued_judges == retrieved - humans
+        assert before == gold_before and after - before == verified > 0
+        gold_before = after
+    assert gold_before == _one(lake, "select count(*) from gold_pairs")[0]
+    # the recorded k is the paper's: 8 where p <= 0.5, else ceil(8 (1 - p))
+    for p, k in _all(lake, "select distinct p_query, k from stage1_retrievals"):
+        assert k == (8 if p <= 0.5 else math.ceil(round(8 * (1 - p), 9))), (p, k)
+    assert _one(lake, "select count(distinct model) from rm_eval where eval_set = 'gold' "
+                      "and model like 'round-%'")[0] == 2
     retrieved = _one(lake, "select count(*) filter (where destination = 'humans'), "
                            "count(*) filter (where destination = 'judges') from stage1_retrievals")
     assert retrieved[0] > 0 and retrieved[1] > 0
@@ -58,7 +94,26 @@ def test_demo_runs_both_stages_and_every_count_reconciles(demo):
     assert judged == 0
     assert _one(lake, "select count(*) from filtered_pairs where reason = 'human_verified'")[0] == \
         _one(lake, "select count(*) from gold_pairs")[0]
-    assert "data-quality checks:" in stdout and "rm_eval" in stdout
+    assert "rm_eval" in stdout
+    # the check summary counts every check of the demo's Dagster runs (Stage 2's shard run, a
+    # subprocess, included) with its latest result in the instance: each check of every asset the
+    # demo materialized, and every one passed
+    summary = re.search(r"^data-quality checks: (\d+) of (\d+) passed in the Dagster runs"
+                        r"(?:; not passed \(warnings\): (.*))?$", stdout, re.M)
+    assert summary, stdout[-3000:]
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        latest = {}
+        for run_id in reversed(instance.get_run_ids()):  # oldest first
+            for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                e = entry.dagster_event.asset_check_evaluation_data
+                latest[f"{e.asset_key.to_user_string()}:{e.check_name}"] = e.passed
+        materialized = set(instance.get_asset_keys())
+    expected = {f"{k.asset_key.to_user_string()}:{k.name}" for k in defs.resolve_asset_graph().asset_check_keys
+                if k.asset_key in materialized}
+    assert set(latest) == expected and {"filtered_pairs:expectations", "pool_scores:expectations"} <= expected
+    failed = sorted(k for k, passed in latest.items() if not passed)
+    assert summary.groups() == (str(len(expected) - len(failed)), str(len(expected)), ", ".join(failed) or None)
+    assert not failed
 
 
 def test_stage2_killed_mid_run_resumes_without_redoing_finished_shards(demo, tmp_path):
