@@ -268,10 +268,11 @@ def demo(tmp_path_factory, tiny_rm_config_file):
     (shared by the pipeline and Celery tests: it takes minutes)."""
     tmp = tmp_path_factory.mktemp("demo")
     env = demo_env(tmp, tiny_rm_config_file)
+    lake = tmp / "demo's lake"  # a quote and a space: every path must reach SQL and shells quoted
     out = subprocess.run([str(SYNPREF), "demo", "--pairs", "240", "--seed-gold", "24", "--to-humans", "8",
-                          "--lake", str(tmp / "lake")], capture_output=True, text=True, timeout=1800, env=env)
+                          "--lake", str(lake)], capture_output=True, text=True, timeout=1800, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return Lake.at(tmp / "lake"), out.stdout, env
+    return Lake.at(lake), out.stdout, env
 
 
 def stage2_from_scratch(lake: Lake, to: Path) -> Lake:

@@ -41,6 +41,11 @@ def test_demo_runs_both_stages_and_every_count_reconciles(demo):
     assert "retention by source" in stdout and "http://127.0.0.1:3000" in stdout and "filtered_pairs" in stdout
     assert "duplicate" in stdout  # the planted defects show in the quarantine table
     assert "SIMULATED" in stdout
+    # the printed query, pasted into a shell as it stands (the lake's path holds a quote and a space)
+    (query,) = [line.strip() for line in stdout.splitlines() if " sql --lake " in line and "filtered_pairs" in line]
+    pasted = subprocess.run(["bash", "-c", query + " --format csv"], capture_output=True, text=True, env=env)
+    assert pasted.returncode == 0, pasted.stderr
+    assert pasted.stdout.splitlines()[0] == "status,reason,pairs,p_gold" and "kept" in pasted.stdout
     # Stage 1: two rounds, each with its RM evaluated on gold and its figures
     rounds = _one(lake, "select count(*), list(round order by round_number), bool_and(simulated_humans) "
                         "from stage1_rounds")
