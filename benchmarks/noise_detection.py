@@ -45,6 +45,7 @@ from benchmarks.rm_accuracy import SHARED  # noqa: E402
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import make_scorer  # noqa: E402
 from models.train_config import load_config, make_config  # noqa: E402
+from synpref.duck import lit  # noqa: E402
 from synpref import crossfit, rm_models, schemas, stage1  # noqa: E402
 from synpref.filter_stage import RULES, FilterSettings, filter_shard  # noqa: E402
 from synpref.lake import Lake, atomic_path  # noqa: E402
@@ -110,9 +111,9 @@ def outcomes(bench: Bench, lake: Lake, out: Path) -> None:
                 copy (select t.pair_id, t.injected_flip, f.status, f.reason, f.noise_score, f.p_best,
                              f.p_best_spread, f.p_gold, f.label_issue
                       from ({qs.truth_sql(lake, bench.base.table_glob('silver_pairs'))}) as t
-                      join read_parquet('{lake.table_glob('filtered_pairs')}') as f using (pair_id)
+                      join read_parquet({lit(lake.table_glob('filtered_pairs'))}) as f using (pair_id)
                       where t.split = 'pool' and not f.human_verified order by t.pair_id)
-                to '{tmp}' (format parquet)""")
+                to {lit(tmp)} (format parquet)""")
     finally:
         con.close()
 
@@ -133,7 +134,7 @@ def curated_pairs(lake: Lake, decisions: Path, with_recycled: bool) -> str:
     return f"""select s.pair_id, s.conversation,
                       if(d.status = 'flipped', s.rejected, s.chosen) as chosen,
                       if(d.status = 'flipped', s.chosen, s.rejected) as rejected, s.source
-               from silver_pairs as s join read_parquet('{decisions}') as d using (pair_id)
+               from silver_pairs as s join read_parquet({lit(decisions)}) as d using (pair_id)
                where d.status in {statuses}"""
 
 
@@ -188,8 +189,8 @@ def run_minilm(bench: Bench, settings: crossfit.CrossFitSettings) -> None:
                        0.0::double as p_best_spread, 1::int as members, g.p_chosen as p_gold,
                        m.{column} <= 0.5 as needs_judges, 'minilm-{label}' as best_model, 'v001' as best_version,
                        'gold' as gold_model, '{gold.version}' as gold_version
-                from read_parquet('{scores}') as m
-                join read_parquet('{part_path(lake, gold, 'silver_pairs', shard_key(0))}') as g using (pair_id)
+                from read_parquet({lit(scores)}) as m
+                join read_parquet({lit(part_path(lake, gold, 'silver_pairs', shard_key(0)))}) as g using (pair_id)
                 order by m.pair_id""").fetch_arrow_table().cast(schemas.POOL_SCORES)
             with atomic_path(pool_scores_part(lake, 0)) as tmp:
                 pq.write_table(table, tmp)

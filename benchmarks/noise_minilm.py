@@ -44,6 +44,7 @@ from benchmarks.quality import TRAIN_DEFAULTS, Bench, read_json, write_json  # n
 from benchmarks.rm_accuracy import SHARED  # noqa: E402
 from models.scorer import Scorer  # noqa: E402
 from models.train_config import load_config, parse_value  # noqa: E402
+from synpref.duck import lit  # noqa: E402
 from synpref import crossfit, rm_models, stage1  # noqa: E402
 from synpref.lake import Lake, atomic_path  # noqa: E402
 
@@ -71,7 +72,7 @@ def read_pairs(lake: Lake, where: str = "true") -> dict:
     """pair_id, fold, conversation, chosen, rejected of the lake's silver_pairs matching `where`."""
     return duckdb.sql(f"""
         select pair_id, {crossfit.fold_sql(FOLDS, REPEAT)} as fold, conversation, chosen, rejected
-        from read_parquet('{lake.table_glob('silver_pairs')}') where {where} order by pair_id
+        from read_parquet({lit(lake.table_glob('silver_pairs'))}) where {where} order by pair_id
     """).to_arrow_table().to_pydict()
 
 
@@ -80,7 +81,7 @@ def write_p(path: Path, pairs: dict, p: np.ndarray, column: str) -> None:
     con = duckdb.connect()
     con.register("scored", pa.table({"pair_id": pairs["pair_id"], "fold": pairs["fold"], column: p}))
     with atomic_path(path) as tmp:
-        con.execute(f"copy (select * from scored order by pair_id) to '{tmp}' (format parquet)")
+        con.execute(f"copy (select * from scored order by pair_id) to {lit(tmp)} (format parquet)")
     con.close()
 
 
@@ -124,10 +125,10 @@ def write_scores(bench: Bench, lake: Lake, out: Path) -> Path:
             create temp table scores as
             select s.pair_id, s.fold, i.p_insample, o.p_oof, t.injected_flip, t.split, o.n, o.oof_fold
             from (select pair_id, {crossfit.fold_sql(FOLDS, REPEAT)} as fold
-                  from read_parquet('{lake.table_glob('silver_pairs')}')) as s
-            left join read_parquet('{out / 'insample.parquet'}') as i using (pair_id)
+                  from read_parquet({lit(lake.table_glob('silver_pairs'))})) as s
+            left join read_parquet({lit(out / 'insample.parquet')}) as i using (pair_id)
             left join (select pair_id, any_value(p_oof) as p_oof, count(*) as n, any_value(fold) as oof_fold
-                       from read_parquet('{out / 'oof-fold-*.parquet'}') group by pair_id) as o using (pair_id)
+                       from read_parquet({lit(out / 'oof-fold-*.parquet')}) group by pair_id) as o using (pair_id)
             left join ({qs.truth_sql(lake, bench.base.table_glob('silver_pairs'))}) as t using (pair_id)""")
         problems = con.execute("""
             select count(*) filter (where p_insample is null), count(*) filter (where n is distinct from 1),
@@ -141,7 +142,7 @@ def write_scores(bench: Bench, lake: Lake, out: Path) -> Path:
                                .format(*problems))
         with atomic_path(path) as tmp:
             con.execute(f"copy (select * exclude (n, oof_fold) from scores order by pair_id) "
-                        f"to '{tmp}' (format parquet)")
+                        f"to {lit(tmp)} (format parquet)")
         counts = con.execute("select split, count(*), count(*) filter (where injected_flip) "
                              "from scores group by split order by split").fetchall()
         log(f"scores.parquet: every pair one OOF score; (split, pairs, flips): {counts}")
@@ -181,7 +182,7 @@ def kept_sql(kept: Path, recycle: bool) -> str:
         select s.pair_id, s.conversation,
                if(k.status = 'flipped', s.rejected, s.chosen) as chosen,
                if(k.status = 'flipped', s.chosen, s.rejected) as rejected, s.source
-        from silver_pairs as s join read_parquet('{str(kept.resolve()).replace("'", "''")}') as k using (pair_id)
+        from silver_pairs as s join read_parquet({lit(kept.resolve())}) as k using (pair_id)
         where k.status in {statuses} and s.pair_id not in (select pair_id from gold_pairs)"""
 
 
@@ -201,7 +202,7 @@ def detection(flip: np.ndarray, p: np.ndarray) -> dict:
 
 
 def summarize(scores: Path, out: Path, refs: dict[str, rm_models.ModelRef]) -> dict:
-    pool = duckdb.sql(f"select injected_flip, p_insample, p_oof from read_parquet('{scores}') "
+    pool = duckdb.sql(f"select injected_flip, p_insample, p_oof from read_parquet({lit(scores)}) "
                       f"where split = 'pool'").fetchnumpy()
     flip = np.asarray(pool["injected_flip"], dtype=bool)
     summary = {"noise": RATE, "seed": SEED, "folds": FOLDS, "repeat": REPEAT, "pool_pairs": len(flip),
@@ -250,7 +251,7 @@ def main() -> None:
     if args.kept:  # arms named after the decisions file (e.g. oof-ensemble), as noise_report reads them
         rule = args.kept.stem
         train_on_pairs(bench, lake, f"{CURATED}-{rule}", kept_sql(args.kept, recycle=False), out, f"curated/{rule}")
-        ((flipped,),) = duckdb.execute(f"select count(*) from read_parquet('{args.kept}') "
+        ((flipped,),) = duckdb.execute(f"select count(*) from read_parquet({lit(args.kept)}) "
                                        f"where status = 'flipped'").fetchall()
         if flipped:
             train_on_pairs(bench, lake, f"{RECYCLED}-{rule}", kept_sql(args.kept, recycle=True), out,

@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from synpref.duck import lit  # noqa: E402
 from synpref.lake import atomic_path
 
 RULE_ORDER = ["insample-paper", "oof-paper", "oof-confident_learning", "oof-ensemble"]
@@ -25,7 +26,7 @@ ARMS = ["acc_noisy", "acc_curated", "acc_recycled", "acc_clean"]
 
 
 def decision_metrics(path: Path) -> dict:
-    d = duckdb.sql(f"select injected_flip, status, noise_score from read_parquet('{path}')").fetchnumpy()
+    d = duckdb.sql(f"select injected_flip, status, noise_score from read_parquet({lit(path)})").fetchnumpy()
     flip, kept = np.asarray(d["injected_flip"], bool), np.asarray(d["status"]) == "kept"
     detected = ~kept
     return {"precision": (flip & detected).sum() / max(detected.sum(), 1),
@@ -148,7 +149,7 @@ def measured_point(work: Path, rate: float, seeds: list[int]) -> tuple[float, fl
     for seed in seeds:
         path = work / "results" / f"noise-{round(rate * 100):02d}" / f"seed-{seed}" / "oof-paper.parquet"
         if path.exists():
-            d = duckdb.sql(f"select injected_flip, p_best, p_gold from read_parquet('{path}')").fetchnumpy()
+            d = duckdb.sql(f"select injected_flip, p_best, p_gold from read_parquet({lit(path)})").fetchnumpy()
             accuracy.append(float(((d["p_best"] > 0.5) != d["injected_flip"]).mean()))
             rho.append(logit_correlation(d["p_best"], d["p_gold"]))
     return (float(np.mean(accuracy)), float(np.mean(rho))) if accuracy else (float("nan"), float("nan"))

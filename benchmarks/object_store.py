@@ -31,6 +31,7 @@ import dagster as dg
 
 from dagster_project.object_store import LocalObjectStore
 from dagster_project.run_events import shard_steps, step_records
+from synpref.duck import lit  # noqa: E402
 from synpref import vectors
 from synpref.duck import connect as duck_connect
 from synpref.lake import CACHE_ENV, Lake, copy_lake, remove
@@ -75,7 +76,7 @@ def measure(source: Lake, work: Path, where: str, phase: str, turn: int, env: di
         rows = sorted((r["pair_id"], r["text"]) for r in vectors.open_table(lake).to_arrow().to_pylist())
     else:
         con = duck_connect(lake)
-        rows = con.execute(f"select {compare[1]} from read_parquet('{lake.table_glob(compare[0])}') "
+        rows = con.execute(f"select {compare[1]} from read_parquet({lit(lake.table_glob(compare[0]))}) "
                            f"order by pair_id").fetchall()
         con.close()
     shutil.rmtree(copy.root, ignore_errors=True)

@@ -43,6 +43,7 @@ from benchmarks.rm_accuracy import SHARED, build_lake  # noqa: E402
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import Scorer  # noqa: E402
 from models.train_config import TrainConfig, load_config, make_config, parse_value  # noqa: E402
+from synpref.duck import lit  # noqa: E402
 from synpref import rm_models, stage1  # noqa: E402
 from synpref.filter_stage import FilterSettings, filter_shard  # noqa: E402
 from synpref.gold import build_gold_pairs  # noqa: E402
@@ -101,15 +102,15 @@ class Bench:
             con = duckdb.connect()
             qs.split_pairs(con, self.base.table_glob("silver_pairs"), sizes, split_seed)
             with atomic_path(self.split_file) as tmp:
-                con.execute(f"copy split to '{tmp}' (format parquet)")
+                con.execute(f"copy split to {lit(tmp)} (format parquet)")
             qs.write_test_set(con, self.base.table_glob("silver_pairs"), self.test_file)
             con.close()
         self.test = duckdb.sql(f"select conversation, chosen, rejected, source "
-                               f"from read_parquet('{self.test_file}')").to_arrow_table().to_pydict()
+                               f"from read_parquet({lit(self.test_file)})").to_arrow_table().to_pydict()
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
-        con.execute(f"create temp view split as select * from read_parquet('{self.split_file}')")
+        con.execute(f"create temp view split as select * from read_parquet({lit(self.split_file)})")
         return con
 
     def lake(self, rate: float, seed: int) -> Lake:

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.quality_split import truth_sql
+from synpref.duck import lit  # noqa: E402
 from synpref.lake import Lake, atomic_path
 
 
@@ -20,9 +21,9 @@ def write_pool_outcomes(con: duckdb.DuckDBPyConnection, lake: Lake, base_silver_
         con.execute(f"""
             copy (select t.pair_id, t.injected_flip, f.p_best, f.p_gold, f.status, f.reason
                   from ({truth_sql(lake, base_silver_glob)}) as t
-                  join read_parquet('{lake.table_glob('filtered_pairs')}') as f using (pair_id)
+                  join read_parquet({lit(lake.table_glob('filtered_pairs'))}) as f using (pair_id)
                   where t.split = 'pool' and not f.human_verified order by t.pair_id)
-            to '{tmp}' (format parquet)""")
+            to {lit(tmp)} (format parquet)""")
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -47,7 +48,7 @@ def flip_metrics(outcomes: str) -> dict:
                count(*) filter (where p_best > 0.5 and injected_flip),
                count(*) filter (where p_gold > 0.5 and not injected_flip),
                count(*) filter (where p_gold > 0.5 and injected_flip)
-        from read_parquet('{outcomes}')""").fetchone()
+        from read_parquet({lit(outcomes)})""").fetchone()
     detected = pool - kept
     trained = kept + recycled
     return {

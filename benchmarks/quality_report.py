@@ -11,6 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
+from synpref.duck import lit  # noqa: E402
 from benchmarks.quality_metrics import flip_metrics
 
 ARMS = (("noisy", "(a) noisy pool"), ("curated", "(b) curated (kept)"),
@@ -179,7 +180,7 @@ def plot_p_chosen(work: Path, levels: list[int], out: Path) -> None:
     fig, axes = plt.subplots(len(levels), 2, figsize=(9, 2.6 * len(levels)), squeeze=False)
     for row, pct in enumerate(levels):
         glob = str(work / "results" / f"noise-{pct:02d}" / "seed-*" / "pool.parquet")
-        data = duckdb.sql(f"select injected_flip, p_best, p_gold from read_parquet('{glob}')").fetchall()
+        data = duckdb.sql(f"select injected_flip, p_best, p_gold from read_parquet({lit(glob)})").fetchall()
         for col, (index, name) in enumerate(((2, "gold RM (p_gold)"), (1, "current best RM (p_best)"))):
             ax = axes[row][col]
             # the data's own range: weak RMs keep p close to 0.5, fixed 0-1 bins would hide the shape
@@ -209,7 +210,7 @@ def measured_points(work: Path, pct: int) -> list[dict]:
     points = []
     for path in sorted((work / "results" / f"noise-{pct:02d}").glob("seed-*/pool.parquet")):
         m = flip_metrics(str(path))
-        p = duckdb.sql(f"select p_best, p_gold from read_parquet('{path}')").fetchnumpy()
+        p = duckdb.sql(f"select p_best, p_gold from read_parquet({lit(path)})").fetchnumpy()
         points.append({"seed": int(path.parent.name.split("-")[1]), "kept_flip_rate": m["kept_flip_rate"],
                        # the accuracy of a symmetric RM that separates clean from flipped pairs as well
                        "accuracy": (2 + m["best_agrees_clean"] - m["best_agrees_flipped"] + m["gold_agrees_clean"]

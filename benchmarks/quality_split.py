@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from synpref.duck import lit  # noqa: E402
 from synpref.lake import Lake, atomic_path
 
 SPLITS = ("gold", "test", "pool")
@@ -37,7 +38,7 @@ def _order(seed: int) -> str:
 
 def split_pairs(con: duckdb.DuckDBPyConnection, silver_glob: str, sizes: SplitSizes, seed: int) -> None:
     """Temp table `split` on con: pair_id, raw_id, split, pool_rank (the pool's flip order)."""
-    (total,) = con.execute(f"select count(*) from read_parquet('{silver_glob}')").fetchone()
+    (total,) = con.execute(f"select count(*) from read_parquet({lit(silver_glob)})").fetchone()
     pool = total - sizes.gold - sizes.test if sizes.pool is None else sizes.pool
     if min(sizes.gold, sizes.test, pool) < 1 or sizes.gold + sizes.test + pool > total:
         raise ValueError(f"cannot split {total} pairs into gold {sizes.gold}, test {sizes.test}, pool {pool}")
@@ -45,7 +46,7 @@ def split_pairs(con: duckdb.DuckDBPyConnection, silver_glob: str, sizes: SplitSi
         create or replace temp table split as
         with ranked as (
             select pair_id, raw_id, row_number() over (order by {_order(seed)}, pair_id) as r
-            from read_parquet('{silver_glob}')
+            from read_parquet({lit(silver_glob)})
         ), assigned as (
             select pair_id, raw_id,
                    case when r <= {sizes.gold} then 'gold'
@@ -80,11 +81,11 @@ def write_noisy_raw(con: duckdb.DuckDBPyConnection, raw_glob: str, lake: Lake, r
                          if(f.flipped, r.chosen, r.rejected) as rejected,
                          null::struct(role varchar, content varchar)[] as rejected_conversation,
                          r.source_file, r.source_row
-                  from read_parquet('{raw_glob}') as r
+                  from read_parquet({lit(raw_glob)}) as r
                   join (select raw_id, coalesce(pool_rank <= {flips}, false) as flipped from split
                         where split in ('gold', 'pool')) as f using (raw_id)
                   order by r.raw_id)
-            to '{tmp}' (format parquet, compression zstd)""")
+            to {lit(tmp)} (format parquet, compression zstd)""")
     return flips
 
 
@@ -92,9 +93,9 @@ def write_test_set(con: duckdb.DuckDBPyConnection, silver_glob: str, out: Path) 
     """The held-out pairs (original labels) as a Parquet file outside every benchmark lake."""
     with atomic_path(out) as tmp:
         con.execute(f"copy (select s.pair_id, s.source, s.conversation, s.chosen, s.rejected "
-                    f"from read_parquet('{silver_glob}') as s join split as t using (pair_id) "
-                    f"where t.split = 'test' order by s.pair_id) to '{tmp}' (format parquet)")
-    return con.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
+                    f"from read_parquet({lit(silver_glob)}) as s join split as t using (pair_id) "
+                    f"where t.split = 'test' order by s.pair_id) to {lit(tmp)} (format parquet)")
+    return con.execute(f"select count(*) from read_parquet({lit(out)})").fetchone()[0]
 
 
 def truth_sql(lake: Lake, base_silver_glob: str) -> str:
@@ -102,6 +103,6 @@ def truth_sql(lake: Lake, base_silver_glob: str) -> str:
     (the base pair's chosen is now its rejected); joined back to the base through raw_id."""
     return f"""
         select s.pair_id, t.split, b.pair_id as base_pair_id, s.chosen <> b.chosen as injected_flip
-        from read_parquet('{lake.table_glob('silver_pairs')}') as s
-        join read_parquet('{base_silver_glob}') as b using (raw_id)
+        from read_parquet({lit(lake.table_glob('silver_pairs'))}) as s
+        join read_parquet({lit(base_silver_glob)}) as b using (raw_id)
         join split as t on t.pair_id = b.pair_id"""

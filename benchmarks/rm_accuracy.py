@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import Scorer, ScorerConfig  # noqa: E402
 from models.train_config import load_config  # noqa: E402
+from synpref.duck import lit  # noqa: E402
 from synpref import rm_models  # noqa: E402
 from synpref.ingest import ingest_sources  # noqa: E402
 from synpref.lake import Lake  # noqa: E402
@@ -73,7 +74,7 @@ def untrained_accuracy(lake: Lake, ref: rm_models.ModelRef, backbone: str, seed:
         save_reward_model(model, tokenizer, folder, {"input_format": "pair_text",
                                                     "max_length": ref.spec["config"]["max_length"]})
     pairs = duckdb.sql(f"select conversation, chosen, rejected from read_parquet("
-                       f"'{ref.version_dir / 'data' / 'eval.parquet'}')").to_arrow_table().to_pydict()
+                       f"{lit(ref.version_dir / 'data' / 'eval.parquet')})").to_arrow_table().to_pydict()
     rc, rr, _ = Scorer(folder, ScorerConfig()).score(pairs["conversation"], pairs["chosen"], pairs["rejected"])
     return float((rc > rr).mean())
 

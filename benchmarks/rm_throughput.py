@@ -43,6 +43,7 @@ from models.launch import LaunchConfig, training_command, training_env  # noqa: 
 from models.reward_model import PairEncoder, load_reward_model, resolve_backbone, save_reward_model  # noqa: E402
 from models.scorer import Scorer, ScorerConfig, cpu_threads  # noqa: E402
 from rm_accuracy import SHARED, build_lake  # noqa: E402
+from synpref.duck import lit  # noqa: E402
 from synpref.lake import Lake  # noqa: E402
 
 WORK = HERE / "_work" / "rm_throughput"
@@ -54,7 +55,7 @@ def sample_pairs(lake: Lake, n: int, seed: int) -> dict:
     import duckdb
 
     return duckdb.sql(f"select pair_id, conversation, chosen, rejected from read_parquet("
-                      f"'{lake.table_glob('silver_pairs')}') order by md5(pair_id || '{seed}') limit {n}"
+                      f"{lit(lake.table_glob('silver_pairs'))}) order by md5(pair_id || '{seed}') limit {n}"
                       ).to_arrow_table().to_pydict()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from synpref.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
 from synpref import schemas
 from synpref.lake import Lake, write_part
@@ -29,7 +30,7 @@ def simple_records(n: int, tag: str = "") -> list[dict]:
 def pair_ids(lake: Lake, where: str = "true") -> list[str]:
     con = duckdb.connect()
     try:
-        return [r[0] for r in con.execute(f"select pair_id from read_parquet('{lake.table_glob('silver_pairs')}') "
+        return [r[0] for r in con.execute(f"select pair_id from read_parquet({lit(lake.table_glob('silver_pairs'))}) "
                                           f"where {where} order by pair_id").fetchall()]
     finally:
         con.close()
@@ -40,7 +41,7 @@ def silver_texts(lake: Lake) -> dict[str, tuple[str, str]]:
     con = duckdb.connect()
     try:
         return {p: (c, r) for p, c, r in con.execute(
-            f"select pair_id, chosen, rejected from read_parquet('{lake.table_glob('silver_pairs')}')").fetchall()}
+            f"select pair_id, chosen, rejected from read_parquet({lit(lake.table_glob('silver_pairs'))})").fetchall()}
     finally:
         con.close()
 
@@ -59,7 +60,8 @@ def write_attributes(lake: Lake, attributes: dict[str, tuple[str, str]], guideli
 def stored_labels(lake: Lake) -> list[dict]:
     con = duckdb.connect()
     try:
-        rel = con.sql(f"select * from read_parquet('{lake.table_glob('human_labels')}') order by recorded_at, label_id")
+        rel = con.sql(f"select * from read_parquet({lit(lake.table_glob('human_labels'))}) "
+                      f"order by recorded_at, label_id")
         return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
     finally:
         con.close()

@@ -12,6 +12,7 @@ import time
 import duckdb
 import pytest
 
+from synpref.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ RUN = textwrap.dedent("""
 def _attribute_rows(lake) -> list[tuple[str, str]]:
     con = duckdb.connect()
     try:
-        return con.execute(f"select pair_id, status from read_parquet('{lake.table_glob('pair_attributes')}') "
+        return con.execute(f"select pair_id, status from read_parquet({lit(lake.table_glob('pair_attributes'))}) "
                            f"where model = 'tiny'").fetchall()
     finally:
         con.close()

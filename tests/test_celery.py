@@ -18,6 +18,7 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
+from synpref.duck import lit
 from conftest import stage2_from_scratch
 
 from dagster_project.celery_cluster import LocalCluster, stage2_run_config
@@ -104,7 +105,7 @@ def _latest_run(cluster: LocalCluster, after: float):
 def _table(lake: Lake, table: str, columns: str) -> list[tuple]:
     con = duckdb.connect()
     try:
-        return con.execute(f"select {columns} from read_parquet('{lake.table_glob(table)}') "
+        return con.execute(f"select {columns} from read_parquet({lit(lake.table_glob(table))}) "
                            f"order by pair_id").fetchall()
     finally:
         con.close()

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from synpref.duck import lit
 from conftest import toy_pairs_table
 from models.embedding_rm import EmbeddingScorer, is_embedding_rm, lake_cache_dir
 from models.scorer import make_scorer
@@ -72,7 +73,7 @@ def test_a_fold_model_never_trains_on_its_own_fold(lake, toy_file):
     con = duckdb.connect()
     for repeat in range(settings.repeats):
         for fold in range(settings.folds):
-            sql = crossfit.member_training_sql(f"select * from read_parquet('{toy_file}')", fold, repeat,
+            sql = crossfit.member_training_sql(f"select * from read_parquet({lit(toy_file)})", fold, repeat,
                                                settings.folds)
             trained = {pid for (pid,) in con.execute(f"select pair_id from ({sql})").fetchall()}
             held = {pid for pid in ids if crossfit.fold_of(pid, settings.folds, repeat) == fold}

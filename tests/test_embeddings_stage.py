@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from synpref.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
 from synpref import vectors
 from synpref.embeddings_stage import embed_pending
@@ -44,7 +45,7 @@ def _silver_ids(lake) -> list[str]:
     con = duckdb.connect()
     try:
         return sorted(r[0] for r in con.execute(
-            f"select pair_id from read_parquet('{lake.table_glob('silver_pairs')}')").fetchall())
+            f"select pair_id from read_parquet({lit(lake.table_glob('silver_pairs'))})").fetchall())
     finally:
         con.close()
 
@@ -115,8 +116,8 @@ def test_shards_embedded_by_concurrent_processes_give_the_one_process_table(lake
 def _conversations(lake, ids: list[str]) -> list:
     con = duckdb.connect()
     try:
-        rows = dict(con.execute(f"select pair_id, conversation from read_parquet('{lake.table_glob('silver_pairs')}')")
-                    .fetchall())
+        silver = lit(lake.table_glob('silver_pairs'))
+        rows = dict(con.execute(f"select pair_id, conversation from read_parquet({silver})").fetchall())
     finally:
         con.close()
     return [rows[i] for i in ids]

@@ -10,6 +10,7 @@ import shutil
 import duckdb
 import pytest
 
+from synpref.duck import lit
 from conftest import (SERVED_NAME, assert_violation_fails, rows, run_stages, violations_parametrized, write_jsonl,
                       write_sources)
 from models.annotator import load_annotator
@@ -45,7 +46,7 @@ def _make_lake(lake, tmp_path):
     out = lake.table_dir(GOLD) / "part-0.parquet"
     out.parent.mkdir(parents=True)
     con.execute(f"copy (select pair_id, conversation, chosen, rejected from read_parquet("
-                f"'{lake.table_glob('silver_pairs')}') order by pair_id limit {N_GOLD}) to '{out}'")
+                f"{lit(lake.table_glob('silver_pairs'))}) order by pair_id limit {N_GOLD}) to {lit(out)}")
     con.close()
     return lake
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from synpref.duck import lit
 from conftest import (TINY_RM_SETTINGS, rows, run_stages, stage2_from_scratch, toy_preference_records, write_jsonl,
                       write_sources)
 from test_celery import _finished, _latest_run, _materialize
@@ -73,7 +74,7 @@ def _sources(tmp_path: Path) -> Path:
 def _store_rows(lake: Lake, table: str, columns: str, order: str = "pair_id") -> list[tuple]:
     con = duck_connect(lake)
     try:
-        return con.execute(f"select {columns} from read_parquet('{lake.table_glob(table)}', union_by_name = true) "
+        return con.execute(f"select {columns} from read_parquet({lit(lake.table_glob(table))}, union_by_name = true) "
                            f"order by {order}").fetchall()
     finally:
         con.close()
@@ -197,8 +198,8 @@ def test_a_reward_model_trains_into_the_store_and_scores_from_it(store, tmp_path
     con = duck_connect(lake)
     with atomic_path(lake.table_dir("gold_pairs") / "part-0.parquet") as tmp:  # humans are not in this test
         con.execute(f"copy (select pair_id, conversation, chosen, rejected, false as flipped, source from "
-                    f"read_parquet('{lake.table_glob('silver_pairs')}') order by md5(pair_id) limit 24) "
-                    f"to '{tmp}' (format parquet)")
+                    f"read_parquet({lit(lake.table_glob('silver_pairs'))}) order by md5(pair_id) limit 24) "
+                    f"to {lit(tmp)} (format parquet)")
     con.close()
     sql = "select pair_id, conversation, chosen, rejected, source from silver_pairs"
     config, cpu = load_config(tiny_rm_config_file), LaunchConfig(accelerator="cpu")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from synpref.duck import lit
 from conftest import assert_violation_fails, run_stages, tamper, violations_parametrized, write_jsonl, write_sources
 from synpref.quality import validate_table
 from synpref.reconcile import reconcile_ingest, reconcile_reasons, reconcile_silver
@@ -81,7 +82,7 @@ def test_sample_of_failing_ids_names_the_bad_rows(clean_lake):
     tamper(clean_lake, "silver_pairs",
            "select * replace (case when source_row = 2 then rejected else chosen end as chosen) from {t}")
     con = duckdb.connect()
-    bad = con.execute(f"select pair_id from read_parquet('{clean_lake.table_glob('silver_pairs')}') "
+    bad = con.execute(f"select pair_id from read_parquet({lit(clean_lake.table_glob('silver_pairs'))}) "
                       f"where chosen = rejected").fetchall()
     con.close()
     v = validate_table(clean_lake, "silver_pairs", build_docs=False)

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from synpref.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
 from synpref.lake import Lake
 from synpref.silver import build_silver
@@ -71,9 +72,10 @@ def test_noisy_lake_has_exact_flips_gold_untouched_and_no_test_pair(base, tmp_pa
                             f"group by all").fetchall()
         counts = {(s, f): n for s, f, n in truth}
         assert counts == {("gold", False): 30, ("pool", False): 100 - round(100 * rate), ("pool", True): round(100 * rate)}
-        (silver,) = con.execute(f"select count(*) from read_parquet('{noisy.table_glob('silver_pairs')}')").fetchone()
+        noisy_silver = lit(noisy.table_glob('silver_pairs'))
+        (silver,) = con.execute(f"select count(*) from read_parquet({noisy_silver})").fetchone()
         assert silver == 130  # gold + pool, every raw row in silver: the counts reconcile
-        ids = {pid for (pid,) in con.execute(f"select pair_id from read_parquet('{noisy.table_glob('silver_pairs')}')").fetchall()}
+        ids = {pid for (pid,) in con.execute(f"select pair_id from read_parquet({noisy_silver})").fetchall()}
         assert not ids & split["test"]
         flipped_by_rate[rate] = {b for (b,) in con.execute(
             f"select base_pair_id from ({qs.truth_sql(noisy, lake.table_glob('silver_pairs'))}) where injected_flip").fetchall()}

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from synpref.duck import lit
 from conftest import (assert_violation_fails, rows, run_stages, toy_preference_records, violations_parametrized,
                       write_jsonl, write_sources)
 from dagster_project.cli import main
@@ -59,7 +60,7 @@ def _make_lake(lake: Lake, tmp_path) -> Lake:
     gold.parent.mkdir(parents=True)
     con = duckdb.connect()
     con.execute(f"copy (select pair_id, conversation, chosen, rejected, false as flipped, source from read_parquet("
-                f"'{lake.table_glob('silver_pairs')}') order by md5(pair_id) limit {N_GOLD}) to '{gold}'")
+                f"{lit(lake.table_glob('silver_pairs'))}) order by md5(pair_id) limit {N_GOLD}) to {lit(gold)}")
     con.close()
     return lake
 

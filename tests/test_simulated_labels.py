@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
+from synpref.duck import lit
 from conftest import rows
 from synpref.annotation_queue import queue_for_humans
 from synpref.demo import generate_demo
@@ -41,7 +42,7 @@ def test_simulated_labels_recover_the_planted_flips(lake):
     wrong = [g for g in gold if g["flipped"] != (truth[g["pair_id"]] == "rejected")]
     assert len(wrong) <= 0.05 * len(gold)  # the majority of three almost always finds the truth
     con = duckdb.connect()
-    flipped_back = con.execute(f"select count(*) from read_parquet('{lake.table_glob('gold_pairs')}') as g "
-                               f"join read_parquet('{lake.table_glob('silver_pairs')}') as s using (pair_id) "
+    flipped_back = con.execute(f"select count(*) from read_parquet({lit(lake.table_glob('gold_pairs'))}) as g "
+                               f"join read_parquet({lit(lake.table_glob('silver_pairs'))}) as s using (pair_id) "
                                f"where g.flipped and g.chosen = s.rejected").fetchone()[0]
     assert flipped_back == sum(g["flipped"] for g in gold)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from annotation_support import pair_ids, silver_lake, silver_texts, simple_records, write_attributes
+from synpref.duck import lit
 from conftest import rows
 from synpref import schemas, stage1
 from synpref.duck import stage_connection
@@ -33,7 +34,7 @@ def _write_gold(lake: Lake, ids: list[str]) -> None:
         con.execute("create temp table wanted as select unnest($ids) as pair_id", {"ids": ids})
         table = con.sql(f"select pair_id, conversation, chosen, rejected, false as flipped, source, "
                         f"1.0 as agreement "
-                        f"from read_parquet('{lake.table_glob('silver_pairs')}') semi join wanted using (pair_id) "
+                        f"from read_parquet({lit(lake.table_glob('silver_pairs'))}) semi join wanted using (pair_id) "
                         f"order by pair_id").to_arrow_table()
     finally:
         con.close()
