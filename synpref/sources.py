@@ -157,7 +157,10 @@ def allowed_roots() -> list[Path] | None:
 
 def check_readable(path: Path, what: str) -> None:
     """A regular file or folder, inside SYNPREF_SOURCE_ROOTS when that is set."""
-    mode = path.stat().st_mode
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:  # a dangling symlink, no permission
+        raise SourcesError(f"{what}: cannot read {path}: {e.strerror}") from None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise SourcesError(f"{what}: {path} is not a regular file or folder")
     roots = allowed_roots()

@@ -389,12 +389,16 @@ def test_symlinks_are_followed_unless_roots_confine_the_sources(lake, tmp_path, 
     assert ingest.raw == 1
 
 
-def test_a_fifo_is_never_read(lake, tmp_path):
+def test_a_fifo_is_never_read_and_a_dangling_link_is_named(lake, tmp_path):
     import os
 
     os.mkfifo(tmp_path / "pipe.jsonl")  # reading it would block forever
     src = write_sources(tmp_path / "s.yaml", [{"name": "p", "path": "pipe.jsonl", "shape": "prompt_chosen_rejected"}])
     with pytest.raises(SourcesError, match="not a regular file or folder"):
+        run_stages(lake, src)
+    (tmp_path / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    src = write_sources(tmp_path / "s.yaml", [{"name": "g", "path": "gone.jsonl", "shape": "prompt_chosen_rejected"}])
+    with pytest.raises(SourcesError, match="cannot read .*gone.jsonl: No such file or directory"):
         run_stages(lake, src)
 
 
