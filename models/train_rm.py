@@ -36,7 +36,7 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,8 +44,9 @@ import numpy as np
 
 from models.batching import length_grouped_micro_batches, rank_micro_batches
 from models.launch import free_port
-from models.reward_model import (Encoded, PairEncoder, bt_loss, collate, concat, input_format, load_reward_model,
-                                 resolve_backbone, rewards, save_reward_model)
+from models.reward_model import (LAKE_PREFIX, Encoded, PairEncoder, bt_loss, collate, concat, input_format,
+                                 lake_root_of, load_reward_model, recorded_backbone, resolve_backbone, rewards,
+                                 save_reward_model)
 from models.scorer import cpu_threads, score_encoded
 from models.train_config import (RunPaths, TrainConfig, deepspeed_config, load_config, lr_factor, make_config,
                                  parse_value, steps_per_epoch, total_steps)
@@ -293,7 +294,13 @@ def _train(args, config: TrainConfig, dist: Dist, paths: RunPaths, reporter: Rep
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)  # the new reward head's initialisation
-    backbone = resolve_backbone(config.backbone)
+    # a backbone under the lake (another of its models) is read and recorded relative to the lake
+    # root above --out, so the lake can be moved or copied, even between a kill and the resume
+    lake_root = lake_root_of(paths.out)
+    backbone = resolve_backbone(config.backbone, lake_root)
+    recorded = recorded_backbone(backbone, lake_root)
+    if recorded.startswith(LAKE_PREFIX):
+        config = replace(config, backbone=recorded)
     model, tokenizer = load_reward_model(backbone)
     encoder = PairEncoder(tokenizer, config.max_length)
     train_pairs = load_pairs(args.train, encoder)
@@ -313,7 +320,7 @@ def _train(args, config: TrainConfig, dist: Dist, paths: RunPaths, reporter: Rep
     step = resumed_from = resume(engine, paths)
     pad_id = tokenizer.pad_token_id
     lengths = train_pairs.pair_lengths()
-    info = {"input_format": encoder.format, "max_length": config.max_length, "backbone": backbone}
+    info = {"input_format": encoder.format, "max_length": config.max_length, "backbone": recorded}
     best = read_best(paths)
     reporter.info(f"{'resumed from step ' + str(step) if step else 'starting'}: {train_pairs.n:,} training pairs, "
                   f"{eval_pairs.n if eval_pairs else 0:,} eval pairs, {total:,} steps of {config.global_batch_size} "
@@ -388,7 +395,7 @@ def _train(args, config: TrainConfig, dist: Dist, paths: RunPaths, reporter: Rep
         "non_pad_tokens": run_tokens, "padding_share": 1 - run_tokens / run_padded if run_padded else 0.0,
         "train_seconds": round(train_seconds, 3), "tokens_per_s": run_tokens / train_seconds if train_seconds else 0.0,
         "wall_seconds": round(time.perf_counter() - started, 3), "precision": "bf16" if use_bf16 else "fp32",
-        "input_format": input_format(tokenizer), "backbone": backbone, "config": config.to_dict(),
+        "input_format": input_format(tokenizer), "backbone": recorded, "config": config.to_dict(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
     }
     if dist.main:

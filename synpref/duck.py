@@ -43,27 +43,44 @@ class DuckSettings:
 
 def connect(lake: Lake | None = None, database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that reads the lake's paths: an object-store lake's filesystem is
-    registered on it (DuckDB then reads s3://... through fsspec; no extension to download)."""
-    con = duckdb.connect(database, read_only=read_only)
+    registered on it (DuckDB then reads s3://... through fsspec; no extension to download).
+    On the lake database of a local lake, relative paths are looked up under the lake root
+    (DuckDB's file_search_path), where its views' relative globs point."""
+    config = {}
+    if lake is not None and not lake.remote and database != ":memory:" and "," not in str(lake.root):
+        config["file_search_path"] = str(lake.root)  # a comma-separated list: a root with a comma cannot be one
+    con = duckdb.connect(database, read_only=read_only, config=config)
     if lake is not None and lake.remote:
         con.register_filesystem(lake.root.fs)
     return con
 
 
-def _view_sql(lake: Lake, table: str) -> str:
-    glob = lit(lake.table_glob(table))
-    return f"create or replace view {table} as select * from read_parquet({glob}, union_by_name = true)"
+def _view_sql(lake: Lake, table: str, temp: bool = False) -> str:
+    """A view over the table's files. The lake database's views (not temp) of a local lake read
+    a glob relative to the lake root, so the lake still works once moved or copied: DuckDB
+    resolves it against the working directory (`cd <lake> && duckdb synpref.duckdb`) or
+    file_search_path (set by `connect`). Temp views, and a store lake's, read absolute paths."""
+    relative = not temp and not lake.remote and "," not in str(lake.root)
+    glob = lit(lake.relative_glob(table) if relative else lake.table_glob(table))
+    kind = "temp view" if temp else "view"
+    return f"create or replace {kind} {table} as select * from read_parquet({glob}, union_by_name = true)"
 
 
 def register_tables(con: duckdb.DuckDBPyConnection, lake: Lake, temp: bool = False) -> list[str]:
-    """Create a view for every table that has files, and the quarantine union view."""
+    """Create a view for every table that has files, and the quarantine union view; in the
+    lake database (not temp), drop the views of lake tables that have no files any more."""
     present = [t for t in TABLE_LAYERS if lake.has_table(t)]
     for table in present:
-        sql = _view_sql(lake, table)
-        con.execute(sql.replace("create or replace view", "create or replace temp view") if temp else sql)
+        con.execute(_view_sql(lake, table, temp))
+    kind = "temp view" if temp else "view"
     if {"ingest_quarantine", "silver_quarantine"} <= set(present):
-        kind = "temp view" if temp else "view"
         con.execute(f"create or replace {kind} quarantine as {QUARANTINE_VIEW}")
+    elif not temp:
+        con.execute("drop view if exists quarantine")
+    if not temp:
+        for table in TABLE_LAYERS:
+            if table not in present:
+                con.execute(f"drop view if exists {table}")
     return present
 
 
@@ -95,13 +112,24 @@ def _connect_retrying(lake: Lake, read_only: bool, attempts: int = 50) -> duckdb
 
 
 def refresh_views(lake: Lake) -> list[str]:
-    """Recreate the lake database's views over the tables present now."""
+    """Recreate the lake database's views over the tables present now (relative to the lake
+    root on a local lake: a lake moved or copied elsewhere keeps working views)."""
     lake.home.mkdir(parents=True, exist_ok=True)
     con = _connect_retrying(lake, read_only=False)
     try:
         return register_tables(con, lake)
     finally:
         con.close()
+
+
+def try_refresh_views(lake: Lake) -> bool:
+    """refresh_views where the lake database can be written; False (the views it has stay)
+    on a read-only lake or while another process holds the database."""
+    try:
+        refresh_views(lake)
+        return True
+    except (duckdb.IOException, duckdb.PermissionException, PermissionError, OSError):
+        return False
 
 
 def check_read_only(sql: str, explain: bool = False, what: str = "this query") -> None:

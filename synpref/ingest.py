@@ -5,6 +5,8 @@ fingerprint of its content stamp and mapping. A part is written to a temporary n
 renamed into place, then a manifest records it as done; a rerun skips parts whose
 manifest exists (resume), and drops parts of files that are no longer listed.
 Invariant per file: records read = raw rows + quarantined rows.
+Rows name a file inside the lake (the demo's landing/) relative to the lake root, so a lake
+moved or copied elsewhere (keeping modification times) reuses its parts; see `file_label`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import reasons, schemas
-from synpref.lake import Lake, atomic_path, sweep_scratch
+from synpref.lake import LAKE_PREFIX, Lake, atomic_path, sweep_scratch
 from synpref.readers import DETAIL_LIMIT, FileReadError, Record, clip, read_records
 from synpref.shapes import Reject, to_pair
 from synpref.sources import Source, SourcesConfig
@@ -72,11 +74,23 @@ def raw_id(source_file: str, row: int) -> str:
     return hashlib.md5(f"{source_file}\x1f{row}".encode()).hexdigest()[:16]
 
 
-def part_name(source: Source, path: Path) -> str:
-    """Stable per (file, content stamp, mapping): changes when the file or mapping does."""
+def file_label(lake: Lake, path: Path) -> str:
+    """How rows name their source file (`source_file`, and `raw_id`'s key): relative to the lake
+    root for a file inside the lake (e.g. the demo's ``landing/demo/chat.jsonl.gz``), so a lake
+    moved or copied elsewhere names, identifies and reuses its rows as before; else the path
+    as the sources file gives it (absolute: relative entries are joined to the file's folder)."""
+    return (None if lake.remote else lake.relative(path)) or str(path)
+
+
+def part_name(source: Source, path: Path, lake: Lake | None = None) -> str:
+    """Stable per (file, content stamp, mapping): changes when the file or mapping does. A file
+    inside the lake is known by its path relative to the root (the lake may have moved since);
+    any other by its real path. Copies must keep modification times (cp -a, rsync -a, mv)."""
     stat = path.stat() if path.is_file() else max((p.stat() for p in path.rglob("*") if p.is_file()),
                                                   key=lambda s: s.st_mtime_ns, default=path.stat())
-    stamp = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{source.mapping_key()}|{INGEST_VERSION}"
+    inside = lake.relative(path) if lake is not None and not lake.remote else None
+    where = LAKE_PREFIX + inside if inside is not None else path.resolve()
+    stamp = f"{where}|{stat.st_size}|{stat.st_mtime_ns}|{source.mapping_key()}|{INGEST_VERSION}"
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)[:60]
     return f"{source.name}--{stem}--{hashlib.md5(stamp.encode()).hexdigest()[:12]}"
 
@@ -143,7 +157,7 @@ def _map_record(rec: Record, source: Source) -> tuple[dict | None, tuple[str, st
 
 def ingest_file(lake: Lake, source: Source, path: Path, part: str,
                 progress: Progress | None = None) -> FileResult:
-    file_label = str(path)
+    label = file_label(lake, path)
     raw_final = lake.table_dir("raw_pairs") / f"{part}.parquet"
     quar_final = lake.table_dir("ingest_quarantine") / f"{part}.parquet"
     counts: dict[str, int] = {}
@@ -153,7 +167,7 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
 
         def quarantine(raw_row: dict, reason: str, detail: str, text: str | None) -> None:
             counts[reason] = counts.get(reason, 0) + 1
-            quar_out.add({"raw_id": raw_row["raw_id"], "source": source.name, "source_file": file_label,
+            quar_out.add({"raw_id": raw_row["raw_id"], "source": source.name, "source_file": label,
                           "source_row": raw_row["source_row"], "reason": reason,
                           "detail": clip(detail, DETAIL_LIMIT), "raw_text": clip(text)})
 
@@ -165,14 +179,14 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
         try:
             for rec in read_records(path, source.format_of(path), source.split):
                 read += 1
-                ids = {"raw_id": raw_id(file_label, rec.row), "source_row": rec.row}
+                ids = {"raw_id": raw_id(label, rec.row), "source_row": rec.row}
                 pair, error = _map_record(rec, source)
                 if error is None:
-                    raw_out.add({**ids, "source": source.name, "source_file": file_label, **pair})
+                    raw_out.add({**ids, "source": source.name, "source_file": label, **pair})
                 else:
                     quarantine(ids, *error, rec.raw_text if rec.raw_text is not None else _as_text(rec.value))
                 if progress and read % 5_000 == 0:
-                    progress(file_label, read)
+                    progress(label, read)
             raw_out.close()  # its last flush may still quarantine rows
         except FileReadError:
             raise
@@ -182,8 +196,8 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
             raw_out.writer.close()
             quar_out.close()
     if progress:
-        progress(file_label, read)
-    result = FileResult(source=source.name, file=file_label, part=part, read=read, raw=raw_out.count,
+        progress(label, read)
+    result = FileResult(source=source.name, file=label, part=part, read=read, raw=raw_out.count,
                         quarantined=quar_out.count, reasons=dict(sorted(counts.items())))
     assert result.read == result.raw + result.quarantined, "ingest lost a record"
     lake.write_manifest(f"raw/{part}", result.__dict__)
@@ -211,7 +225,7 @@ def ingest_sources(lake: Lake, config: SourcesConfig, progress: Progress | None 
     wanted: set[str] = set()
     for source in config.sources:
         for path in source.files():
-            part = part_name(source, path)
+            part = part_name(source, path, lake)
             wanted.add(part)
             done = lake.read_manifest(f"raw/{part}")
             if done is not None and (lake.table_dir("raw_pairs") / f"{part}.parquet").exists():

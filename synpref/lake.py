@@ -55,6 +55,7 @@ TABLE_LAYERS: dict[str, str] = {
 }
 
 DEFAULT_ROOT = "lake"
+LAKE_PREFIX = "<lake>/"  # a recorded path under the lake root (Lake.portable): the lake may have moved since
 LAKE_ENV = "SYNPREF_LAKE"
 CACHE_ENV = "SYNPREF_CACHE"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -153,6 +154,36 @@ class Lake:
 
     def table_glob(self, table: str) -> str:
         return str(self.table_dir(table) / "*.parquet")
+
+    def relative_glob(self, table: str) -> str:
+        """The table's files relative to the lake root, e.g. ``raw/raw_pairs/*.parquet``: what the
+        views of a local lake's database hold, so the lake works wherever it is moved or copied."""
+        return f"{relative_to_root(self, self.table_dir(table))}/*.parquet"
+
+    def relative(self, path: str | os.PathLike) -> str | None:
+        """`path` relative to the lake root (posix, e.g. ``landing/demo/chat.jsonl``) when it is an
+        absolute path under the root (as written, or with symlinks resolved), else None."""
+        text = str(path)
+        if self.remote:
+            prefix = str(self.root).rstrip("/") + "/"
+            return text[len(prefix):] if text.startswith(prefix) else None
+        if is_url(text) or not os.path.isabs(text):
+            return None  # a relative path is the working directory's, not the lake's
+        for candidate in (Path(os.path.normpath(text)), Path(text).resolve()):
+            if candidate != self.root and candidate.is_relative_to(self.root):
+                return candidate.relative_to(self.root).as_posix()
+        return None
+
+    def portable(self, path: str | os.PathLike) -> str:
+        """A path as the lake records it (in a model's spec, a manifest): ``<lake>/`` + its
+        relative path when it lies under the root, else unchanged; `located` reads it back."""
+        rel = self.relative(path)
+        return str(path) if rel is None else LAKE_PREFIX + rel
+
+    def located(self, recorded: str | os.PathLike) -> str:
+        """The path a value recorded by `portable` names in this lake, wherever it is now."""
+        text = str(recorded)
+        return str(self.root / text[len(LAKE_PREFIX):]) if text.startswith(LAKE_PREFIX) else text
 
     def manifest_path(self, name: str) -> LakePath:
         return self.root / "_manifests" / f"{name}.json"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,11 +25,11 @@ from typing import Callable
 import duckdb
 
 from models.launch import LaunchConfig, run_streamed, training_command, training_env
-from models.train_config import TrainConfig
+from models.train_config import MINILM, TrainConfig
 from synpref import scratch
 from synpref import rm_models
 from synpref.duck import check_read_only, lit, stage_connection
-from synpref.lake import Lake, LakePath, is_url, publish, relative_to_root
+from synpref.lake import LAKE_PREFIX, Lake, LakePath, is_url, publish, relative_to_root
 
 PAIR_COLUMNS = ("pair_id", "conversation", "chosen", "rejected")
 EVAL_SETS = ("auto", "gold", "holdout")
@@ -126,19 +127,38 @@ def prepare_sets(con: duckdb.DuckDBPyConnection, lake: Lake, pairs: str | Path, 
     return "holdout", skipped
 
 
-def _fingerprint(spec: dict) -> str:
+def _fingerprint(spec: dict, lake: Lake | None = None) -> str:
     """What identifies a version's data and settings. The embedding head's settings count only
-    for the embedding backbone, also in specs recorded with them for another backbone."""
+    for the embedding backbone, also in specs recorded with them for another backbone. With the
+    lake, a backbone recorded as an absolute path under its root (specs written before backbones
+    were recorded as ``<lake>/...``) counts as the relative one."""
     spec = {k: v for k, v in spec.items() if k != "fingerprint"}
     if "embedding_rm" not in spec.get("config", {}):
         spec["config"] = {k: v for k, v in spec.get("config", {}).items() if k not in EMBEDDING_HEAD}
+    if lake is not None:
+        if isinstance(spec.get("backbone"), str):
+            spec["backbone"] = _recorded(lake, spec["backbone"])
+        if isinstance(spec["config"].get("backbone"), str):
+            spec["config"] = {**spec["config"], "backbone": _recorded(lake, spec["config"]["backbone"])}
     return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _recorded(lake: Lake, backbone: str) -> str:
+    """A backbone as a spec records it: ``<lake>/...`` for a folder under the lake root (a model
+    of the lake, e.g. the best round RM the gold RM starts from), so that a lake moved or copied
+    elsewhere finds its models trained already; anything else (minilm, a folder elsewhere) as is."""
+    if lake.remote or backbone in (EMBEDDING, MINILM) or backbone.startswith(LAKE_PREFIX):
+        return backbone
+    if not os.path.isabs(backbone) and not Path(backbone).is_dir():
+        return backbone
+    inside = lake.relative(os.path.abspath(backbone))
+    return backbone if inside is None else LAKE_PREFIX + inside
 
 
 def _find_version(lake: Lake, name: str, fingerprint: str) -> LakePath | None:
     for version_dir in reversed(rm_models.versions(lake, name)):
         spec = rm_models.read_json(version_dir / "spec.json") or {}
-        if spec and _fingerprint(spec) == fingerprint:
+        if spec and _fingerprint(spec, lake) == fingerprint:
             return version_dir
     return None
 
@@ -162,9 +182,9 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
             raise ValueError(f"the {kind} evaluation set is empty")
         spec = {"name": name, "eval_set": kind, "holdout_fraction": holdout_fraction if kind == "holdout" else None,
                 "train": train_digest, "eval": eval_digest, "skipped": skipped,
-                "backbone": _backbone(config), "config": _fingerprinted(config),
+                "backbone": _backbone(config, lake), "config": _fingerprinted(config, lake),
                 "launcher": {"processes": launch.processes}}  # the world size decides the data order
-        fingerprint = _fingerprint(spec)
+        fingerprint = _fingerprint(spec, lake)
         spec["fingerprint"] = fingerprint
         version_dir = _find_version(lake, name, fingerprint)
         if version_dir is not None and rm_models.is_complete(version_dir):
@@ -205,21 +225,24 @@ def _embedding_config(config: TrainConfig):
     return EmbeddingRMConfig(head=config.head, l2=config.head_l2, seed=config.seed)
 
 
-def _fingerprinted(config: TrainConfig) -> dict:
+def _fingerprinted(config: TrainConfig, lake: Lake) -> dict:
     """The settings that decide the model: the embedding RM's own (all of them, defaults included)
     for that backbone; otherwise the config without the embedding head's fields, so models trained
-    before those fields existed keep their fingerprints."""
+    before those fields existed keep their fingerprints (a backbone under the lake: ``<lake>/...``)."""
     if config.backbone == EMBEDDING:
         from dataclasses import asdict
 
         return {"embedding_rm": asdict(_embedding_config(config))}
-    return {k: v for k, v in config.to_dict().items() if k not in EMBEDDING_HEAD}
+    return {k: _recorded(lake, v) if k == "backbone" else v for k, v in config.to_dict().items()
+            if k not in EMBEDDING_HEAD}
 
 
-def _backbone(config: TrainConfig) -> str:
+def _backbone(config: TrainConfig, lake: Lake) -> str:
     from models.reward_model import resolve_backbone
 
-    return EMBEDDING if config.backbone == EMBEDDING else resolve_backbone(config.backbone)
+    if config.backbone == EMBEDDING:
+        return EMBEDDING
+    return _recorded(lake, resolve_backbone(lake.located(config.backbone)))
 
 
 def _working_copy(lake: Lake, version_dir: LakePath) -> Path:
@@ -263,7 +286,9 @@ def _new_version(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, spec: di
             con.execute(f"copy (select * from {view} order by pair_id) to {lit(staging / 'data' / file)} "
                         f"(format parquet, compression zstd)")
         (staging / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
-        (staging / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        # the trainer reads a backbone under the lake as <lake>/... relative to the lake above --out
+        recorded = {**config.to_dict(), "backbone": _recorded(lake, config.backbone)}
+        (staging / "train_config.json").write_text(json.dumps(recorded, indent=2))
         final = home / rm_models.next_version(lake, name)
         publish(staging, final, last="spec.json")  # _find_version takes spec.json as the mark
         return final

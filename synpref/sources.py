@@ -288,7 +288,9 @@ def load_sources(path: str | Path) -> SourcesConfig:
 
 
 def relocate(sources_file: str | Path, dest: str | Path) -> Path:
-    """Write a copy of a sources YAML at ``dest`` whose relative paths still name the same files."""
+    """Write a copy of a sources YAML at ``dest`` whose relative paths still name the same files
+    (relative for files beside or below ``dest``, e.g. the demo's sources.yaml in the lake naming
+    landing/demo/..., so a lake moves with its data; absolute for files elsewhere)."""
     sources_file, dest = Path(sources_file).resolve(), Path(dest).resolve()
     with sources_file.open() as f:
         doc = yaml.safe_load(f)
@@ -296,7 +298,9 @@ def relocate(sources_file: str | Path, dest: str | Path) -> Path:
     def moved(p: str) -> str:
         if Path(p).is_absolute():
             return p
-        return os.path.relpath(sources_file.parent / p, dest.parent)
+        target = os.path.normpath(sources_file.parent / p)
+        # relative only where the copy and the files move together (beside or below it)
+        return os.path.relpath(target, dest.parent) if Path(target).is_relative_to(dest.parent) else target
 
     for entry in doc.get("sources") or []:
         entry["path"] = moved(str(entry["path"]))
@@ -304,6 +308,7 @@ def relocate(sources_file: str | Path, dest: str | Path) -> Path:
     prompts = deco.get("benchmark_prompts")
     if prompts:
         deco["benchmark_prompts"] = [moved(p) for p in ([prompts] if isinstance(prompts, str) else prompts)]
-    dest.write_text(f"# Copied from {sources_file}; paths are relative to this file.\n"
+    origin = os.path.relpath(sources_file, dest.parent) if sources_file.is_relative_to(dest.parent) else sources_file
+    dest.write_text(f"# Copied from {origin}; paths are relative to this file.\n"
                     + yaml.safe_dump(doc, sort_keys=False))
     return dest

@@ -21,7 +21,8 @@ from typing import Callable, TypeVar
 
 import duckdb
 
-from synpref.duck import TABLE_LAYERS, WriteRefused, _connect_retrying, check_read_only, lit, refresh_views
+from synpref.duck import (TABLE_LAYERS, WriteRefused, _connect_retrying, check_read_only, lit, register_tables,
+                          try_refresh_views)
 from synpref.lake import Lake
 
 T = TypeVar("T")
@@ -66,12 +67,14 @@ def open_for_query(lake: Lake, limits: QueryLimits = QueryLimits()) -> duckdb.Du
     if not lake.db_path.exists() and not (lake.remote and any(lake.has_table(t) for t in TABLE_LAYERS)):
         raise QueryError(f"no lake database at {lake.db_path}; run `synpref demo` or "
                          f"`synpref materialize` first")
-    try:  # views hold absolute paths: re-point them in case the lake was moved or copied
-        refresh_views(lake)
-    except (duckdb.IOException, PermissionError, OSError):
-        pass  # a read-only lake still answers, with the views it has
+    # the database's views for other clients: up to date with the tables, relative to the root
+    # (a read-only lake keeps the views it has)
+    try_refresh_views(lake)
     con = _connect_retrying(lake, read_only=True)
     try:
+        # the query reads temp views of absolute paths, the only ones the sandbox lets through
+        # (it refuses relative paths), so it runs from any working directory
+        register_tables(con, lake, temp=True)
         sandbox(con, lake, limits)
     except Exception:
         con.close()
