@@ -5,12 +5,16 @@ import time
 
 import dagster as dg
 
-from dagster_project.metadata import counts_table, preview
-from dagster_project.resources import LakeResource, SourcesResource
+from dagster_project.checks import table_check_specs
+from dagster_project.metadata import counts_table, in_lake, preview
+from dagster_project.resources import LakeResource, QualityResource, SourcesResource
+from dagster_project.results import table_result
 from synpref.duck import refresh_views
 from synpref.ingest import ingest_sources
 from synpref.readers import FileReadError
 from synpref.sources import SourcesError
+
+TABLES = ("raw_pairs", "ingest_quarantine")
 
 
 @dg.multi_asset(
@@ -21,8 +25,9 @@ from synpref.sources import SourcesError
         dg.AssetSpec("ingest_quarantine", group_name="raw", kinds={"parquet", "python"},
                      description="Records that could not become pairs, with a reason code and the raw text."),
     ],
+    check_specs=[spec for table in TABLES for spec in table_check_specs(table)],
 )
-def ingest(context: dg.AssetExecutionContext, lake: LakeResource, sources: SourcesResource):
+def ingest(context: dg.AssetExecutionContext, lake: LakeResource, sources: SourcesResource, quality: QualityResource):
     the_lake = lake.lake()
     config = sources.load(the_lake)
     start = time.perf_counter()
@@ -34,16 +39,16 @@ def ingest(context: dg.AssetExecutionContext, lake: LakeResource, sources: Sourc
         raise dg.Failure(description=str(e)) from e
     refresh_views(the_lake)
     per_file = {f"{f.source}: {f.file}": f.read for f in summary.files}
-    common = {"sources_file": str(config.path), "seconds": round(time.perf_counter() - start, 2),
+    common = {"sources_file": in_lake(the_lake, config.path), "seconds": round(time.perf_counter() - start, 2),
               "rows_read": summary.read, "files": len(summary.files),
               "files_reused": sum(f.reused for f in summary.files)}
-    yield dg.MaterializeResult(asset_key="raw_pairs", metadata={
+    yield table_result(context, lake, quality, "raw_pairs", {
         **common,
         "dagster/row_count": summary.raw,
         "records_by_file": counts_table(per_file, key="file"),
         "preview": preview(the_lake.table_files("raw_pairs"), ["raw_id", "source", "chosen", "rejected"]),
     })
-    yield dg.MaterializeResult(asset_key="ingest_quarantine", metadata={
+    yield table_result(context, lake, quality, "ingest_quarantine", {
         **common,
         "dagster/row_count": summary.quarantined,
         "by_reason": counts_table(summary.reasons()),

@@ -4,10 +4,10 @@ in one run of this script, turn about (ABBA), on a real Redis and real dagster-c
     PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/celery_workers.py --lake /path/to/demo/lake
 
 --lake: a lake where Stage 1 and the gold RM are done (after `synpref demo`); it is not changed:
-each measurement runs on a fresh copy. A turn is two runs: `stage2`, one `dagster asset
-materialize` of pool_scores, pool_judgements and filtered_pairs over every shard, with Stage 2's
-shard outputs removed (the judges' votes kept, so the judge steps only confirm that nothing is
-left to judge); and `embeddings`, pair_embeddings (one step per shard) with the LanceDB table
+each measurement runs on a fresh copy. A turn is two runs: `stage2`, one `dagster job execute`
+of the stage2 job (pool_scores, judge_queue, judge_votes, silver_labels, filtered_pairs) over every
+shard, with Stage 2's shard outputs removed (the judges' votes kept, so the judge steps only
+confirm that nothing is left to judge); and `embeddings`, pair_embeddings (one step per shard) with the LanceDB table
 removed. Writes a JSON and a Markdown table under benchmarks/results/.
 """
 
@@ -42,7 +42,8 @@ OPS = ("score_shard", "judge_shard", "filter_one_shard")
 
 PHASES = {
     # phase: (selection, extra CLI arguments, the shard ops, how the copy is made ready)
-    "stage2": ("pool_scores,pool_judgements,filtered_pairs", True, OPS, reset_shards),
+    "stage2": ("stage2",  # the job: pool_scores, judge_queue, judge_votes, silver_labels, filtered_pairs
+               True, OPS, reset_shards),
     "embeddings": ("pair_embeddings", False, ("embed_pool_shard",),
                    lambda lake: shutil.rmtree(lake.root / "lancedb", ignore_errors=True)),
 }
@@ -57,11 +58,15 @@ def measure(cluster: LocalCluster, source: Lake, work: Path, workers: int, phase
     config = work / "run.yaml"
     config.write_text(yaml.safe_dump(stage2_run_config(cluster.settings, lake.root)))
     keys = shard_keys()
-    partitions = ["--partition-range", f"{keys[0]}...{keys[-1]}"] if partitioned else []
+    # the stage2 job over every shard (one run), else `asset materialize` of the selection
+    what = (["job", "execute", "-m", "dagster_project.definitions", "-j", select, "--tags",
+             json.dumps({"dagster/asset_partition_range_start": keys[0],
+                         "dagster/asset_partition_range_end": keys[-1]})]
+            if partitioned else ["asset", "materialize", "-m", "dagster_project.definitions", "--select", select])
     started = time.time()
     done = subprocess.run(
-        ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-         "-m", "dagster_project.definitions", "--select", select, *partitions, "-c", str(config)],
+        ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), *what,
+         "-c", str(config)],
         cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=1800)
     if done.returncode:
         raise RuntimeError(done.stdout[-3000:] + done.stderr[-3000:])

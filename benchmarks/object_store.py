@@ -7,7 +7,7 @@ this machine, dagster_project/object_store.py), turn about (ABBA), in one run of
 Give it the judge panel the lake was made with (SYNPREF_JUDGES_CONFIG), so that the judge steps
 find the votes there and only check that nothing is left to judge.
 Each turn runs one phase on a fresh copy, either a local folder or uploaded to the store:
-`stage2` (pool_scores, pool_judgements and filtered_pairs over every shard, Stage 2's shard
+`stage2` (the stage2 job: pool_scores, the judges and filtered_pairs over every shard, Stage 2's shard
 outputs removed, the judges' votes kept) or `embeddings` (pair_embeddings into LanceDB, the table
 removed), under the multiprocess executor. Both copies must give the same rows. Writes a JSON
 and a Markdown table under benchmarks/results/.
@@ -41,7 +41,8 @@ from synpref.stage2 import reset_shards
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = {
     # phase: (selection, partitioned, shard ops, how the copy is made ready, rows compared)
-    "stage2": ("pool_scores,pool_judgements,filtered_pairs", True, ("score_shard", "judge_shard", "filter_one_shard"),
+    "stage2": ("stage2",  # the job: pool_scores, judge_queue, judge_votes, silver_labels, filtered_pairs
+               True, ("score_shard", "judge_shard", "filter_one_shard"),
                reset_shards, ("filtered_pairs", "pair_id, status, reason, p_best, p_gold")),
     "embeddings": ("pair_embeddings", False, ("embed_pool_shard",),
                    lambda lake: remove(lake.root / "lancedb", recursive=True), "lancedb"),
@@ -60,11 +61,14 @@ def measure(source: Lake, work: Path, where: str, phase: str, turn: int, env: di
         copy_lake(copy, lake)
     upload_s = time.perf_counter() - started if where == "store" else 0.0
     keys = shard_keys()
-    partitions = ["--partition-range", f"{keys[0]}...{keys[-1]}"] if partitioned else []
+    # the stage2 job over every shard (one run), else `asset materialize` of the selection
+    what = (["job", "execute", "-m", "dagster_project.definitions", "-j", select, "--tags",
+             json.dumps({"dagster/asset_partition_range_start": keys[0],
+                         "dagster/asset_partition_range_end": keys[-1]})]
+            if partitioned else ["asset", "materialize", "-m", "dagster_project.definitions", "--select", select])
     started = time.time()
     done = subprocess.run(
-        ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-         "-m", "dagster_project.definitions", "--select", select, *partitions],
+        ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), *what],
         cwd=ROOT, env={**env, "SYNPREF_LAKE": str(lake.root)}, capture_output=True, text=True, timeout=1800)
     if done.returncode:
         raise RuntimeError(done.stdout[-3000:] + done.stderr[-3000:])

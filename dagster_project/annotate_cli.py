@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dagster_project.cli_options import lake_option
+from dagster_project.cli_options import lake_option, use_lake
 from synpref.lake import Lake
 
 
@@ -67,18 +67,18 @@ def add_annotator(name: str, lake_dir: str) -> None:
 def queue(query: str | None, pair_ids: tuple[str, ...], origin: str, size: int | None, lake_dir: str) -> None:
     """Queue pairs for human annotators: the pair_ids a read-only SELECT returns, or --pair-id ones;
     objective and low-controversy pairs first."""
-    from synpref.annotation_queue import queue_for_humans
-    from synpref.duck import refresh_views
+    from dagster_project import pipeline
 
-    lake = Lake.at(lake_dir)
-    try:
-        queued = queue_for_humans(lake, origin, select_sql=query, pair_ids=list(pair_ids) if pair_ids else None,
-                                  size=size)
-    except Exception as e:  # refused writes, unknown pairs, parse / binder errors: say what was wrong
-        raise click.ClickException(str(e)) from e
-    refresh_views(lake)
-    click.echo(f"queued {queued.new:,} pairs for annotators ({queued.already:,} were queued already, "
-               f"{queued.over_size:,} left out by --size)")
+    if (query is None) == (not pair_ids):
+        raise click.UsageError("name the pairs with either a QUERY or --pair-id")
+    lake = use_lake(lake_dir)
+    result = pipeline.execute(lake, "queue_for_humans", log_level="WARNING", ops={"annotation_queue": {"config": {
+        "sql": query, "pair_ids": list(pair_ids) or None, "origin": origin, "size": size}}})
+    if not result.success:  # refused writes, unknown pairs, parse / binder errors: say what was wrong
+        raise click.ClickException("\n".join(pipeline.failures(result)) or "the queue_for_humans run failed")
+    (m,) = [m.metadata for m in result.asset_materializations_for_node("annotation_queue")]
+    click.echo(f"queued {m['queued_by_request_now'].value:,} pairs for annotators ({m['already_queued'].value:,} "
+               f"were queued already, {m['left_out_by_size'].value:,} left out by --size)")
 
 
 @annotate.command("export")

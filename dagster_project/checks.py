@@ -2,8 +2,18 @@
 
 Each table with a suite gets two checks from one validation: ``expectations`` (its critical
 expectations; blocking, so a failure stops the assets downstream) and
-``expectations_warnings`` (the softer ones; reported, never blocking).
+``expectations_warnings`` (the softer ones; reported, never blocking). Reconciliation checks
+(``reconciles``, ``reasons_known``) go with the tables they reconcile.
+
+The checks run in the asset's own step: an asset declares ``check_specs=table_check_specs(t)``
+and returns ``table_check_results(...)`` with its materialisation (milliseconds of Dagster
+overhead, where a check step of its own under the multiprocess executor started a process).
+Graph-backed assets, whose last op cannot return check results, get one check step each
+(``graph_asset_checks``).
 """
+
+
+from typing import Callable, Iterator
 
 import dagster as dg
 
@@ -11,6 +21,32 @@ import expectations as suites
 from dagster_project.resources import LakeResource, QualityResource
 from synpref.quality import TableValidation, validate_table
 from synpref.reconcile import Reconciliation, reconcile_ingest, reconcile_reasons, reconcile_silver
+
+SUITE, WARNINGS, RECONCILES, REASONS = "expectations", "expectations_warnings", "reconciles", "reasons_known"
+
+# table -> (check name, description, reconciliation) beyond its suite
+RECONCILIATIONS: dict[str, tuple[str, str, Callable]] = {
+    "raw_pairs": (RECONCILES, "rows read = raw_pairs + ingest_quarantine", lambda lake: reconcile_ingest(lake)),
+    "silver_pairs": (RECONCILES, "raw_pairs = silver_pairs + silver_quarantine, each raw pair decided once",
+                     lambda lake: reconcile_silver(lake)),
+    "ingest_quarantine": (REASONS, "every quarantine row has a reason from the known set",
+                          lambda lake: reconcile_reasons(lake, "ingest_quarantine")),
+    "silver_quarantine": (REASONS, "every quarantine row has a reason from the known set",
+                          lambda lake: reconcile_reasons(lake, "silver_quarantine")),
+}
+
+
+def table_check_specs(table: str) -> list[dg.AssetCheckSpec]:
+    specs = []
+    if table in suites.tables_with_suites():
+        specs += [dg.AssetCheckSpec(SUITE, asset=table, blocking=True,
+                                    description=f"Critical expectations of expectations/{table}.json"),
+                  dg.AssetCheckSpec(WARNINGS, asset=table,
+                                    description=f"Warning-level expectations of expectations/{table}.json")]
+    if table in RECONCILIATIONS:
+        name, description, _ = RECONCILIATIONS[table]
+        specs.append(dg.AssetCheckSpec(name, asset=table, blocking=True, description=description))
+    return specs
 
 
 def _outcomes_md(outcomes) -> dg.MetadataValue:
@@ -21,8 +57,8 @@ def _outcomes_md(outcomes) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def _suite_results(table: str, v: TableValidation):
-    for check, blocking in (("expectations", True), ("expectations_warnings", False)):
+def _suite_results(table: str, v: TableValidation) -> Iterator[dg.AssetCheckResult]:
+    for check, blocking in ((SUITE, True), (WARNINGS, False)):
         mine = [o for o in v.outcomes if o.blocking == blocking]
         failed = [o for o in mine if not o.success]
         metadata = {
@@ -40,55 +76,30 @@ def _suite_results(table: str, v: TableValidation):
             description=f"{len(failed)} of {len(mine)} expectations failed" if failed else None)
 
 
-def suite_checks(table: str) -> dg.AssetChecksDefinition:
-    @dg.multi_asset_check(
-        name=f"{table}_expectations",
-        specs=[
-            dg.AssetCheckSpec("expectations", asset=table, blocking=True,
-                              description=f"Critical expectations of expectations/{table}.json"),
-            dg.AssetCheckSpec("expectations_warnings", asset=table,
-                              description=f"Warning-level expectations of expectations/{table}.json"),
-        ],
-    )
-    def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource, quality: QualityResource):
-        v = validate_table(lake.lake(), table, batch_rows=quality.batch_rows, suites_dir=quality.folder(),
-                           build_docs=quality.build_docs, log=context.log.info)
-        yield from _suite_results(table, v)
-
-    return _check
-
-
-def _result(table: str, name: str, r: Reconciliation) -> dg.AssetCheckResult:
+def _reconciliation(table: str, name: str, r: Reconciliation) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(asset_key=table, check_name=name, passed=r.success, description=r.detail,
                                metadata={**r.figures, "detail": r.detail})
 
 
-@dg.asset_check(asset="raw_pairs", name="reconciles", blocking=True,
-                description="rows read = raw_pairs + ingest_quarantine")
-def raw_pairs_reconciles(lake: LakeResource) -> dg.AssetCheckResult:
-    return _result("raw_pairs", "reconciles", reconcile_ingest(lake.lake()))
+def table_check_results(lake: LakeResource, quality: QualityResource, table: str,
+                        log: Callable[[str], None] = lambda msg: None) -> list[dg.AssetCheckResult]:
+    """Every check of `table` (as table_check_specs declares them), run now."""
+    the_lake = lake.lake()
+    results = []
+    if table in suites.tables_with_suites():
+        v = validate_table(the_lake, table, batch_rows=quality.batch_rows, suites_dir=quality.folder(),
+                           build_docs=quality.build_docs, log=log)
+        results += list(_suite_results(table, v))
+    if table in RECONCILIATIONS:
+        name, _, reconcile = RECONCILIATIONS[table]
+        results.append(_reconciliation(table, name, reconcile(the_lake)))
+    return results
 
 
-@dg.asset_check(asset="silver_pairs", name="reconciles", blocking=True,
-                description="raw_pairs = silver_pairs + silver_quarantine, each raw pair decided once")
-def silver_pairs_reconciles(lake: LakeResource) -> dg.AssetCheckResult:
-    return _result("silver_pairs", "reconciles", reconcile_silver(lake.lake()))
-
-
-def reasons_check(table: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=table, name="reasons_known", blocking=True,
-                    description="every quarantine row has a reason from the known set")
-    def _check(lake: LakeResource) -> dg.AssetCheckResult:
-        return _result(table, "reasons_known", reconcile_reasons(lake.lake(), table))
+def graph_asset_checks(table: str) -> dg.AssetChecksDefinition:
+    """One check step for a graph-backed asset's table, with all its checks."""
+    @dg.multi_asset_check(name=f"{table}_checks", specs=table_check_specs(table))
+    def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource, quality: QualityResource):
+        yield from table_check_results(lake, quality, table, log=context.log.info)
 
     return _check
-
-
-def all_checks() -> list[dg.AssetChecksDefinition]:
-    return [
-        *(suite_checks(t) for t in suites.tables_with_suites()),
-        raw_pairs_reconciles,
-        silver_pairs_reconciles,
-        reasons_check("ingest_quarantine"),
-        reasons_check("silver_quarantine"),
-    ]

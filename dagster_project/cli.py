@@ -10,25 +10,11 @@ from pathlib import Path
 import click
 
 from dagster_project.annotate_cli import annotate
-from dagster_project.cli_options import lake_option
+from dagster_project.cli_options import lake_option, use_lake
 from synpref.filter_stage import RULES
-from synpref.lake import LAKE_ENV, Lake
+from synpref.lake import Lake
 from synpref.user_query import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S
 
-
-
-def _use_lake(lake_dir: str) -> Lake:
-    """Point this process (and any process Dagster starts) at one lake and its Dagster home."""
-    lake = Lake.at(lake_dir)
-    lake.root.mkdir(parents=True, exist_ok=True)
-    os.environ[LAKE_ENV] = str(lake.root)
-    # the instance's SQLite files need a local disk: an object-store lake keeps them in its home
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(lake.home / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():  # local SQLite storage under DAGSTER_HOME, Dagster's default
-        config.write_text("# Dagster instance settings for this lake; empty means local SQLite storage.\n")
-    return lake
 
 
 @click.group()
@@ -56,7 +42,7 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lak
     from synpref.sources import relocate
     from tqdm import tqdm
 
-    lake = _use_lake(lake_dir)
+    lake = use_lake(lake_dir)
     landing = lake.home / "landing" / "demo"  # files to ingest are read from a local disk
     with tqdm(total=pairs, desc="generating demo pairs", unit="pair") as bar:
         summary = generate_demo(landing, pairs=pairs, seed=seed,
@@ -70,10 +56,8 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lak
             print_tables(lake)
             sys.exit(1)
 
-    step("the lake (ingest, silver, attributes, embeddings) and the seed queue for humans", pipeline.run(
-        lake, pipeline.LAKE_ASSETS,
-        ops={"annotation_queue": {"config": {"sql": "select pair_id from silver_pairs", "origin": "seed",
-                                             "size": seed_gold}}}))
+    step("the lake (ingest, silver, attributes, embeddings)", pipeline.run(lake, "ingest_and_clean"))
+    step("the seed set queued for humans", pipeline.queue_seed(lake, seed_gold))
     click.echo(f"    {simulate_annotators(lake, origin='seed'):,} SIMULATED human labels on the seed set "
                f"(from the generator's known truth; marked simulated in human_labels and gold_pairs)")
     for _ in range(rounds):
@@ -108,7 +92,9 @@ def _duckdb_hint(lake: Lake) -> str:
     if lake.remote:  # the views read s3:// through the fsspec filesystem that synpref registers
         return (f"Other DuckDB clients need the store's httpfs secret to read {lake.db_path}'s views, or the "
                 f"Parquet under {lake.root} directly.")
-    return f"Or open {lake.db_path} with any DuckDB client."
+    # the views read paths relative to the lake root: a client started there finds them, wherever the lake moved
+    return (f"Or any DuckDB client, started in the lake's folder: cd {shlex.quote(str(lake.root))} && "
+            f"duckdb synpref.duckdb")
 
 
 @main.command("round")
@@ -125,20 +111,22 @@ def round_command(to_humans: int, seed_gold: int, finish_key: str | None, simula
     from synpref import stage1
     from synpref.demo.simulated import simulate_annotators
 
-    lake = _use_lake(lake_dir)
+    lake = use_lake(lake_dir)
     synpref = Path(sys.executable).with_name("synpref")
     if finish_key:
         sys.exit(0 if pipeline.finish_round(lake, finish_key) else 1)
-    if not pipeline.run(lake, ["human_labels", "gold_pairs"]):
+    if not pipeline.run(lake, "gold"):
         sys.exit(1)
     if not stage1.gold_count(lake):
-        queued = stage1.seed_gold_queue(lake, stage1.RoundSettings(seed_gold=seed_gold))
+        queued = pipeline.queue_seed(lake, seed_gold)
+        if queued is None:
+            sys.exit(1)
         if not simulate_humans:
             click.echo(f"no gold pairs yet: {queued:,} seed pairs queued for humans. Label them "
                        f"(`{synpref} annotate serve --lake {lake.root}`), then run `synpref round` again.")
             return
         click.echo(f"{simulate_annotators(lake, origin=stage1.SEED_ORIGIN):,} SIMULATED labels on the seed set")
-        if not pipeline.run(lake, ["human_labels", "gold_pairs"]):
+        if not pipeline.run(lake, "gold"):
             sys.exit(1)
     key = pipeline.start_round(lake, to_humans=to_humans, simulated_humans=simulate_humans)
     if not key:
@@ -164,7 +152,7 @@ def stage2(max_concurrent: int | None, run_config: Path | None, rule: str | None
 
     if max_concurrent and run_config:
         raise click.UsageError("--max-concurrent is the multiprocess executor's; set it in --run-config instead")
-    lake = _use_lake(lake_dir)
+    lake = use_lake(lake_dir)
     result = pipeline.run_stage2(lake, max_concurrent=max_concurrent, run_config=run_config, rule=rule)
     if result.ok:
         print_retention(lake)
@@ -180,8 +168,35 @@ def materialize(select: str, sources_file: str | None, lake_dir: str) -> None:
     """Run the Dagster assets (in-process) on the lake."""
     from dagster_project.run import materialize_assets, print_tables
 
-    lake = _use_lake(lake_dir)
+    lake = use_lake(lake_dir)
     ok = materialize_assets(lake, select=select, sources_file=sources_file)
+    print_tables(lake)
+    sys.exit(0 if ok else 1)
+
+
+@main.command("job")
+@click.argument("name", required=False)
+@click.option("--partition", default=None, help="The partition to run (a Stage 1 round: round-2).")
+@lake_option
+def job(name: str | None, partition: str | None, lake_dir: str) -> None:
+    """Run one of the project's named jobs (a stage) on the lake; without NAME, list them."""
+    from dagster_project import pipeline
+    from dagster_project.jobs import JOBS
+    from dagster_project.run import print_tables
+
+    if name is None:
+        for job_name, (assets, description) in JOBS.items():
+            click.echo(f"{job_name:<20} {description}\n{'':<20} assets: {', '.join(assets)}")
+        return
+    if name not in JOBS:
+        raise click.BadParameter(f"{name!r} is not a job; jobs: {', '.join(JOBS)}", param_hint="NAME")
+    from synpref.crossfit import fold_keys
+    from synpref.shards import shard_keys
+
+    lake = use_lake(lake_dir)
+    # the jobs over the pool's shards or the folds run them all in one run (single-run backfills)
+    keys = {"stage2": shard_keys(), "stage2_models": fold_keys()}.get(name)
+    ok = pipeline.run(lake, name, partition_key=partition, partition_range=(keys[0], keys[-1]) if keys else None)
     print_tables(lake)
     sys.exit(0 if ok else 1)
 
@@ -252,17 +267,16 @@ def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
 @lake_option
 def queue(query: str, origin: str, lake_dir: str) -> None:
     """Queue the pair_ids a read-only SELECT returns for the LLM judges (judge_queue)."""
-    from synpref.duck import refresh_views
-    from synpref.judging_stage import enqueue
+    from dagster_project import pipeline
 
-    lake = Lake.at(lake_dir)
-    try:
-        new, old = enqueue(lake, query, origin)
-    except Exception as e:  # refused writes, unknown pairs, parse / binder errors: say what was wrong
-        raise click.ClickException(str(e)) from e
-    refresh_views(lake)
-    click.echo(f"queued {new:,} pairs ({old:,} were queued already); judge them with "
-               f"`synpref materialize --select silver_labels`")
+    lake = use_lake(lake_dir)
+    result = pipeline.execute(lake, "queue_for_judges", log_level="WARNING",
+                              ops={"judge_queue": {"config": {"sql": query, "origin": origin}}})
+    if not result.success:  # refused writes, unknown pairs, parse / binder errors: say what was wrong
+        raise click.ClickException("\n".join(pipeline.failures(result)) or "the queue_for_judges run failed")
+    (m,) = [m.metadata for m in result.asset_materializations_for_node("judge_queue")]
+    click.echo(f"queued {m['queued_now'].value:,} pairs (judge_queue holds {m['dagster/row_count'].value:,}); "
+               f"judge them with `synpref job judging`")
 
 
 def _settings(pairs: tuple[str, ...]) -> dict:
@@ -396,10 +410,13 @@ def list_models(lake_dir: str) -> None:
 @main.command()
 @lake_option
 def tables(lake_dir: str) -> None:
-    """List the lake's tables with their row counts."""
+    """List the lake's tables with their row counts (and bring its DuckDB views up to date)."""
     from dagster_project.run import print_tables
+    from synpref.duck import try_refresh_views
 
-    print_tables(Lake.at(lake_dir))
+    lake = Lake.at(lake_dir)
+    try_refresh_views(lake)
+    print_tables(lake)
 
 
 @main.command()
@@ -431,7 +448,7 @@ def push(target: str, lake_dir: str) -> None:
 @lake_option
 def ui(port: int, lake_dir: str) -> None:
     """Serve the Dagster UI for this lake on 127.0.0.1 (dagster dev)."""
-    _use_lake(lake_dir)
+    use_lake(lake_dir)
     dagster = Path(sys.executable).with_name("dagster")
     os.execv(str(dagster), [str(dagster), "dev", "-m", "dagster_project.definitions",
                             "-h", "127.0.0.1", "-p", str(port)])

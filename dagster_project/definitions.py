@@ -1,18 +1,28 @@
-"""The one Definitions object of the SynPref code location."""
+"""The one Definitions object of the SynPref code location: assets grouped by layer, the
+stages as jobs, checks with their tables, the sensor and the resources."""
 
 import dagster as dg
 
-from assets import attributes, crossfit, embeddings, filtered, gold, judging, models, raw, silver, stage1, stage2
-from dagster_project.checks import all_checks
+import assets
+from dagster_project.checks import graph_asset_checks
 from dagster_project.executors import synpref_executor
+from dagster_project.jobs import asset_jobs
 from dagster_project.resources import default_resources
 from dagster_project.sensors import gold_pairs_on_new_labels
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([raw, silver, attributes, embeddings, judging, gold, models, stage1, crossfit,
-                                        stage2, filtered]),
-    asset_checks=all_checks(),
-    sensors=[gold_pairs_on_new_labels],
-    resources=default_resources(),
-    executor=synpref_executor,
-)
+# graph-backed assets: their last op cannot return check results, so each gets one check step
+GRAPH_ASSETS = ("pair_attributes", "pair_embeddings", "judge_votes", "pool_scores", "pool_model_scores",
+                "filtered_pairs")
+
+ASSETS = dg.load_assets_from_package_module(assets)
+CHECKS = [graph_asset_checks(table) for table in GRAPH_ASSETS]
+
+
+def build_defs(root: str | None = None, sources_file: str | None = None) -> dg.Definitions:
+    """The definitions with their resources on the lake at `root` (default $SYNPREF_LAKE at run
+    time) and the sources file: the CLI runs a job of these on one lake."""
+    return dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=asset_jobs(), sensors=[gold_pairs_on_new_labels],
+                          resources=default_resources(root, sources_file), executor=synpref_executor)
+
+
+defs = build_defs()

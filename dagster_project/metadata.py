@@ -60,3 +60,14 @@ def records_table(records: list[dict], columns: list[str], digits: int = 4) -> d
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in records]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def in_lake(lake, path) -> str:
+    """A path as metadata shows it: relative to the lake root when under it, so a copied or moved
+    lake's history still names its own files; else as given (a sources file elsewhere)."""
+    from synpref.lake import relative_to_root
+
+    try:
+        return relative_to_root(lake, path)
+    except ValueError:
+        return str(path)

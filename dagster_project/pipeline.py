@@ -1,15 +1,17 @@
 """The whole method as Dagster runs, for the CLI: Stage 1 rounds and Stage 2 over the shards.
 
-Every step is a run of the project's own assets on the lake's Dagster instance, so the UI
-shows each round and each Stage 2 run with its logs and metadata. A round is two runs, as it
-is for people: `start` trains the round's RM and queues the retrieved pairs for humans and
-judges; `finish` (once humans have labelled) seals the labels, rebuilds gold, runs the judges
-and records the round. Stage 2 trains the gold RM and the fold models in-process, then runs the shard-partitioned
-assets over every shard in one run under the multiprocess executor (one step per shard).
+Every step is a run of one of the project's named jobs (dagster_project/jobs.py) on the lake's
+Dagster instance, so the UI shows each round and each Stage 2 run by name, with its logs and
+metadata. A round is two runs, as it is for people: `stage1_round` trains the round's RM and
+queues the retrieved pairs for humans and judges; `stage1_round_finish` (once humans have
+labelled) seals the labels, rebuilds gold, runs the judges and records the round. Stage 2 trains
+the gold RM and the fold models in-process (`stage2_models`), then runs `stage2` over every shard
+in one run under the multiprocess executor (one step per shard), then `export`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,45 +23,58 @@ import click
 import dagster as dg
 import yaml
 
-from dagster_project.definitions import defs
+from dagster_project.definitions import build_defs
 from dagster_project.partitions import STAGE1_ROUNDS
-from dagster_project.resources import default_resources
 from synpref import stage1
 from synpref.crossfit import fold_keys
 from synpref.lake import Lake
 from synpref.shards import shard_keys
 
-LAKE_ASSETS = ["raw_pairs", "ingest_quarantine", "silver_decisions", "silver_pairs", "silver_quarantine",
-               "pair_attributes", "pair_embeddings", "annotation_queue"]
-ROUND_START = ["human_labels", "gold_pairs", "round_reward_model", "round_queues"]
-ROUND_FINISH = ["human_labels", "gold_pairs", "judge_votes", "silver_labels", "stage1_rounds_summary"]
-STAGE2_SHARDED = ["pool_scores", "pool_judgements", "filtered_pairs"]
 
 # (asset, check) -> passed, for every check run by run() in this process (the demo's summary)
 CHECKS: dict[tuple[str, str], bool] = {}
 
 
-def run(lake: Lake, assets: list[str], partition_key: str | None = None, ops: dict | None = None,
-        tags: dict | None = None, partition_range: tuple[str, str] | None = None) -> bool:
-    """One in-process run of the named assets (and their checks) on the lake's instance; a
-    partition range runs as one run (the assets' single-run backfill policy)."""
+def execute(lake: Lake, job: str, partition_key: str | None = None, ops: dict | None = None,
+            tags: dict | None = None, partition_range: tuple[str, str] | None = None, log_level: str = "INFO"):
+    """One in-process run of the named job (its assets and their checks) on the lake's instance;
+    a partition range runs as one run (the assets' single-run backfill policy). Returns the result."""
     if partition_range:
         tags = {**(tags or {}), "dagster/asset_partition_range_start": partition_range[0],
                 "dagster/asset_partition_range_end": partition_range[1]}
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets(*assets),
-        partition_key=partition_key, instance=dg.DagsterInstance.get(), resources=default_resources(str(lake.root)),
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": ops or {}},
-        raise_on_error=False, tags={"launched_by": "synpref-cli", **(tags or {})})
-    failed = [e for e in result.all_events if e.is_step_failure and e.step_failure_data]
-    for event in failed:
-        click.echo(f"FAILED {event.step_key}: {event.step_failure_data.error.message.strip()}", err=True)
+    return build_defs(str(lake.root)).resolve_job_def(job).execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}, "ops": ops or {}},
+        instance=dg.DagsterInstance.get(), partition_key=partition_key, raise_on_error=False,
+        tags={"launched_by": "synpref-cli", **(tags or {})})
+
+
+def failures(result) -> list[str]:
+    """What went wrong in a run, one line per failed step."""
+    return [f"{e.step_key}: {e.step_failure_data.error.message.strip()}" for e in result.all_events
+            if e.is_step_failure and e.step_failure_data]
+
+
+def run(lake: Lake, job: str, partition_key: str | None = None, ops: dict | None = None,
+        tags: dict | None = None, partition_range: tuple[str, str] | None = None) -> bool:
+    """execute(), its failures and blocking check failures said on stderr, its checks kept in CHECKS."""
+    result = execute(lake, job, partition_key, ops, tags, partition_range)
+    for failure in failures(result):
+        click.echo(f"FAILED {failure}", err=True)
     evaluations = result.get_asset_check_evaluations()
     CHECKS.update({(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations})
     blocking = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     for e in blocking:
         click.echo(f"FAILED check {e.asset_key.to_user_string()}:{e.check_name}", err=True)
     return result.success and not blocking
+
+
+def queue_seed(lake: Lake, seed_gold: int) -> int | None:
+    """Queue the seed set for humans (up to `seed_gold` pairs over all runs; objective and
+    low-controversy first) with the queue_for_humans job; returns the pairs queued now (None on failure)."""
+    before = stage1.queued_for_humans(lake, stage1.SEED_ORIGIN)
+    ok = run(lake, "queue_for_humans", ops={"annotation_queue": {"config": {
+        "sql": "select pair_id from silver_pairs", "origin": stage1.SEED_ORIGIN, "size": max(0, seed_gold - before)}}})
+    return stage1.queued_for_humans(lake, stage1.SEED_ORIGIN) - before if ok else None
 
 
 def record_checks(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
@@ -78,20 +93,30 @@ def rounds_started(instance: dg.DagsterInstance) -> list[str]:
 
 def start_round(lake: Lake, to_humans: int = stage1.RoundSettings.to_humans, simulated_humans: bool = False,
                 model_overrides: dict | None = None) -> str | None:
-    """Add the next round (round-N) and run its start: the round RM, retrieval, the queues."""
+    """Add the next round (round-N) and run its start: the round RM, retrieval, the queues.
+    `simulated_humans` (demo lakes only): simulated annotators then label the round's pairs for
+    humans, into the label journal, as people on the annotation page would."""
+    from synpref.demo.simulated import simulate_annotators
+
     instance = dg.DagsterInstance.get()
     started = rounds_started(instance)
     key = stage1.round_key(stage1.round_number(started[-1]) + 1 if started else 1)
     instance.add_dynamic_partitions(STAGE1_ROUNDS, [key])
-    ok = run(lake, ROUND_START, key, ops={
+    ok = run(lake, "stage1_round", key, ops={
         "round_reward_model": {"config": model_overrides or {}},
-        "round_queues": {"config": {"to_humans": to_humans, "simulated_humans": simulated_humans}}})
+        "stage1_retrievals": {"config": {"to_humans": to_humans}}})
+    if ok and simulated_humans:
+        click.echo(f"    {simulate_annotators(lake, origin=key):,} SIMULATED human labels on {key}'s pairs "
+                   f"(journaled like the annotation page's)")
     return key if ok else None
 
 
 def finish_round(lake: Lake, key: str) -> bool:
-    """Seal the round's human labels into gold, judge its queued pairs, record its figures."""
-    return run(lake, ROUND_FINISH, key)
+    """Seal the round's human labels into gold, judge its queued pairs (one step: a round's queue
+    is small, and one model load serves it), record its figures."""
+    return run(lake, "stage1_round_finish", key,
+               ops={"judge_votes": {"ops": {"plan_judging": {"config": {"per_shard": False}},
+                                            "judge_shard": {"config": {"per_shard": False}}}}})
 
 
 def _on_this_lake(run_config: Path, lake: Lake) -> Path:
@@ -121,15 +146,14 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     filter (one run: a `dagster asset materialize` over the shard range, under the multiprocess
     executor or the one `run_config` selects, e.g. Celery), then the export. `rule` picks the
     filter's rule (synpref/filter_stage.py RULES; default the paper's)."""
-    if not run(lake, ["human_labels", "gold_pairs", "gold_reward_model"],
-               ops={"gold_reward_model": {"config": model_overrides or {}}}):
-        return Stage2Result(False, 1)
-    if not run(lake, ["fold_reward_model"], partition_range=(fold_keys()[0], fold_keys()[-1])):
+    if not run(lake, "stage2_models", ops={"gold_reward_model": {"config": model_overrides or {}}},
+               partition_range=(fold_keys()[0], fold_keys()[-1])):
         return Stage2Result(False, 1)
     keys = shard_keys()
-    command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-               "-m", "dagster_project.definitions", "--select", ",".join(STAGE2_SHARDED),
-               "--partition-range", f"{keys[0]}...{keys[-1]}"]
+    command = [str(Path(sys.executable).with_name("dagster")), "job", "execute",
+               "-m", "dagster_project.definitions", "-j", "stage2",
+               "--tags", json.dumps({"launched_by": "synpref-cli", "dagster/asset_partition_range_start": keys[0],
+                                     "dagster/asset_partition_range_end": keys[-1]})]
     config = yaml.safe_load(_on_this_lake(run_config, lake).read_text()) if run_config else {}
     if max_concurrent:
         config["execution"] = {"config": {"multiprocess": {"max_concurrent": int(max_concurrent)}}}
@@ -150,4 +174,4 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     record_checks(instance, [r for r in instance.get_run_ids() if r not in before])
     if done.returncode != 0:
         return Stage2Result(False, done.returncode)
-    return Stage2Result(run(lake, ["curated_export"]), 0)
+    return Stage2Result(run(lake, "export"), 0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 import dagster as dg
 
-from dagster_project.definitions import defs
-from dagster_project.resources import default_resources
+from dagster_project.definitions import build_defs, defs
+from dagster_project.jobs import materialize_job
 from synpref.duck import connect as duck_connect, quarantine_counts, table_counts
 from synpref.lake import Lake
 
@@ -52,16 +52,11 @@ def materialize_assets(lake: Lake, select: str = "*", sources_file: str | None =
     for keys, tags, partition in runs:
         in_run = {k.to_user_string() for k in keys}
         run_ops = {op: c for op, c in (ops or {}).items() if (op in in_run if tags or partition else op not in names)}
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            selection=dg.AssetSelection.assets(*keys),
-            partition_key=partition,
-            instance=instance,
-            resources=default_resources(str(lake.root), sources_file),
+        job = build_defs(str(lake.root), sources_file).resolve_job_def(materialize_job(bool(tags or partition), keys))
+        result = job.execute_in_process(
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": run_ops},
-            raise_on_error=False,
-            tags={"launched_by": "synpref-cli", **tags},
-        )
+            instance=instance, partition_key=partition, asset_selection=sorted(keys, key=str), raise_on_error=False,
+            tags={"launched_by": "synpref-cli", **tags})
         evaluations.update({(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()})
         if not result.success:
             for event in result.all_events:

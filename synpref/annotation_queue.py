@@ -12,7 +12,7 @@ import sql as sql_files
 from synpref.duck import connect as duck_connect, lit
 from synpref import schemas
 from synpref.lake import Lake, write_part
-from synpref.queues import Queued, enqueue_pairs
+from synpref.queues import Queued, enqueue_pairs, select_new
 
 TABLE = "annotation_queue"
 
@@ -24,6 +24,23 @@ def queue_for_humans(lake: Lake, origin: str, *, pair_ids: list[str] | None = No
     is a no-op; a pair_id not in silver_pairs is an error (ValueError)."""
     return enqueue_pairs(lake, TABLE, schemas.ANNOTATION_QUEUE, origin, select_sql=select_sql, pair_ids=pair_ids,
                          rank_sql=sql_files.load(TABLE), size=size)
+
+
+def rank_for_humans(lake: Lake, pair_ids: list[str], size: int | None) -> list[str]:
+    """The pairs queue_for_humans(pair_ids=..., size=...) would queue, best first, without queuing them."""
+    new, _ = select_new(lake, TABLE, pair_ids=pair_ids, rank_sql=sql_files.load(TABLE), size=size)
+    return new["pair_id"].to_pylist()
+
+
+def queue_retrieved(lake: Lake, destination: str = "humans") -> dict[str, int]:
+    """Queue what Stage 1 retrieval sent to humans (stage1_retrievals, origin = the round) and is
+    not queued yet: pairs newly queued per round."""
+    from synpref.stage1 import retrieved_for
+
+    out = {}
+    for key, pair_ids in retrieved_for(lake, destination).items():
+        out[key] = queue_for_humans(lake, key, pair_ids=pair_ids).new
+    return out
 
 
 def ensure_table(lake: Lake) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from synpref.duck import lit
 
+MODEL_SCORES = "pool_model_scores"  # each Stage 2 model's scores per shard, in rm_predictions' form
 N_FOLDS = 5  # the pipeline's K: the fold models' Dagster partitions (fold-0 ... fold-4)
 N_REPEATS = 3  # members per pair: repeated K-fold splits, each with its own hash
 
@@ -104,7 +105,7 @@ def members_version(members) -> str:
 
 
 def _parts(members, settings: CrossFitSettings, shard: int) -> list[tuple[object, list[tuple[int, int]], str]]:
-    """(model, its (fold, repeat)s, its rm_predictions part label) for the shard: one part per model
+    """(model, its (fold, repeat)s, its pool_model_scores part label) for the shard: one part per model
     (one model may hold several folds: the in-sample baseline), labelled with the folds it holds."""
     from synpref.shards import shard_key
 
@@ -123,7 +124,7 @@ def oof_scores_sql(lake, shard: int, members, settings: CrossFitSettings) -> str
 
     selects = []
     for ref, folds, label in _parts(members, settings, shard):
-        path = part_path(lake, ref, "silver_pairs", label)
+        path = part_path(lake, ref, "silver_pairs", label, MODEL_SCORES)
         for k, r in folds:
             selects.append(f"select pair_id, p_chosen, {k} as fold, {r} as repeat from read_parquet({lit(path)}) "
                            f"where {fold_sql(settings.folds, r)} = {k}")
@@ -133,7 +134,7 @@ def oof_scores_sql(lake, shard: int, members, settings: CrossFitSettings) -> str
 def score_out_of_fold(lake, shard: int, members, settings: CrossFitSettings, make_scorer, log=lambda msg: None,
                       n_shards: int | None = None, chunk_pairs: int = 2048, con=None) -> int:
     """Each fold model scores only the shard's pairs of its own fold (pairs it never trained
-    on), one labelled rm_predictions part per (model, shard); returns the pairs scored now."""
+    on), one labelled pool_model_scores part per (model, shard); returns the pairs scored now."""
     from synpref.rm_predictions import score_shard
     from synpref.shards import N_SHARDS, shard_key
 
@@ -142,7 +143,7 @@ def score_out_of_fold(lake, shard: int, members, settings: CrossFitSettings, mak
         where = " or ".join(f"{fold_sql(settings.folds, r)} = {k}" for k, r in folds)
         summary = score_shard(lake, ref, shard, lambda ref=ref: make_scorer(ref), log=log,
                               n_shards=n_shards or N_SHARDS, chunk_pairs=chunk_pairs, where=where, label=label,
-                              con=con)
+                              con=con, table=MODEL_SCORES)
         scored += 0 if summary.skipped else summary.rows
         log(f"{shard_key(shard)}: {summary.rows:,} held-out pairs of {ref.name} {ref.version} "
             f"{'already scored' if summary.skipped else 'scored'}")

@@ -1,7 +1,8 @@
 """gold_pairs: the human-verified pairs, built by SQL from human_labels (sql/gold_pairs.sql).
 
-The journal is sealed first, so every label a server acknowledged counts. The table is
-rebuilt whole (one file swapped in atomically); the agreement between annotators goes with it.
+It reads human_labels as stored: the human_labels asset, upstream, seals the annotation
+journal first, so every label a server acknowledged counts. The table is rebuilt whole (one
+file swapped in atomically); the agreement between annotators goes with it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import sql as sql_files
 from synpref import schemas
 from synpref.agreement import Agreement, agreement
 from synpref.duck import lit, stage_connection
-from synpref.human_labels import SealSummary, seal
 from synpref.lake import Lake, atomic_path
 
 TABLE = "gold_pairs"
@@ -27,9 +27,9 @@ class GoldSummary:
     rows: int = 0
     flipped: int = 0
     simulated: int = 0  # gold pairs with a simulated label behind them
+    labels: int = 0  # rows of human_labels it was built from
     outcomes: dict[str, int] = field(default_factory=dict)  # labelled pairs by outcome
     agreement: Agreement = field(default_factory=Agreement)
-    sealed: SealSummary = field(default_factory=SealSummary)
     seconds: float = 0.0
 
 
@@ -42,11 +42,11 @@ def register_votes(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 
 
 def build_gold_pairs(lake: Lake) -> GoldSummary:
-    """Seal the journal, then rebuild gold_pairs; returns counts and agreement figures."""
+    """Rebuild gold_pairs from human_labels; returns counts and agreement figures."""
     start = time.perf_counter()
     if not lake.has_table("silver_pairs"):
         raise ValueError(f"no silver_pairs under {lake.root}: gold pairs are silver pairs humans verified")
-    summary = GoldSummary(sealed=seal(lake))
+    summary = GoldSummary()
     con = stage_connection(lake)
     try:
         register_votes(con, lake)
@@ -59,6 +59,7 @@ def build_gold_pairs(lake: Lake) -> GoldSummary:
         summary.rows, summary.flipped, summary.simulated = con.execute(
             f"select count(*), count(*) filter (where flipped), count(*) filter (where simulated) "
             f"from read_parquet({lit(final)})").fetchone()
+        (summary.labels,), = con.execute("select count(*) from human_labels").fetchall()
         found = dict(con.execute("select outcome, count(*) from pair_votes group by 1").fetchall())
         summary.outcomes = {o: found.get(o, 0) for o in OUTCOMES}
         votes = con.execute("select pair_id, annotator, choice from latest_judgements "

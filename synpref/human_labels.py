@@ -3,8 +3,10 @@
 Two ways in, both deduplicated on label_id so that nothing is ever doubled:
 - the annotation page journals each label (synpref/label_journal.py) and `seal` moves
   journal lines into new Parquet parts (at server start, to recover after a kill;
-  periodically; at shutdown; and before gold_pairs is built);
-- `append_labels` (imports, simulated labels) writes one durable Parquet part per call.
+  periodically; at shutdown; and by the human_labels asset, upstream of gold_pairs);
+- `append_labels` (imports) writes one durable Parquet part per call;
+- `submit_labels` (simulated annotators) checks labels as an import does and journals them, as
+  a finished annotation server would: the human_labels asset seals them like any other.
 
 A choice is stored relative to the pair's original label (chosen | rejected | cannot_decide),
 with the order the responses were shown in beside it, so the display order never leaks into gold.
@@ -156,6 +158,54 @@ def append_labels(lake: Lake, labels: list[dict], source: str = "api") -> tuple[
         return 0, 0
     with label_lock(lake):
         return _store_new(lake, to_table(rows))
+
+
+def submit_labels(lake: Lake, labels: list[dict], source: str) -> int:
+    """Journal labels for the next seal (the human_labels asset), checked first as imports are
+    (LabelError, nothing journaled). Labels whose label_id is stored or journaled already are
+    left out. Returns the labels journaled now."""
+    now = datetime.now(timezone.utc)
+    errors, rows = [], []
+    for i, raw in enumerate(labels, start=1):
+        try:
+            rows.append(normalise({**raw, "source": raw.get("source") or source}, source, now))
+        except ValueError as e:
+            errors.append(f"label {i}: {e}")
+    if not errors and rows:
+        errors = [f"label {i}: pair_id {pid!r} is not in silver_pairs" for i, pid in _unknown_pairs(lake, rows)]
+    if errors:
+        raise LabelError(f"{len(errors)} of {len(labels)} labels cannot be journaled:\n  " + "\n  ".join(errors[:10]))
+    known = _journaled_ids(lake) | _stored_ids(lake, [r["label_id"] for r in rows])
+    fresh = [r for r in rows if r["label_id"] not in known]
+    if fresh:
+        journal = LabelJournal(lake)
+        try:
+            journal.append_many([{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
+                                 for r in fresh])
+        finally:
+            journal.close()  # unlocked: a dead segment, sealed by the next seal
+    return len(fresh)
+
+
+def _journaled_ids(lake: Lake) -> set[str]:
+    ids = set()
+    for path in segment_files(lake):
+        for record in read_segment(path, live=True).records:
+            if record.get("label_id"):
+                ids.add(str(record["label_id"]))
+    return ids
+
+
+def _stored_ids(lake: Lake, label_ids: list[str]) -> set[str]:
+    if not lake.has_table(TABLE) or not label_ids:
+        return set()
+    con = duck_connect(lake)
+    try:
+        con.register("wanted", pa.table({"label_id": label_ids}))
+        return {i for (i,) in con.execute(f"select label_id from read_parquet({lit(lake.table_glob(TABLE))}) "
+                                          f"semi join wanted using (label_id)").fetchall()}
+    finally:
+        con.close()
 
 
 def _unknown_pairs(lake: Lake, rows: list[dict]) -> list[tuple[int, str]]:

@@ -63,6 +63,26 @@ def enqueue(lake: Lake, select_sql: str | None, origin: str, pair_ids: list[str]
     return queued.new, queued.already
 
 
+def ensure_queue(lake: Lake) -> None:
+    """An empty part, so that the table (and its view) exists before anything is queued."""
+    if not lake.has_table(QUEUE):
+        write_part(lake, QUEUE, schemas.JUDGE_QUEUE.empty_table())
+
+
+def queue_for_judges(lake: Lake) -> dict[str, int]:
+    """Queue what the stages sent to the judges and is not queued yet: Stage 1 retrieval's pairs
+    (origin = the round) and Stage 2's pairs the best RM does not confirm (pool_scores.needs_judges,
+    origin stage2). Returns the pairs newly queued per origin."""
+    from synpref.stage1 import retrieved_for
+    from synpref.stage2 import POOL_SCORES, STAGE2_ORIGIN
+
+    out = {key: enqueue(lake, None, key, pair_ids=pair_ids)[0]
+           for key, pair_ids in retrieved_for(lake, "judges").items()}
+    if lake.has_table(POOL_SCORES):
+        out[STAGE2_ORIGIN] = enqueue(lake, f"select pair_id from {POOL_SCORES} where needs_judges", STAGE2_ORIGIN)[0]
+    return out
+
+
 # ---------------------------------------------------------------- judging
 
 def _connection(lake: Lake) -> duckdb.DuckDBPyConnection:
@@ -95,8 +115,8 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
     from models.annotator import SharedEngines
     from models.judge import judge_pairs
 
-    if not lake.has_table(QUEUE):  # nothing queued yet: nothing to judge, and no labels
-        write_part(lake, QUEUE, schemas.JUDGE_QUEUE.empty_table())
+    if not lake.has_table(QUEUE):  # nothing queued yet (the judge_queue asset makes the table): nothing to judge
+        return JudgingSummary(queued=0)
     start = time.perf_counter()
     summary = JudgingSummary(queued=_count(lake, f"select count(distinct pair_id) from {_scan(lake, QUEUE)}"))
     gold = GoldExamples.load(lake)

@@ -47,9 +47,11 @@ TABLE_LAYERS: dict[str, str] = {
     "gold_pairs": "gold",
     "rm_predictions": "models",
     "rm_eval": "models",
+    "rm_eval_pairs": "models",
     "stage1_retrievals": "gold",
     "stage1_rounds": "gold",
     "pool_scores": "filtered",
+    "pool_model_scores": "filtered",
     "filtered_pairs": "filtered",
     "curated_export": "filtered",
 }

@@ -54,12 +54,11 @@ def candidates(lake: Lake, select_sql: str | None = None, pair_ids: list[str] | 
     return con
 
 
-def enqueue_pairs(lake: Lake, table: str, schema: pa.Schema, origin: str, *, select_sql: str | None = None,
-                  pair_ids: list[str] | None = None, rank_sql: str = "select pair_id from fresh order by pair_id",
-                  size: int | None = None) -> Queued:
-    """Queue the named pairs in `table` (one new Parquet part). `rank_sql` selects from temp
-    table `fresh` (the named pairs not queued yet) the rows to queue, best first, with any
-    columns of `schema` beyond pair_id, origin and queued_at; `size` caps how many are queued."""
+def select_new(lake: Lake, table: str, *, select_sql: str | None = None, pair_ids: list[str] | None = None,
+               rank_sql: str = "select pair_id from fresh order by pair_id", size: int | None = None
+               ) -> tuple[pa.Table, Queued]:
+    """The named pairs not in `table` yet, ranked by `rank_sql` (a SELECT from temp table `fresh`)
+    and capped at `size`: what enqueue_pairs would queue, without queuing it."""
     if size is not None and size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
     con = candidates(lake, select_sql, pair_ids)
@@ -72,10 +71,20 @@ def enqueue_pairs(lake: Lake, table: str, schema: pa.Schema, origin: str, *, sel
         new = con.sql(f"select * from ({rank_sql.strip().rstrip(';')}){limit}").to_arrow_table()
     finally:
         con.close()
+    return new, Queued(new=new.num_rows, already=total - fresh, over_size=fresh - new.num_rows)
+
+
+def enqueue_pairs(lake: Lake, table: str, schema: pa.Schema, origin: str, *, select_sql: str | None = None,
+                  pair_ids: list[str] | None = None, rank_sql: str = "select pair_id from fresh order by pair_id",
+                  size: int | None = None) -> Queued:
+    """Queue the named pairs in `table` (one new Parquet part). `rank_sql` selects from temp
+    table `fresh` (the named pairs not queued yet) the rows to queue, best first, with any
+    columns of `schema` beyond pair_id, origin and queued_at; `size` caps how many are queued."""
+    new, queued = select_new(lake, table, select_sql=select_sql, pair_ids=pair_ids, rank_sql=rank_sql, size=size)
     if new.num_rows:
         now = pa.array([datetime.now(timezone.utc)] * new.num_rows, schema.field("queued_at").type)
         columns = {"origin": pa.array([origin] * new.num_rows, pa.string()), "queued_at": now}
         rows = pa.table({f.name: columns[f.name] if f.name in columns else new[f.name].cast(f.type)
                          for f in schema}, schema=schema)
         write_part(lake, table, rows)
-    return Queued(new=new.num_rows, already=total - fresh, over_size=fresh - new.num_rows)
+    return queued

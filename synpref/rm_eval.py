@@ -6,7 +6,7 @@ its own held-out pairs (`eval_set` says which). Accuracy, mean margin and calibr
 overall and by source, task category and objectivity (from the latest pair attributes), with
 the reliability bins and, from the training log, the accuracy of each evaluated checkpoint.
 One part per model version, replaced when the version is evaluated again; the per-pair
-scores go to rm_predictions (pairs_table eval_gold / eval_holdout).
+scores go to rm_eval_pairs (pairs_table eval_gold / eval_holdout), in rm_predictions' form.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from synpref.rm_models import ModelRef
 from synpref.rm_predictions import write_predictions
 
 TABLE = "rm_eval"
+PAIRS = "rm_eval_pairs"
 GOLD = "gold_pairs"
 
 
@@ -112,7 +113,7 @@ def evaluate_reward_model(lake: Lake, ref: ModelRef, make_scorer: Callable,
     path = lake.table_dir(TABLE) / f"{ref.name}--{ref.version}.parquet"
     with atomic_path(path) as tmp:
         pq.write_table(rows, tmp, compression="zstd")
-    write_predictions(lake, ref, f"eval_{kind}", "all", columns["pair_id"], scores)
+    write_predictions(lake, ref, f"eval_{kind}", "all", columns["pair_id"], scores, table=PAIRS)
     overall = next(r for r in rows.to_pylist() if r["breakdown"] == "overall")
     return EvalSummary(ref.name, ref.version, kind, overall["pairs"], overall["accuracy"], rows, path,
                        round(time.perf_counter() - start, 3))
@@ -124,3 +125,15 @@ def _rows(ref: ModelRef, kind: str, records: list[dict]) -> pa.Table:
         **{f.name: None for f in schemas.RM_EVAL}, **r,
         "model": ref.name, "model_version": ref.version, "eval_set": kind, "evaluated_at": now,
     } for r in records], schema=schemas.RM_EVAL)
+
+
+def evaluated(lake: Lake) -> set[tuple[str, str]]:
+    """(model, version) of every version with rm_eval rows."""
+    if not lake.has_table(TABLE):
+        return set()
+    con = duck_connect(lake)
+    try:
+        return set(con.execute(f"select distinct model, model_version from read_parquet("
+                               f"{lit(lake.table_glob(TABLE))})").fetchall())
+    finally:
+        con.close()

@@ -43,8 +43,8 @@ class ShardSummary:
     padding_share: float = 0.0
 
 
-def part_path(lake: Lake, ref: ModelRef, pairs_table: str, label: str) -> LakePath:
-    return lake.table_dir(TABLE) / f"{ref.name}--{ref.version}--{pairs_table}--{label}.parquet"
+def part_path(lake: Lake, ref: ModelRef, pairs_table: str, label: str, table: str = TABLE) -> LakePath:
+    return lake.table_dir(table) / f"{ref.name}--{ref.version}--{pairs_table}--{label}.parquet"
 
 
 def prediction_rows(ref: ModelRef, pairs_table: str, pair_ids: list[str], reward_chosen: np.ndarray,
@@ -91,18 +91,19 @@ def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> 
 def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
                 chunk_pairs: int = 2048, log: Callable[[str], None] = lambda msg: None,
                 n_shards: int = N_SHARDS, where: str | None = None, label: str | None = None,
-                con: duckdb.DuckDBPyConnection | None = None) -> ShardSummary:
+                con: duckdb.DuckDBPyConnection | None = None, table: str = TABLE) -> ShardSummary:
     """Score one shard of a pairs table with the model, unless that part exists already; `where`
     (a SQL condition) narrows the shard, e.g. to a fold model's held-out pairs, and then `label`
     names the part (a part that holds part of a shard must never pass for the whole shard). `con`:
-    a stage connection to use (and leave open), where a step scores with many models."""
+    a stage connection to use (and leave open), where a step scores with many models. `table`: the
+    table the part goes to (rm_predictions; Stage 2's own model scores go to pool_model_scores)."""
     if where and not label:
         raise ValueError("a part narrowed by `where` needs its own label")
     if pairs_table not in TABLE_LAYERS or not lake.has_table(pairs_table):
         raise ValueError(f"no lake table {pairs_table!r} to score")
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is not one of the {n_shards} shards")
-    path = part_path(lake, ref, pairs_table, label or shard_key(shard))
+    path = part_path(lake, ref, pairs_table, label or shard_key(shard), table)
     if path.exists():
         return ShardSummary(shard, pairs_table, parquet_rows(path), True, path)
     start = time.perf_counter()
@@ -126,9 +127,10 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
 
 
 def write_predictions(lake: Lake, ref: ModelRef, pairs_table: str, label: str, pair_ids: list[str],
-                      scores: tuple[np.ndarray, np.ndarray, np.ndarray]) -> LakePath:
-    """Scores held in memory (a small set, such as the evaluation pairs) as one part."""
-    path = part_path(lake, ref, pairs_table, label)
+                      scores: tuple[np.ndarray, np.ndarray, np.ndarray], table: str = TABLE) -> LakePath:
+    """Scores held in memory (a small set, such as the evaluation pairs) as one part of `table`
+    (rm_predictions, or rm_eval_pairs for an evaluation set)."""
+    path = part_path(lake, ref, pairs_table, label, table)
     with atomic_path(path) as tmp:
         pq.write_table(prediction_rows(ref, pairs_table, pair_ids, *scores), tmp, compression="zstd")
     return path

@@ -23,9 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import schemas
-from synpref.annotation_queue import queue_for_humans
+from synpref.annotation_queue import rank_for_humans
 from synpref.duck import connect as duck_connect, lit, register_tables
-from synpref.judging_stage import enqueue
 from synpref.lake import Lake, atomic_path, write_part
 from synpref.retrieval import K_MAX, retrieve
 from synpref.rm_models import ModelRef
@@ -65,14 +64,7 @@ def _query(lake: Lake, sql: str, params: dict | None = None) -> list[tuple]:
         con.close()
 
 
-def seed_gold_queue(lake: Lake, settings: RoundSettings) -> int:
-    """Queue the seed set for humans (once): objective, low-controversy pairs first."""
-    queued = queue_for_humans(lake, SEED_ORIGIN, select_sql="select pair_id from silver_pairs",
-                              size=max(0, settings.seed_gold - _queued_for_humans(lake, SEED_ORIGIN)))
-    return queued.new
-
-
-def _queued_for_humans(lake: Lake, origin: str) -> int:
+def queued_for_humans(lake: Lake, origin: str) -> int:
     if not lake.has_table("annotation_queue"):
         return 0
     return _query(lake, "select count(*) from annotation_queue where origin = $o", {"o": origin})[0][0]
@@ -93,9 +85,11 @@ def silver_training_sql(lake: Lake) -> str:
 
 
 def gold_p(lake: Lake, model: str, version: str) -> list[tuple[str, float]]:
-    """(pair_id, p) of every gold pair the round's RM was evaluated on (its rm_eval predictions)."""
+    """(pair_id, p) of every gold pair the round's RM was evaluated on (rm_eval_pairs)."""
+    if not lake.has_table("rm_eval_pairs"):
+        return []
     return [(pid, float(p)) for pid, p in _query(
-        lake, "select pair_id, p_chosen from rm_predictions where model = $m and model_version = $v "
+        lake, "select pair_id, p_chosen from rm_eval_pairs where model = $m and model_version = $v "
               "and pairs_table = 'eval_gold' order by pair_id", {"m": model, "v": version})]
 
 
@@ -111,35 +105,37 @@ class RoundQueues:
 
 def _labelled(lake: Lake, key: str) -> set[str]:
     """Pairs a human or a judge has been asked about outside round `key` (never retrieved
-    again). The round's own are not excluded, so a rerun retrieves and queues the same pairs."""
+    again): queued, sent by another round's retrieval, or gold. The round's own are not
+    excluded, so a rerun retrieves the same pairs."""
     round_number(key)  # a checked key: safe to inline
     parts = [f"select pair_id from {t} where origin <> {lit(key)}" for t in ("annotation_queue", "judge_queue")
-             if lake.has_table(t)] + (["select pair_id from gold_pairs"] if lake.has_table("gold_pairs") else [])
+             if lake.has_table(t)]
+    if lake.has_table(RETRIEVALS):
+        parts.append(f"select pair_id from {RETRIEVALS} where round <> {lit(key)} "
+                     f"and destination in ('humans', 'judges')")
+    if lake.has_table("gold_pairs"):
+        parts.append("select pair_id from gold_pairs")
     return {pid for (pid,) in _query(lake, " union ".join(parts))} if parts else set()
 
 
-def queue_round(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]], settings: RoundSettings,
-                index: IndexConfig = IndexConfig(), log=lambda msg: None) -> RoundQueues:
-    """Error-driven retrieval around the gold pairs, then the found pairs to humans and judges."""
+def retrieve_round(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]], settings: RoundSettings,
+                   index: IndexConfig = IndexConfig(), log=lambda msg: None) -> RoundQueues:
+    """Error-driven retrieval around the gold pairs: the round's stage1_retrievals, each found pair
+    with its destination (humans: the best-ranked for annotators, up to settings.to_humans; judges:
+    the rest). The queue assets queue them from there (annotation_queue, judge_queue)."""
     round_number(key)
     if lake.has_table(RETRIEVALS) and _query(lake, f"select count(*) from {RETRIEVALS} where round = $r",
                                               {"r": key})[0][0]:
-        return _recorded_queues(lake, key, p_by_gold_pair)  # this round is done: its pairs are queued and recorded
+        return _recorded_queues(lake, key, p_by_gold_pair)  # this round is done: its pairs are recorded
     neighbours = retrieve(lake, p_by_gold_pair, same_task_category=settings.same_task_category,
                           exclude_pair_ids=_labelled(lake, key), config=index, k_max=settings.k_max)
     p = dict(p_by_gold_pair)
     found = list(dict.fromkeys(n.pair_id for n in neighbours))  # first retrieval wins, in query order
     log(f"{key}: {len(neighbours):,} neighbours of {len({n.query_pair_id for n in neighbours}):,} gold pairs, "
         f"{len(found):,} distinct pairs")
-    humans: list[str] = []
-    if found and settings.to_humans:
-        queue_for_humans(lake, key, pair_ids=found, size=settings.to_humans)
-        humans = [pid for (pid,) in _query(lake, "select pair_id from annotation_queue where origin = $o "
-                                                 "order by priority, pair_id", {"o": key})]
+    humans = rank_for_humans(lake, found, settings.to_humans) if found and settings.to_humans else []
     rest = [pid for pid in found if pid not in set(humans)]
     judges = rest if settings.to_judges is None else rest[: settings.to_judges]
-    if judges:
-        enqueue(lake, None, origin=key, pair_ids=judges)
     destination = {**{pid: "judges" for pid in judges}, **{pid: "humans" for pid in humans}}
     seen: set[str] = set()
     rows = []
@@ -150,9 +146,21 @@ def queue_round(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]], s
                      "pair_id": n.pair_id, "rank": n.rank, "distance": n.distance,
                      "destination": destination.get(n.pair_id, "not_sent") if first else "already_queued"})
     write_part(lake, RETRIEVALS, pa.Table.from_pylist(rows, schema=schemas.STAGE1_RETRIEVALS))
-    log(f"{key}: {len(humans):,} pairs to humans, {len(judges):,} to the judges")
+    log(f"{key}: {len(humans):,} pairs for humans, {len(judges):,} for the judges")
     return RoundQueues(key, len({n.query_pair_id for n in neighbours}),
                        sum(1 for _, q in p_by_gold_pair if q <= 0.5), len(found), humans, judges)
+
+
+def retrieved_for(lake: Lake, destination: str) -> dict[str, list[str]]:
+    """round -> the pairs its retrieval sent to `destination` (humans | judges), rounds in order."""
+    if not lake.has_table(RETRIEVALS):
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, pid in _query(lake, f"select round, pair_id from {RETRIEVALS} where destination = $d "
+                                 f"order by cast(regexp_extract(round, '[0-9]+') as int), query_pair_id, rank",
+                           {"d": destination}):
+        out.setdefault(key, []).append(pid)
+    return out
 
 
 def _recorded_queues(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float]]) -> RoundQueues:

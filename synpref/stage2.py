@@ -1,7 +1,7 @@
 """Stage 2 (Skywork-Reward-V2): large and automatic, one pool shard at a time.
 
 For each shard: the current best RM and the gold RM (trained on all human-verified pairs)
-score every pair (`rm_predictions`, then `pool_scores`). The best RM's p is out of fold
+score every pair (`pool_model_scores`, then `pool_scores`). The best RM's p is out of fold
 (synpref/crossfit.py): fold models trained with the round's recipe on the other folds, so no
 pair is judged by a model that saw its label. The pairs the best RM does not confirm
 (p <= 0.5) go to the LLM judges, with retrieved human-labelled examples in the prompt and no
@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from synpref.crossfit import CrossFitSettings, members_version, oof_scores_sql, score_out_of_fold
+from synpref.crossfit import MODEL_SCORES, CrossFitSettings, members_version, oof_scores_sql, score_out_of_fold
 from synpref.duck import DuckSettings, lit, stage_connection
-from synpref.judging_stage import enqueue, judge_queued
+from synpref.judging_stage import judge_queued
 from synpref.lake import Lake, atomic_path, read_parquet, remove
 from synpref.rm_models import ModelRef
 from synpref.rm_predictions import part_path, score_shard
@@ -69,12 +69,12 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
         score_out_of_fold(lake, shard, members, settings, make_scorer, log=log, n_shards=n_shards,
                           chunk_pairs=chunk_pairs, con=con)
         gold_summary = score_shard(lake, gold, shard, lambda: make_scorer(gold), log=log, n_shards=n_shards,
-                                   chunk_pairs=chunk_pairs, con=con)
+                                   chunk_pairs=chunk_pairs, con=con, table=MODEL_SCORES)
         log(f"{shard_key(shard)}: {gold_summary.rows:,} pairs "
             f"{'already scored' if gold_summary.skipped else 'scored'} by {gold.name} {gold.version}")
         con.execute(f"create temp view oof as {oof_scores_sql(lake, shard, members, settings)}")
         con.execute(f"create temp view gold as select pair_id, p_chosen "
-                    f"from read_parquet({lit(part_path(lake, gold, 'silver_pairs', shard_key(shard)))})")
+                    f"from read_parquet({lit(part_path(lake, gold, 'silver_pairs', shard_key(shard), MODEL_SCORES))})")
         with atomic_path(part) as tmp:
             con.execute(f"""
                 copy (with best as (
@@ -114,18 +114,13 @@ class ShardJudging:
 
 def judge_pool_shard(lake: Lake, shard: int, panel, prompt, make_annotator: Callable, chunk_rows: int = 128,
                      log=lambda msg: None) -> ShardJudging:
-    """Queue the shard's pairs the best RM does not confirm, and have every judge answer on
-    those it has not judged (silver_labels is rebuilt once all shards are judged)."""
+    """Every judge answers on the shard's queued pairs it has not judged (judge_queue holds the
+    pairs the best RM does not confirm: judging_stage.queue_for_judges); silver_labels is rebuilt
+    once all shards are judged."""
     start = time.perf_counter()
-    part = pool_scores_part(lake, shard)
-    if not part.exists():
-        raise FileNotFoundError(f"{shard_key(shard)} has no pool_scores yet: score the shard first")
-    new, _ = enqueue(lake, f"select pair_id from read_parquet({lit(part)}) where needs_judges", origin=STAGE2_ORIGIN)
-    in_shard = f"{shard_sql()} = {int(shard)} and pair_id in (select pair_id from read_parquet({lit(part)}) " \
-               f"where needs_judges)"
-    summary = judge_queued(lake, panel, prompt, make_annotator, chunk_rows=chunk_rows, where=in_shard,
-                           rebuild_labels=False, log=log)
-    return ShardJudging(shard, new, summary.judged, round(time.perf_counter() - start, 3))
+    summary = judge_queued(lake, panel, prompt, make_annotator, chunk_rows=chunk_rows,
+                           where=f"{shard_sql()} = {int(shard)}", rebuild_labels=False, log=log)
+    return ShardJudging(shard, summary.queued, summary.judged, round(time.perf_counter() - start, 3))
 
 
 def reset_shards(lake: Lake) -> None:
@@ -134,9 +129,7 @@ def reset_shards(lake: Lake) -> None:
     since a judge never answers the same pair and config twice."""
     for table in (POOL_SCORES, "filtered_pairs", "curated_export"):
         remove(lake.table_dir(table), recursive=True)
-    for part in lake.table_files("rm_predictions"):
-        if "--silver_pairs--" in part.name:
-            remove(part)
+    remove(lake.table_dir(MODEL_SCORES), recursive=True)
     remove(lake.root / "_manifests" / "filtered_pairs", recursive=True)
 
 

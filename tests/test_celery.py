@@ -6,6 +6,7 @@ shard by shard on both workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,13 +23,14 @@ from synpref.duck import lit
 from conftest import stage2_from_scratch
 
 from dagster_project.celery_cluster import LocalCluster, stage2_run_config
+from dagster_project.jobs import JOBS
 from dagster_project.run_events import shard_steps, step_records
 from synpref.lake import Lake
 from synpref.shards import N_SHARDS, shard_keys
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-STAGE2 = "pool_scores,pool_judgements,filtered_pairs"
+STAGE2 = "stage2"  # the job: pool_scores, judge_queue, judge_votes, silver_labels, filtered_pairs
 SHARD_OPS = ("score_shard", "judge_shard", "filter_one_shard")
 # Redis hands a message not acked within the visibility timeout to another worker: an unfinished
 # shard, whether its worker died or is only slow. Longer than any run of these tests (600 s), no
@@ -70,19 +72,27 @@ def _stage2_run(cluster: LocalCluster, reference: Lake, tmp_path: Path):
     the executor chosen by the run config. Yields the copy and the running CLI."""
     lake = stage2_from_scratch(reference, tmp_path / "lake")
     keys = shard_keys()
-    with _materialize(cluster, lake, tmp_path, STAGE2, "--partition-range", f"{keys[0]}...{keys[-1]}") as run:
+    with _materialize(cluster, lake, tmp_path, STAGE2, *stage2_job_args(keys)) as run:
         yield lake, run
+
+
+def stage2_job_args(keys: list[str]) -> list[str]:
+    """`dagster job execute` arguments of the stage2 job over the shards `keys` (one run)."""
+    return ["--tags", json.dumps({"dagster/asset_partition_range_start": keys[0],
+                                  "dagster/asset_partition_range_end": keys[-1]})]
 
 
 @contextmanager
 def _materialize(cluster: LocalCluster, lake: Lake, tmp_path: Path, select: str, *args: str):
-    """`dagster asset materialize` of the selection on the lake, under Celery; yields the CLI process."""
+    """`dagster job execute` of a named job (as the CLI runs stage2), else `dagster asset
+    materialize` of the selection, on the lake under Celery; yields the CLI process."""
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(stage2_run_config(cluster.settings, lake.root)))
+    what = ["job", "execute", "-j", select] if select in JOBS else ["asset", "materialize", "--select", select]
     with (tmp_path / "run.log").open("w") as log:
         run = subprocess.Popen(
-            ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), "asset",
-             "materialize", "-m", "dagster_project.definitions", "--select", select, *args, "-c", str(config)],
+            ["env", "--default-signal=INT,TERM", str(Path(sys.executable).with_name("dagster")), *what[:2],
+             "-m", "dagster_project.definitions", *what[2:], *args, "-c", str(config)],
             cwd=ROOT, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield run
@@ -125,7 +135,7 @@ def _assert_same_result(lake: Lake, reference: Lake) -> None:
         assert rows == _table(reference, table, columns), table
     # the pool's RM scores: each pair once by the gold RM and once per repeat by the fold model
     # that never saw it; none lost or doubled
-    scored = [r for r in _table(lake, "rm_predictions", "pair_id, model, model_version, pairs_table")
+    scored = [r for r in _table(lake, "pool_model_scores", "pair_id, model, model_version, pairs_table")
               if r[3] == "silver_pairs"]
     repeats = {r[0] for r in _table(lake, "pool_scores", "members")}
     assert len(repeats) == 1 and len(scored) == len(set(scored)) == (repeats.pop() + 1) * len(pool)

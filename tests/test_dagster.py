@@ -14,10 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from conftest import dagster_resources, lake_stages, write_jsonl, write_sources
 from dagster_project.definitions import defs
+from synpref.duck import connect as duck_connect
+from synpref.lake import TABLE_LAYERS
 
 BIN = Path(sys.executable).parent
 RECORDS = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(30)]
@@ -42,17 +43,29 @@ def test_definitions_validate():
     assert "passed validation" in out.stderr + out.stdout
 
 
-def test_assets_are_grouped_by_layer():
-    groups = {spec.key.to_user_string(): spec.group_name for spec in defs.resolve_all_asset_specs()}
-    assert groups == {"raw_pairs": "raw", "ingest_quarantine": "raw", "silver_decisions": "silver",
-                      "silver_pairs": "silver", "silver_quarantine": "silver", "pair_attributes": "silver",
-                      "pair_embeddings": "silver", "judge_queue": "silver", "judge_votes": "silver",
-                      "silver_labels": "silver", "annotation_queue": "gold", "human_labels": "gold",
-                      "gold_pairs": "gold", "filtered_pairs": "filtered", "curated_export": "filtered",
-                      "reward_model": "models", "rm_eval": "models", "rm_predictions": "models",
-                      "round_reward_model": "stage1", "round_queues": "stage1", "stage1_rounds_summary": "stage1",
-                      "gold_reward_model": "stage2", "fold_reward_model": "stage2", "pool_scores": "stage2",
-                      "pool_judgements": "stage2"}
+def test_every_lake_table_is_one_asset_grouped_by_its_layer():
+    specs = list(defs.resolve_all_asset_specs())
+    keys = [spec.key.to_user_string() for spec in specs]
+    groups = {spec.key.to_user_string(): spec.group_name for spec in specs}
+    for table, layer in TABLE_LAYERS.items():
+        assert keys.count(table) == 1, f"{table}: {keys.count(table)} assets"
+        assert groups[table] == layer, f"{table} is in group {groups[table]}, its layer is {layer}"
+    # the other assets (models, the embeddings, the label journal) sit in a layer's group too
+    assert set(groups.values()) == set(TABLE_LAYERS.values()) == {"raw", "silver", "gold", "models", "filtered"}
+    # one writer per table: no asset but the table's own lists it among its outputs
+    graph = defs.resolve_asset_graph()
+    for table in TABLE_LAYERS:
+        node = graph.get(dg.AssetKey(table))
+        assert node.key == dg.AssetKey(table) and not node.is_external
+
+
+def test_the_stages_are_named_jobs():
+    from dagster_project.jobs import JOBS
+
+    assert {"ingest_and_clean", "stage1_round", "stage1_round_finish", "stage2_models", "stage2", "export"} <= set(JOBS)
+    for name in JOBS:
+        job = defs.resolve_job_def(name)
+        assert job.name == name and job.asset_layer.executable_asset_keys, name
 
 
 def test_materialize_everything_with_metadata_and_views(lake, tmp_path):
@@ -67,7 +80,7 @@ def test_materialize_everything_with_metadata_and_views(lake, tmp_path):
     assert "duplicate | 5" in meta["silver_quarantine"]["by_reason"].value
     assert "good 0" in meta["silver_pairs"]["preview"].value
     # the lake database has a view per table, and the quarantine union
-    con = duckdb.connect(str(lake.db_path), read_only=True)
+    con = duck_connect(lake, str(lake.db_path), read_only=True)  # its views read paths relative to the root
     try:
         counts = dict(con.execute("select stage, count(*) from quarantine group by stage").fetchall())
         assert counts == {"ingest": 1, "silver": 5}

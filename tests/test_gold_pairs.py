@@ -150,7 +150,6 @@ def test_the_sensor_materialises_gold_pairs_when_new_labels_arrive(voted_lake, m
     context = dg.build_sensor_context(instance=instance, resources=resources)
     request = gold_pairs_on_new_labels(context)
     assert isinstance(request, dg.RunRequest) and request.tags["synpref/labels_new"] == "14"
-    assert context.cursor == "14"
 
     # run the sensor's job, as the daemon would
     job = defs.resolve_job_def(gold_pairs_on_new_labels.job_name)
@@ -168,7 +167,8 @@ def test_the_sensor_materialises_gold_pairs_when_new_labels_arrive(voted_lake, m
     assert "| gold_flipped | 2 |" in meta["gold_pairs"]["labelled_pairs_by_outcome"].value
     assert meta["human_labels"]["dagster/row_count"].value == 14
 
-    again = dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor)
+    # gold_pairs was built from every label: nothing to launch (whatever the sensor's cursor, say in a new UI)
+    again = dg.build_sensor_context(instance=instance, resources=resources)
     assert isinstance(gold_pairs_on_new_labels(again), dg.SkipReason)
 
     # a killed server's journal counts as new labels too; sealing them moves, not adds, them
@@ -177,8 +177,9 @@ def test_the_sensor_materialises_gold_pairs_when_new_labels_arrive(voted_lake, m
     (folder / "segment-9-9-dead.jsonl").write_text(json.dumps({
         "label_id": "from-a-dead-server", "pair_id": p[2], "annotator": "c", "choice": "chosen",
         "shown_order": "chosen_first", "source": "web", "guideline_version": "annotation-v1"}) + "\n")
-    later = dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor)
-    assert isinstance(gold_pairs_on_new_labels(later), dg.RunRequest) and later.cursor == "15"
+    later = gold_pairs_on_new_labels(dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(later, dg.RunRequest) and later.tags["synpref/labels_new"] == "1"
+    assert job.execute_in_process(instance=instance, tags=later.tags).success  # seals it, then gold
     assert build_gold_pairs(lake).outcomes["tie"] == 0  # c broke the tie on p2
-    sealed = dg.build_sensor_context(instance=instance, resources=resources, cursor=later.cursor)
+    sealed = dg.build_sensor_context(instance=instance, resources=resources)
     assert isinstance(gold_pairs_on_new_labels(sealed), dg.SkipReason)

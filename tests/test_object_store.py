@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from synpref.duck import lit
 from conftest import (TINY_RM_SETTINGS, rows, run_stages, stage2_from_scratch, toy_preference_records, write_jsonl,
                       write_sources)
-from test_celery import _finished, _latest_run, _materialize
+from test_celery import _finished, _latest_run, _materialize, stage2_job_args
 
 from dagster_project.celery_cluster import LocalCluster
 from dagster_project.cli import main
@@ -223,7 +223,7 @@ def test_a_reward_model_trains_into_the_store_and_scores_from_it(store, tmp_path
 
 # ---------------------------------------------------------------- past one machine, on the store
 
-STAGE2 = "pool_scores,pool_judgements,filtered_pairs"
+STAGE2 = "stage2"  # the job: pool_scores, judge_queue, judge_votes, silver_labels, filtered_pairs
 SHARD_OPS = ("score_shard", "judge_shard", "filter_one_shard")
 @pytest.fixture(scope="module")
 def store_cluster(demo, store, tmp_path_factory):
@@ -264,7 +264,7 @@ def test_stage2_on_two_celery_workers_with_the_lake_on_the_store(demo, store, st
     assert not lake.has_table("pool_scores") and lake.has_table("silver_pairs")
     keys = shard_keys()
     started = time.time()
-    with _materialize(store_cluster, lake, tmp_path, STAGE2, "--partition-range", f"{keys[0]}...{keys[-1]}") as run:
+    with _materialize(store_cluster, lake, tmp_path, STAGE2, *stage2_job_args(keys)) as run:
         _finished(run, tmp_path, timeout=900)
     dagster_run, records = _latest_run(store_cluster, started)
     assert dagster_run.status == dg.DagsterRunStatus.SUCCESS

@@ -12,12 +12,12 @@ import subprocess
 import time
 
 import dagster as dg
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 from conftest import SYNPREF, stage2_from_scratch
 
 from dagster_project.definitions import defs
+from synpref.duck import connect as duck_connect
 from synpref.lake import Lake
 from synpref.shards import N_SHARDS
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def _all(lake: Lake, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(lake.db_path), read_only=True)
+    con = duck_connect(lake, str(lake.db_path), read_only=True)  # its views read paths relative to the root
     try:
         return con.execute(sql).fetchall()
     finally:
@@ -57,7 +57,7 @@ def test_demo_runs_both_stages_and_every_count_reconciles(demo):
         select r.queries, r.wrong_or_unsure, r.retrieved, r.to_humans, r.to_judges,
                r.gold_pairs_before, r.gold_pairs_after,
                (select count(distinct query_pair_id) from stage1_retrievals as t where t.round = r.round),
-               (select count(*) from rm_predictions as p where p.model = r.model and p.model_version = r.model_version
+               (select count(*) from rm_eval_pairs as p where p.model = r.model and p.model_version = r.model_version
                    and p.pairs_table = 'eval_gold' and p.p_chosen <= 0.5),
                (select count(distinct pair_id) from stage1_retrievals as t where t.round = r.round),
                (select count(*) from annotation_queue as a where a.origin = r.round),
@@ -146,14 +146,14 @@ def test_stage2_killed_mid_run_resumes_without_redoing_finished_shards(demo, tmp
     # the finished shards were reused, as the rerun's event log says (its console output can
     # drop a step's line on a loaded machine)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        rerun = instance.get_run_records(dg.RunsFilter(job_name="__ASSET_JOB"), limit=1)[0].dagster_run.run_id
+        rerun = instance.get_run_records(dg.RunsFilter(job_name="stage2"), limit=1)[0].dagster_run.run_id
         reused = [e for e in instance.all_logs(rerun) if "pool_scores up to date" in (e.user_message or "")]
     assert len(reused) >= len(finished)
     pool = _one(copy, "select count(*) from silver_pairs")[0]
     assert _one(copy, "select count(*), count(distinct pair_id) from filtered_pairs") == (pool, pool)
     assert _one(copy, "select count(*), count(distinct pair_id) from pool_scores") == (pool, pool)
     # the pool's scores: each pair once per model version, none lost or doubled by the kill
-    assert _one(copy, "select count(*) = count(distinct (pair_id, model, model_version)) from rm_predictions "
+    assert _one(copy, "select count(*) = count(distinct (pair_id, model, model_version)) from pool_model_scores "
                       "where pairs_table = 'silver_pairs'")[0] is True
 
 
@@ -162,15 +162,15 @@ def test_no_pool_pair_is_scored_by_a_model_that_trained_on_it(demo):
     score it gave a pool pair, and check the two never meet; p_best is the mean of exactly one
     score per repeat, and the gold RM is a separately trained model."""
     lake, _, _ = demo
-    con = duckdb.connect(str(lake.db_path), read_only=True)
+    con = duck_connect(lake, str(lake.db_path), read_only=True)  # its views read paths relative to the root
     try:
         scores = con.execute("""
-            select model, model_version, list(pair_id) from rm_predictions
+            select model, model_version, list(pair_id) from pool_model_scores
             where pairs_table = 'silver_pairs' and model like 'fold-%' group by all""").fetchall()
         pool = dict(con.execute("select pair_id, members from pool_scores").fetchall())
         mismatch = con.execute("""
             select count(*) from pool_scores as s join (
-                select pair_id, avg(p_chosen) as p, count(*) as n from rm_predictions
+                select pair_id, avg(p_chosen) as p, count(*) as n from pool_model_scores
                 where pairs_table = 'silver_pairs' and model like 'fold-%' group by pair_id) as f using (pair_id)
             where abs(s.p_best - f.p) > 1e-12 or s.members <> f.n""").fetchone()[0]
         best, gold = con.execute("select any_value(best_model), any_value(gold_model) from pool_scores").fetchone()

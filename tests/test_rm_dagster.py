@@ -23,6 +23,9 @@ def _materialize(lake, resources, selection, tags=None, ops=None, instance=None)
                           run_config={"ops": ops or {}})
 
 
+EVALUATE, EVALUATION = "evaluate_reward_models", ("rm_eval", "rm_eval_pairs")  # one multi-asset, two tables
+
+
 def _failures(result) -> str:
     return "\n".join(e.step_failure_data.error.message for e in result.all_events if e.is_step_failure)
 
@@ -34,9 +37,9 @@ def test_train_evaluate_and_score_through_dagster(lake, tmp_path, tiny_rm_config
                                                                          accelerator="cpu"))
     model_config = {"config": {"model_name": MODEL}}
     instance = dg.DagsterInstance.ephemeral()
-    result = _materialize(lake, resources, lake_stages() | dg.AssetSelection.assets("reward_model", "rm_eval"),
+    result = _materialize(lake, resources, lake_stages() | dg.AssetSelection.assets("reward_model", *EVALUATION),
                           ops={"reward_model": {"config": {"model_name": MODEL, "holdout_fraction": 0.2}},
-                               "rm_eval": model_config}, instance=instance)
+                               EVALUATE: model_config}, instance=instance)
     assert result.success, _failures(result)
 
     # the training script's own log lines came back through Dagster Pipes
@@ -50,7 +53,10 @@ def test_train_evaluate_and_score_through_dagster(lake, tmp_path, tiny_rm_config
     assert meta["best_eval_accuracy"] >= 0.9 and meta["steps"] > 0
     assert meta["path"].endswith(f"models/rm/{MODEL}/v001/best")
     assert "data:image/png;base64," in meta["loss_curve"]
-    (evaluated,) = result.asset_materializations_for_node("rm_eval")
+    (evaluated,) = [m for m in result.asset_materializations_for_node(EVALUATE)
+                    if m.asset_key == dg.AssetKey("rm_eval")]
+    # the per-pair scores of the evaluation went to rm_eval_pairs, not rm_predictions
+    assert {r["pairs_table"] for r in rows(lake, "rm_eval_pairs", order="pair_id")} == {"eval_holdout"}
     assert evaluated.metadata["accuracy"].value >= 0.9 and evaluated.metadata["eval_set"].value == "holdout"
     assert "| overall | all |" in evaluated.metadata["by_group"].value
     assert {(r["model"], r["eval_set"]) for r in rows(lake, "rm_eval", order="breakdown")} == {(MODEL, "holdout")}
@@ -74,6 +80,6 @@ def test_train_evaluate_and_score_through_dagster(lake, tmp_path, tiny_rm_config
 
 
 def test_a_model_that_was_never_trained_fails_with_its_name(lake, tmp_path):
-    result = _materialize(lake, dagster_resources(lake, tmp_path / "none.yaml"), dg.AssetSelection.assets("rm_eval"),
-                          ops={"rm_eval": {"config": {"model_name": "round-9"}}})
+    result = _materialize(lake, dagster_resources(lake, tmp_path / "none.yaml"), dg.AssetSelection.assets(*EVALUATION),
+                          ops={EVALUATE: {"config": {"model_name": "round-9"}}})
     assert not result.success and "no complete reward model 'round-9'" in _failures(result)

@@ -194,8 +194,8 @@ def test_rm_eval_on_gold_overall_by_group_calibration_and_checkpoints(lake_copy)
     for breakdown in ("source", "task_category", "objectivity", "confidence_bin"):
         assert sum(r["pairs"] for r in by[breakdown].values()) == N_GOLD, breakdown
     assert set(by["source"]) <= {"a", "b"} and set(by["task_category"]) <= {"factual_qa", "advice"}
-    # the per-pair scores are in rm_predictions; the SQL's figures agree with numpy on them
-    predictions = rows(lake_copy, "rm_predictions", order="pair_id")
+    # the per-pair scores are in rm_eval_pairs; the SQL's figures agree with numpy on them
+    predictions = rows(lake_copy, "rm_eval_pairs", order="pair_id")
     assert {p["pairs_table"] for p in predictions} == {"eval_gold"} and len(predictions) == N_GOLD
     rc = np.array([p["reward_chosen"] for p in predictions])
     rr = np.array([p["reward_rejected"] for p in predictions])
@@ -295,7 +295,7 @@ def scored_copy(scored, tmp_path):
     return Lake.at(tmp_path / "lake")
 
 
-@pytest.mark.parametrize("table", ["rm_predictions", "rm_eval"])
+@pytest.mark.parametrize("table", ["rm_predictions", "rm_eval", "rm_eval_pairs"])
 def test_model_tables_pass_their_suites(scored_copy, table):
     v = validate_table(scored_copy, table, batch_rows=50, build_docs=False)
     assert v.rows > 0 and v.success and not v.failed(blocking=False), v.outcomes

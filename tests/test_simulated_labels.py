@@ -12,6 +12,7 @@ from synpref.demo import generate_demo
 from synpref.demo.simulated import ANNOTATORS, simulate_annotators, true_choices
 from synpref.gold import build_gold_pairs
 from synpref.ingest import ingest_sources
+from synpref.human_labels import seal
 from synpref.silver import build_silver
 from synpref.sources import load_sources
 
@@ -28,7 +29,10 @@ def test_simulated_labels_recover_the_planted_flips(lake):
 
     written = simulate_annotators(lake, origin="round-1")
     assert written == len(queued) * len(ANNOTATORS)
-    assert simulate_annotators(lake, origin="round-1") == 0  # a rerun labels nothing twice
+    assert simulate_annotators(lake, origin="round-1") == 0  # a rerun labels nothing twice (journaled)
+    assert not lake.has_table("human_labels")  # in the label journal, as a finished annotation server leaves them
+    assert seal(lake).sealed == written  # what the human_labels asset does
+    assert simulate_annotators(lake, origin="round-1") == 0  # ... nor once they are stored
     labels = rows(lake, "human_labels", order="pair_id, annotator")
     assert len(labels) == written and all(label["simulated"] for label in labels)
     mistakes = sum(label["choice"] != truth[label["pair_id"]] for label in labels)

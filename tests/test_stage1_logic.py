@@ -17,7 +17,8 @@ from synpref.duck import lit
 from conftest import rows
 from synpref import schemas, stage1
 from synpref.duck import stage_connection
-from synpref.judging_stage import enqueue
+from synpref.annotation_queue import queue_retrieved
+from synpref.judging_stage import enqueue, queue_for_judges
 from synpref.lake import Lake, write_part
 from synpref.retrieval import adaptive_k
 from synpref.rm_models import ModelRef
@@ -134,7 +135,7 @@ KINDS = [(("objective", "low"), 0), (("subjective", "high"), 5), (("objective", 
 def round_lake(lake, tmp_path):
     """N_POOL silver pairs of one task category (but the last gold pair) with attributes of mixed
     priority, embedded as random unit vectors; the first len(P_QUERIES) are gold, with the round
-    RM's p in rm_predictions as its evaluation wrote them. The first two gold pairs sit at the
+    RM's p in rm_eval_pairs as its evaluation wrote them. The first two gold pairs sit at the
     same spot (so the second one's neighbours were already found by the first), and the first
     one's nearest pool pair was already queued for the judges by Stage 2."""
     silver_lake(lake, tmp_path, simple_records(N_POOL))
@@ -152,7 +153,7 @@ def round_lake(lake, tmp_path):
                                      "task_category": categories, "text": ids}))
     _write_gold(lake, gold)
     model, version = ROUND_RM
-    write_part(lake, "rm_predictions", pa.Table.from_pylist(
+    write_part(lake, "rm_eval_pairs", pa.Table.from_pylist(
         [{"pair_id": pid, "pairs_table": "eval_gold", "model": model, "model_version": version, "p_chosen": p}
          for pid, p in zip(gold, P_QUERIES)], schema=schemas.RM_PREDICTIONS))
     distances = 1 - vectors[len(gold):] @ vectors[0]
@@ -160,6 +161,14 @@ def round_lake(lake, tmp_path):
     enqueue(lake, None, origin="stage2", pair_ids=[judged_before])
     assert sorted(stage1.gold_p(lake, model, version)) == sorted(zip(gold, P_QUERIES))
     return lake, stage1.gold_p(lake, model, version), priority, judged_before
+
+
+def _round(lake: Lake, key: str, queries, settings, index=EXACT) -> stage1.RoundQueues:
+    """A round's retrieval, then what the queue assets do with it (annotation_queue, judge_queue)."""
+    found = stage1.retrieve_round(lake, key, queries, settings, index=index)
+    queue_retrieved(lake)
+    queue_for_judges(lake)
+    return found
 
 
 def _retrievals(lake: Lake, key: str) -> list[dict]:
@@ -173,7 +182,7 @@ def _queued(lake: Lake, table: str, origin: str) -> set[str]:
 def test_a_round_retrieves_k_by_p_and_sends_the_best_to_humans_the_rest_to_judges(round_lake, tmp_path):
     lake, queries, priority, judged_before = round_lake
     settings = stage1.RoundSettings(to_humans=3)
-    q = stage1.queue_round(lake, "round-1", queries, settings, index=EXACT)
+    q = _round(lake, "round-1", queries, settings, index=EXACT)
     recorded = _retrievals(lake, "round-1")
     # k: the paper's rule, recorded per query, and that many neighbours retrieved
     by_query: dict[str, list[dict]] = {}
@@ -211,7 +220,7 @@ def test_a_round_retrieves_k_by_p_and_sends_the_best_to_humans_the_rest_to_judge
         first.setdefault(r["pair_id"], r["destination"])
     assert sum(r["destination"] == "already_queued" for r in recorded) == len(recorded) - len(set(retrieved)) > 0
     # the round done, a rerun queues nothing new and answers from the record
-    again = stage1.queue_round(lake, "round-1", queries, settings, index=EXACT)
+    again = _round(lake, "round-1", queries, settings, index=EXACT)
     assert (sorted(again.to_humans), sorted(again.to_judges)) == (sorted(q.to_humans), sorted(q.to_judges))
     assert (again.queries, again.wrong_or_unsure, again.retrieved) == (q.queries, q.wrong_or_unsure, q.retrieved)
     assert len(_retrievals(lake, "round-1")) == len(recorded)
@@ -231,7 +240,7 @@ def test_a_round_retrieves_k_by_p_and_sends_the_best_to_humans_the_rest_to_judge
 
 def test_the_judges_cap_and_no_humans(round_lake):
     lake, queries, _, _ = round_lake
-    capped = stage1.queue_round(lake, "round-1", queries, stage1.RoundSettings(to_humans=2, to_judges=5),
+    capped = _round(lake, "round-1", queries, stage1.RoundSettings(to_humans=2, to_judges=5),
                                 index=EXACT)
     found = list(dict.fromkeys(r["pair_id"] for r in _retrievals(lake, "round-1")))
     assert len(capped.to_humans) == 2 and len(capped.to_judges) == 5
@@ -239,7 +248,7 @@ def test_the_judges_cap_and_no_humans(round_lake):
     not_sent = {r["pair_id"] for r in _retrievals(lake, "round-1") if r["destination"] == "not_sent"}
     assert not_sent == set(found) - set(capped.to_humans) - set(capped.to_judges) and len(not_sent) == len(found) - 7
     # a round with no humans: everything found goes to the judges; pairs of earlier rounds are not found again
-    later = stage1.queue_round(lake, "round-2", queries, stage1.RoundSettings(to_humans=0), index=EXACT)
+    later = _round(lake, "round-2", queries, stage1.RoundSettings(to_humans=0), index=EXACT)
     assert later.to_humans == [] and not _queued(lake, "annotation_queue", "round-2")
     assert set(later.to_judges) == {r["pair_id"] for r in _retrievals(lake, "round-2")}
     assert not set(later.to_judges) & (set(capped.to_humans) | set(capped.to_judges))
@@ -249,7 +258,7 @@ def test_the_judges_cap_and_no_humans(round_lake):
 # ---------------------------------------------------------------- the gold RM's held-out share
 
 def test_the_gold_rm_trains_on_gold_and_holds_out_a_seeded_share_of_it(lake, tmp_path):
-    from assets.stage2 import GoldModelConfig
+    from assets.models.training import GoldModelConfig
 
     fraction = GoldModelConfig().holdout_fraction
     silver_lake(lake, tmp_path, simple_records(60))

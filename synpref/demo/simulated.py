@@ -65,9 +65,10 @@ def simulated_choice(truth: str, pair_id: str, annotator: str, seed: int = 0,
 def simulate_annotators(lake: Lake, origin: str | None = None, annotators: tuple[str, ...] = ANNOTATORS,
                         seed: int = 0, error_rate: float = ERROR_RATE, truth: Path | None = None) -> int:
     """Every simulated annotator labels every pair of annotation_queue (of `origin`, if given)
-    it has not labelled yet; returns the labels written. Labels carry simulated = true and a
+    it has not labelled yet, in the label journal as a finished annotation server would (the
+    human_labels asset seals them); returns the labels journaled. Labels carry simulated = true and a
     label_id fixed by (annotator, pair), so a rerun never labels a pair twice."""
-    from synpref.human_labels import append_labels
+    from synpref.human_labels import submit_labels
 
     if not lake.has_table("annotation_queue"):
         return 0
@@ -88,5 +89,4 @@ def simulate_annotators(lake: Lake, origin: str | None = None, annotators: tuple
                "seconds": SECONDS_PER_LABEL, "simulated": True, "guideline_version": "simulated",
                "comment": "simulated from the demo generator's known truth"}
               for pid in queued for annotator in annotators]
-    written, _ = append_labels(lake, labels, source="simulated")
-    return written
+    return submit_labels(lake, labels, source="simulated")

@@ -11,6 +11,7 @@ from pydantic import Field
 from dagster_project.resources import EmbedderResource, LakeResource
 from synpref.embeddings_stage import embed_shard, finish_embeddings
 from synpref.shards import N_SHARDS, shard_key
+from synpref import vectors
 from synpref.vectors import IndexConfig
 
 
@@ -34,12 +35,14 @@ def embed_pool_shard(context: dg.OpExecutionContext, config: EmbedShardConfig, l
             "seconds": done.seconds}
 
 
-@dg.op
-def collect_embeddings(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]) -> None:
+@dg.op(out=dg.Out(dg.Nothing))  # no IO manager: a run over several partitions has one output
+def collect_embeddings(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]):
     embedded = sum(s["embedded"] for s in shards)
     total, index = finish_embeddings(lake.lake(), IndexConfig(), embedded)
     busy = sum(s["seconds"] for s in shards if s["embedded"])
-    context.add_output_metadata({
+    # the LanceDB table's version moves with every append, compaction and index: unchanged when reused
+    version = vectors.open_table(lake.lake()).version if vectors.has_table(lake.lake()) else 0
+    return dg.Output(None, data_version=dg.DataVersion(f"lance-v{version}"), metadata={
         "dagster/row_count": total,
         "embedded_now": embedded,
         "with_attributes": sum(s["with_attributes"] for s in shards),

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from dagster_project.metadata import counts_table, preview
 from dagster_project.resources import AnnotatorResource, LakeResource
+from dagster_project.results import table_output
 from synpref.attributes_stage import TABLE, annotate_pending
 from synpref.duck import refresh_views
 from synpref.shards import N_SHARDS, shard_key
@@ -54,8 +55,8 @@ def annotate_shard(context: dg.OpExecutionContext, config: AttributesConfig, lak
             "model": model_id, "prompt_version": prompt.version}
 
 
-@dg.op
-def collect_attributes(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]) -> None:
+@dg.op(out=dg.Out(dg.Nothing))  # no IO manager: a run over several partitions has one output
+def collect_attributes(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]):
     the_lake = lake.lake()
     refresh_views(the_lake)
     errors: dict[str, int] = {}
@@ -64,7 +65,7 @@ def collect_attributes(context: dg.OpExecutionContext, lake: LakeResource, shard
             errors[reason] = errors.get(reason, 0) + n
     annotated = sum(s["annotated"] for s in shards)
     busy = sum(s["seconds"] for s in shards if s["annotated"])
-    context.add_output_metadata({
+    return table_output(lake, TABLE, {
         "dagster/row_count": annotated + sum(s["cached"] for s in shards),
         "annotated_now": annotated,
         "cached": sum(s["cached"] for s in shards),

@@ -1,0 +1,1 @@
+"""The filtered layer's assets (group `filtered`)."""

@@ -1,0 +1,1 @@
+"""The silver layer's assets (group `silver`)."""
