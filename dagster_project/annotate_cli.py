@@ -110,33 +110,43 @@ def export(what: str, fmt: str, output: Path | None, seed: int, lake_dir: str) -
 @click.option("--comment-question", default="comment", show_default=True)
 @lake_option
 def import_(path: Path, fmt: str | None, mapping: str, question: str, comment_question: str, lake_dir: str) -> None:
-    """Import labels made elsewhere into human_labels (a label stored already is skipped)."""
-    from synpref.duck import refresh_views
+    """Import labels made elsewhere (a label stored already is skipped): into the label journal,
+    then the `gold` job seals them into human_labels and rebuilds gold_pairs."""
     from synpref.human_labels import LabelError
     from synpref.label_io import Questions, import_labels
 
-    lake = Lake.at(lake_dir)
+    lake = use_lake(lake_dir)
     try:
-        stored, skipped = import_labels(lake, path, mapping, fmt, Questions(question, comment_question))
+        journaled, skipped = import_labels(lake, path, mapping, fmt, Questions(question, comment_question))
     except (LabelError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    refresh_views(lake)
-    click.echo(f"imported {stored:,} labels ({skipped:,} were stored already); rebuild gold with "
-               f"`synpref materialize --select gold_pairs`")
+    _gold_job(lake)
+    click.echo(f"imported {journaled:,} labels ({skipped:,} were stored already); human_labels and gold_pairs "
+               f"rebuilt (the `gold` job)")
+
+
+def _gold_job(lake: Lake) -> dict:
+    """The `gold` job: seal the journal into human_labels, rebuild gold_pairs; human_labels' metadata."""
+    from dagster_project import pipeline
+
+    result = pipeline.execute(lake, "gold", log_level="WARNING")
+    if not result.success:
+        raise click.ClickException("\n".join(pipeline.failures(result)) or "the gold run failed")
+    (meta,) = [m.metadata for m in result.asset_materializations_for_node("human_labels")]
+    return {k: v.value for k, v in meta.items()}
 
 
 @annotate.command()
 @lake_option
 def seal(lake_dir: str) -> None:
-    """Move journaled labels (e.g. a killed server's) into human_labels now."""
-    from synpref.duck import refresh_views
-    from synpref.human_labels import rejected_lines_path, seal as seal_journal
+    """Move journaled labels (e.g. a killed server's) into human_labels now, and rebuild gold_pairs
+    (the `gold` job)."""
+    from synpref.human_labels import rejected_lines_path
 
-    lake = Lake.at(lake_dir)
-    summary = seal_journal(lake)
-    refresh_views(lake)
-    click.echo(f"sealed {summary.sealed:,} labels from {summary.segments} journal segments "
-               f"({summary.duplicates:,} stored already, {summary.rejected_lines} lines set aside, "
-               f"{summary.unknown_pairs} of them naming a pair not in silver_pairs)")
-    if summary.rejected_lines:
+    lake = use_lake(lake_dir)
+    m = _gold_job(lake)
+    click.echo(f"sealed {m['sealed_now']:,} labels from {m['journal_segments']} journal segments "
+               f"({m['journal_lines_stored_already']:,} stored already, {m['unreadable_journal_lines']} lines set "
+               f"aside, {m['journal_lines_naming_unknown_pairs']} of them naming a pair not in silver_pairs)")
+    if m["unreadable_journal_lines"]:
         click.echo(f"lines set aside, with their reasons: {rejected_lines_path(lake)}")

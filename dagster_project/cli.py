@@ -312,33 +312,43 @@ def _settings(pairs: tuple[str, ...]) -> dict:
 @lake_option
 def train(name: str, pairs: str, eval_set: str, holdout_fraction: float, config_file: str | None,
           settings: tuple[str, ...], launcher: str, processes: int, lake_dir: str) -> None:
-    """Train a reward model under DeepSpeed, then evaluate it into rm_eval.
+    """Train a reward model under DeepSpeed, then evaluate it into rm_eval (the train_reward_model job).
 
     Same pairs and settings as an earlier run: a finished model is reused, a killed run resumes."""
-    from models.launch import LaunchConfig
-    from models.scorer import make_scorer
-    from models.train_config import load_config
-    from synpref import rm_models
-    from synpref.duck import refresh_views
-    from synpref.rm_eval import evaluate_reward_model
-    from synpref.rm_training import train_reward_model
+    from dagster_project import pipeline
+    from dagster_project.resources import TrainerResource
+    from synpref.duck import connect as duck_connect, lit
 
-    lake = Lake.at(lake_dir)
+    lake = use_lake(lake_dir)
+    _settings(settings)  # refuse unknown or mistyped settings here, before any run
+    texts = dict(item.partition("=")[::2] for item in settings)
+    if Path(pairs.strip()).is_file():  # a Parquet file of pairs, named from here
+        pairs = str(Path(pairs.strip()).resolve())
+    result = pipeline.execute(
+        lake, "train_reward_model", log_level="WARNING",
+        resources={"trainer": TrainerResource(config_file=config_file, launcher=launcher, processes=processes)},
+        ops={"reward_model": {"config": {"model_name": name, "pairs_sql": pairs, "eval_set": eval_set,
+                                         "holdout_fraction": holdout_fraction,
+                                         "settings": {k.strip(): v.strip() for k, v in texts.items()}}},
+             "evaluate_reward_models": {"config": {"model_name": name}}})
+    if not result.success:
+        raise click.ClickException("\n".join(pipeline.failures(result)) or "the train_reward_model run failed")
+    (trained,) = [m.metadata for m in result.asset_materializations_for_node("reward_model")]
+    version = trained["model_version"].value
+    if trained["status"].value == "unchanged":
+        click.echo(f"{name} {version} was already trained on these pairs with these settings: reused")
+    click.echo(f"\n{name} {version} ({trained['status'].value}): {lake.root / trained['path'].value}")
+    con = duck_connect(lake)
     try:
-        config = load_config(config_file, **_settings(settings))
-        summary = train_reward_model(lake, name, pairs, config, eval_set=eval_set, holdout_fraction=holdout_fraction,
-                                     launch=LaunchConfig(launcher=launcher, processes=processes), log=click.echo)
-        ref = rm_models.resolve(lake, name, summary.version)
-        evaluation = evaluate_reward_model(lake, ref, lambda: make_scorer(ref.path), log=click.echo)
-    except (ValueError, FileNotFoundError, LookupError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from e
-    refresh_views(lake)
-    click.echo(f"\n{name} {summary.version} ({summary.status}): {summary.best}")
+        rows = con.execute(f"select breakdown, group_value, pairs, accuracy, mean_margin from read_parquet("
+                           f"{lit(lake.table_glob('rm_eval'))}) where model = $m and model_version = $v and "
+                           f"breakdown not in ('checkpoint', 'confidence_bin') order by breakdown <> 'overall', "
+                           f"breakdown, group_value", {"m": name, "v": version}).fetchall()
+    finally:
+        con.close()
     click.echo(f"{'breakdown':<15} {'group':<24} {'pairs':>7} {'accuracy':>9} {'margin':>8}")
-    for r in evaluation.rows.to_pylist():
-        if r["breakdown"] not in ("checkpoint", "confidence_bin"):
-            click.echo(f"{r['breakdown']:<15} {r['group_value'][:24]:<24} {r['pairs']:>7,} {r['accuracy']:>9.4f} "
-                       f"{r['mean_margin']:>8.3f}")
+    for breakdown, group, n, accuracy, margin in rows:
+        click.echo(f"{breakdown:<15} {(group or '')[:24]:<24} {n:>7,} {accuracy:>9.4f} {margin:>8.3f}")
 
 
 @main.command()

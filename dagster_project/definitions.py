@@ -18,11 +18,11 @@ ASSETS = dg.load_assets_from_package_module(assets)
 CHECKS = [graph_asset_checks(table) for table in GRAPH_ASSETS]
 
 
-def build_defs(root: str | None = None, sources_file: str | None = None) -> dg.Definitions:
+def build_defs(root: str | None = None, sources_file: str | None = None, **resources) -> dg.Definitions:
     """The definitions with their resources on the lake at `root` (default $SYNPREF_LAKE at run
-    time) and the sources file: the CLI runs a job of these on one lake."""
+    time), the sources file and any resource given: the CLI runs a job of these on one lake."""
     return dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=asset_jobs(), sensors=[gold_pairs_on_new_labels],
-                          resources=default_resources(root, sources_file), executor=synpref_executor)
+                          resources=default_resources(root, sources_file, **resources), executor=synpref_executor)
 
 
 defs = build_defs()

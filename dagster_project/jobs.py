@@ -22,6 +22,8 @@ JOBS: dict[str, tuple[list[str] | None, str]] = {
     "queue_for_humans": (["annotation_queue"], "Queue pairs for human annotators (the seed set before round 1, "
                                                "or any SELECT)."),
     "gold": (GOLD, "Seal the label journal into human_labels and rebuild gold_pairs (the sensor's job)."),
+    "train_reward_model": (["reward_model", *EVALUATION], "A reward model on any pairs, then its evaluation "
+                                                          "(`synpref train`)."),
     "stage1_round": (STAGE1_ROUND, "Stage 1, a round starts: gold, the round's RM and its evaluation on gold, "
                                    "error-driven retrieval, the pairs queued for humans and for the judges."),
     "stage1_round_finish": (STAGE1_ROUND_FINISH, "Stage 1, a round ends once humans labelled its pairs: gold "

@@ -36,13 +36,15 @@ CHECKS: dict[tuple[str, str], bool] = {}
 
 
 def execute(lake: Lake, job: str, partition_key: str | None = None, ops: dict | None = None,
-            tags: dict | None = None, partition_range: tuple[str, str] | None = None, log_level: str = "INFO"):
+            tags: dict | None = None, partition_range: tuple[str, str] | None = None, log_level: str = "INFO",
+            resources: dict | None = None):
     """One in-process run of the named job (its assets and their checks) on the lake's instance;
-    a partition range runs as one run (the assets' single-run backfill policy). Returns the result."""
+    a partition range runs as one run (the assets' single-run backfill policy); `resources`
+    replace the default ones (a trainer with another launcher). Returns the result."""
     if partition_range:
         tags = {**(tags or {}), "dagster/asset_partition_range_start": partition_range[0],
                 "dagster/asset_partition_range_end": partition_range[1]}
-    return build_defs(str(lake.root)).resolve_job_def(job).execute_in_process(
+    return build_defs(str(lake.root), **(resources or {})).resolve_job_def(job).execute_in_process(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}, "ops": ops or {}},
         instance=dg.DagsterInstance.get(), partition_key=partition_key, raise_on_error=False,
         tags={"launched_by": "synpref-cli", **(tags or {})})

@@ -4,9 +4,9 @@ Two ways in, both deduplicated on label_id so that nothing is ever doubled:
 - the annotation page journals each label (synpref/label_journal.py) and `seal` moves
   journal lines into new Parquet parts (at server start, to recover after a kill;
   periodically; at shutdown; and by the human_labels asset, upstream of gold_pairs);
-- `append_labels` (imports) writes one durable Parquet part per call;
-- `submit_labels` (simulated annotators) checks labels as an import does and journals them, as
-  a finished annotation server would: the human_labels asset seals them like any other.
+- `submit_labels` (imports, simulated annotators) checks labels and journals them, as a
+  finished annotation server would: the human_labels asset seals them like any other;
+- `append_labels` writes checked labels as one durable Parquet part (what sealing does).
 
 A choice is stored relative to the pair's original label (chosen | rejected | cannot_decide),
 with the order the responses were shown in beside it, so the display order never leaks into gold.
@@ -160,10 +160,10 @@ def append_labels(lake: Lake, labels: list[dict], source: str = "api") -> tuple[
         return _store_new(lake, to_table(rows))
 
 
-def submit_labels(lake: Lake, labels: list[dict], source: str) -> int:
-    """Journal labels for the next seal (the human_labels asset), checked first as imports are
-    (LabelError, nothing journaled). Labels whose label_id is stored or journaled already are
-    left out. Returns the labels journaled now."""
+def submit_labels(lake: Lake, labels: list[dict], source: str) -> tuple[int, int]:
+    """Journal labels for the next seal (the human_labels asset), as the annotation page does,
+    checked first as imports are (LabelError, nothing journaled). Labels whose label_id is stored
+    or journaled already are left out. Returns (journaled now, left out as known)."""
     now = datetime.now(timezone.utc)
     errors, rows = [], []
     for i, raw in enumerate(labels, start=1):
@@ -184,7 +184,7 @@ def submit_labels(lake: Lake, labels: list[dict], source: str) -> int:
                                  for r in fresh])
         finally:
             journal.close()  # unlocked: a dead segment, sealed by the next seal
-    return len(fresh)
+    return len(fresh), len(rows) - len(fresh)
 
 
 def _journaled_ids(lake: Lake) -> set[str]:

@@ -23,7 +23,7 @@ from models.judge import chosen_position
 from synpref.annotation_queue import TABLE as QUEUE
 from synpref.attributes_stage import register_latest_attributes
 from synpref.duck import connect as duck_connect, register_tables
-from synpref.human_labels import TABLE as LABELS, LabelError, append_labels
+from synpref.human_labels import TABLE as LABELS, LabelError, submit_labels
 from synpref.lake import Lake, atomic_path
 
 FORMATS = ("jsonl", "csv")
@@ -242,6 +242,7 @@ def labels_from(rows: Iterable[dict], mapping: str, questions: Questions = Quest
 
 def import_labels(lake: Lake, path: Path, mapping: str = "synpref", fmt: str | None = None,
                   questions: Questions = Questions()) -> tuple[int, int]:
-    """Read a file of labels made elsewhere into human_labels. Returns (stored, already stored)."""
+    """Read a file of labels made elsewhere into the label journal (the human_labels asset seals
+    them). Returns (journaled now, already stored or journaled)."""
     labels = labels_from(read_rows(path, fmt), mapping, questions)
-    return append_labels(lake, labels, source=f"import:{mapping}")
+    return submit_labels(lake, labels, source=f"import:{mapping}")

@@ -14,6 +14,7 @@ from annotation_support import silver_lake, silver_texts, simple_records, stored
 from dagster_project.cli import main
 from synpref.annotation_queue import queue_for_humans
 from synpref.human_labels import LabelError
+from synpref.human_labels import seal
 from synpref.label_io import export_rows, import_labels, resolve_choice
 from synpref.lake import Lake
 
@@ -37,6 +38,7 @@ def _truth(lake, task: dict, picked: str) -> str:
 
 
 def _by_pair(lake) -> dict[str, dict]:
+    seal(lake)  # imports are journaled; the human_labels asset seals them
     return {r["pair_id"]: r for r in stored_labels(lake)}
 
 
@@ -61,6 +63,9 @@ def test_import_synpref_columns_jsonl_is_idempotent(lake, tasks, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert import_labels(lake, path, "synpref") == (7, 0)
     assert import_labels(lake, path, "synpref") == (0, 7)
+    assert not lake.has_table("human_labels")  # journaled, as the annotation page's labels are
+    assert seal(lake).sealed == 7  # what the human_labels asset does
+    assert import_labels(lake, path, "synpref") == (0, 7)  # stored now: still known
     stored = [r for r in stored_labels(lake) if r["annotator"] == "ext-1"]
     by_pair = {t["pair_id"]: t for t in tasks}
     for i, r in enumerate(sorted(stored, key=lambda r: [t["pair_id"] for t in tasks].index(r["pair_id"]))):
@@ -165,6 +170,7 @@ def test_labels_exported_as_csv_import_into_another_lake_unchanged(lake, tasks, 
              "seconds": 4.5, "simulated": i == 1} for i, t in enumerate(tasks)]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     import_labels(lake, tmp_path / "in.jsonl")
+    seal(lake)
     out = tmp_path / "labels.csv"
     result = CliRunner().invoke(main, ["annotate", "export", "--what", "labels", "--format", "csv", "-o", str(out),
                                        "--lake", str(lake.root)])

@@ -81,7 +81,7 @@ def test_a_no_op_rerun_leaves_nothing_stale_and_the_sensor_launches_nothing(demo
         assert not {s.split("[")[0] for s in after} & downstream, sorted(after)
         # one new label in the journal (as the annotation page writes it): now the sensor asks for gold
         pair_id = rows(lake, "silver_pairs", order="pair_id")[0]["pair_id"]
-        assert submit_labels(lake, [{"pair_id": pair_id, "annotator": "newcomer", "choice": "chosen"}], "web") == 1
+        assert submit_labels(lake, [{"pair_id": pair_id, "annotator": "newcomer", "choice": "chosen"}], "web") == (1, 0)
         request = gold_pairs_on_new_labels(dg.build_sensor_context(instance=instance),
                                            lake=LakeResource(root=str(lake.root)))
         assert isinstance(request, dg.RunRequest) and request.tags["synpref/labels_new"] == "1"

@@ -96,7 +96,9 @@ def human_labels(context: dg.AssetExecutionContext, lake: LakeResource,
     counts = labels_stage.label_counts(the_lake)
     return table_result(context, lake, quality, labels_stage.TABLE, {
         "dagster/row_count": counts["rows"], "sealed_now": sealed.sealed,
-        "journal_segments_removed": sealed.removed, "unreadable_journal_lines": sealed.rejected_lines,
+        "journal_segments": sealed.segments, "journal_segments_removed": sealed.removed,
+        "journal_lines_stored_already": sealed.duplicates, "unreadable_journal_lines": sealed.rejected_lines,
+        "journal_lines_naming_unknown_pairs": sealed.unknown_pairs,
         "simulated_rows": counts["simulated"],
         "by_choice": counts_table(counts["by_choice"], key="choice"),
         "by_annotator": counts_table(counts["by_annotator"], key="annotator"),

@@ -70,6 +70,8 @@ class RewardModelConfig(dg.Config):
     micro_batch_size: int | None = None
     max_length: int | None = None
     seed: int | None = None
+    settings: dict[str, str] = Field(default={}, description="Any other training setting as text (key: value), "
+                                                            "as `synpref train --set key=value` gives them.")
 
 
 @dg.asset(
@@ -81,7 +83,14 @@ class RewardModelConfig(dg.Config):
 def reward_model(context: dg.AssetExecutionContext, config: RewardModelConfig, lake: LakeResource,
                  trainer: TrainerResource, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     the_lake = lake.lake()
-    train_config = trainer.train_config(**{k: getattr(config, k) for k in OVERRIDES})
+    from models.train_config import parse_value
+
+    try:
+        settings = {k: parse_value(k, v) for k, v in config.settings.items()}
+    except ValueError as e:
+        raise dg.Failure(description=str(e)) from e
+    train_config = trainer.train_config(**settings, **{k: getattr(config, k) for k in OVERRIDES
+                                                       if getattr(config, k) is not None})
     summary = train(context, the_lake, config.model_name, config.pairs_sql, train_config, eval_set=config.eval_set,
                     holdout_fraction=config.holdout_fraction, trainer=trainer, client=pipes_subprocess_client)
     m = summary.metrics

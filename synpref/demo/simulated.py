@@ -89,4 +89,4 @@ def simulate_annotators(lake: Lake, origin: str | None = None, annotators: tuple
                "seconds": SECONDS_PER_LABEL, "simulated": True, "guideline_version": "simulated",
                "comment": "simulated from the demo generator's known truth"}
               for pid in queued for annotator in annotators]
-    return submit_labels(lake, labels, source="simulated")
+    return submit_labels(lake, labels, source="simulated")[0]
