@@ -1,5 +1,5 @@
 """The sharded assets with the lake on a local folder and on an S3 object store (SeaweedFS on
-this machine, dagster_project/object_store.py), turn about (ABBA), in one run of this script.
+this machine, tests/support/object_store.py), turn about (ABBA), in one run of this script.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/object_store.py --lake /path/to/demo/lake
 
@@ -29,16 +29,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.object_store import LocalObjectStore
-from dagster_project.run_events import shard_steps, step_records
-from synpref.duck import lit  # noqa: E402
-from synpref import vectors
-from synpref.duck import connect as duck_connect
-from synpref.lake import CACHE_ENV, Lake, copy_lake, remove
-from synpref.shards import shard_keys
-from synpref.stage2 import reset_shards
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the local S3 store is the tests' (tests/support/)
+
+from dagster_project.run_events import shard_steps, step_records  # noqa: E402
+from synpref.duck import lit  # noqa: E402
+from synpref import vectors  # noqa: E402
+from synpref.duck import connect as duck_connect  # noqa: E402
+from synpref.lake import CACHE_ENV, Lake, copy_lake, remove  # noqa: E402
+from synpref.shards import shard_keys  # noqa: E402
+from synpref.stage2 import reset_shards  # noqa: E402
+from tests.support.object_store import LocalObjectStore  # noqa: E402
+
 PHASES = {
     # phase: (selection, partitioned, shard ops, how the copy is made ready, rows compared)
     "stage2": ("stage2",  # the job: pool_scores, judge_queue, judge_votes, silver_labels, filtered_pairs

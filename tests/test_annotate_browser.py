@@ -10,7 +10,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from annotation_support import pair_ids, silver_lake, simple_records, stored_labels, write_attributes
+from support.annotation import pair_ids, silver_lake, simple_records, stored_labels, write_attributes
 from synpref.annotate.process import AnnotationServer
 from synpref.annotation_queue import queue_for_humans
 from synpref.annotators import add_annotator

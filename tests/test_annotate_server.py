@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from annotation_support import silver_lake, simple_records, stored_labels
+from support.annotation import silver_lake, simple_records, stored_labels
 from synpref.annotate.process import AnnotationServer
 from synpref.annotation_queue import queue_for_humans
 from synpref.annotators import add_annotator

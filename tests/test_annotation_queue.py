@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from annotation_support import pair_ids, silver_lake, simple_records, write_attributes
+from support.annotation import pair_ids, silver_lake, simple_records, write_attributes
 from conftest import assert_violation_fails, dagster_resources, rows, violations_parametrized
 from dagster_project.cli import main
 from synpref.annotation_queue import TABLE, queue_for_humans

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from synpref.duck import lit
 from conftest import stage2_from_scratch
+from support.celery_cluster import LocalCluster, stage2_run_config
 
-from dagster_project.celery_cluster import LocalCluster, stage2_run_config
 from dagster_project.jobs import JOBS
 from dagster_project.run_events import shard_steps, step_records
 from synpref.lake import Lake

@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from dagster_project.celery_cluster import celery_settings, stage2_run_config
 from dagster_project.definitions import defs
+from support.celery_cluster import celery_settings, stage2_run_config
 
 RUN_CONFIG = Path(__file__).resolve().parents[1] / "dagster_project" / "run_config"
 

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from annotation_support import pair_ids, silver_lake, silver_texts, simple_records
+from support.annotation import pair_ids, silver_lake, silver_texts, simple_records
 from conftest import assert_violation_fails, rows, violations_parametrized
 from dagster_project.resources import LakeResource
 from dagster_project.sensors import gold_pairs_on_new_labels

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from annotation_support import pair_ids, silver_lake, simple_records, stored_labels
+from support.annotation import pair_ids, silver_lake, simple_records, stored_labels
 from conftest import assert_violation_fails, violations_parametrized
 from synpref.human_labels import LabelError, append_labels, rejected_lines_path, seal, stored_rows, unsealed_dead_lines
 from synpref.label_journal import LabelJournal, journal_dir, segment_files

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import rows, run_stages, write_jsonl, write_sources
-from kill_support import kill_when
+from support.kill import kill_when
 from synpref.ingest import ingest_sources
 from synpref.lake import Lake
 from synpref.silver import MANIFEST, SILVER_TABLES, build_silver

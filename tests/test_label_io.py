@@ -10,7 +10,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from annotation_support import silver_lake, silver_texts, simple_records, stored_labels
+from support.annotation import silver_lake, silver_texts, simple_records, stored_labels
 from dagster_project.cli import main
 from synpref.annotation_queue import queue_for_humans
 from synpref.human_labels import LabelError

@@ -1,4 +1,4 @@
-"""Lakes on an object store: a real S3 server (SeaweedFS on 127.0.0.1, dagster_project/object_store.py)
+"""Lakes on an object store: a real S3 server (SeaweedFS on 127.0.0.1, tests/support/object_store.py)
 holds the lake at s3://lakes/...; every client reads the standard AWS_* variables. The stages
 must give what they give on a local folder, leave no half-written object, and, past one
 machine, need no disk but the store: the Celery workers get a local folder each, as machines
@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from synpref.duck import lit
 from conftest import (TINY_RM_SETTINGS, rows, run_stages, stage2_from_scratch, toy_preference_records, write_jsonl,
                       write_sources)
+from support.celery_cluster import LocalCluster
+from support.object_store import LocalObjectStore
 from test_celery import _finished, _latest_run, _materialize, stage2_job_args
 
-from dagster_project.celery_cluster import LocalCluster
 from dagster_project.cli import main
-from dagster_project.object_store import LocalObjectStore
 from dagster_project.run_events import shard_steps
 from synpref.duck import connect as duck_connect
 from synpref.lake import CACHE_ENV, Lake, atomic_path, cache_base, copy_lake

@@ -21,7 +21,7 @@ from synpref.duck import lit
 from conftest import (assert_violation_fails, rows, run_stages, toy_preference_records, violations_parametrized,
                       write_jsonl, write_sources)
 from dagster_project.cli import main
-from kill_support import kill_after_a_checkpoint
+from support.kill import kill_after_a_checkpoint
 from models.launch import LaunchConfig
 from models.scorer import Scorer
 from models.train_config import load_config

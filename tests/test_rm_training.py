@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import TINY_RM_SETTINGS, toy_pairs_table
-from kill_support import kill_after_a_checkpoint
+from support.kill import kill_after_a_checkpoint
 from models.launch import LaunchConfig, free_port, run_streamed, training_command, training_env
 from models.scorer import Scorer
 

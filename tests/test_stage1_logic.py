@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from annotation_support import pair_ids, silver_lake, silver_texts, simple_records, write_attributes
+from support.annotation import pair_ids, silver_lake, silver_texts, simple_records, write_attributes
 from synpref.duck import lit
 from conftest import rows
 from synpref import schemas, stage1

@@ -5,7 +5,9 @@ process group, every one stopped by `stop()` with bounded waits.
 The settings that make a worker's death safe (tested with SIGKILL mid-shard) are in
 `celery_settings`: late acks (a shard's message stays in Redis until the shard is done),
 a visibility timeout after which Redis hands an unfinished shard to another worker, one
-reserved message per worker, and a requeue when a pool process dies.
+reserved message per worker, and a requeue when a pool process dies. They are those of
+dagster_project/run_config/celery_worker.yaml, which a deployment uses (tests/test_executors.py
+checks that the two agree); nothing in the package imports this module.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 DEADLINE_S = 600  # for a child to show it is at work: generous, a loaded CI machine is slow
 
 

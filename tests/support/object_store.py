@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster_project.celery_cluster import Service, _spawn, _wait, free_port, stop_group
+from .celery_cluster import Service, _spawn, _wait, free_port, stop_group
 
 ACCESS_KEY = "synpref"
 SECRET_KEY = "synpref-local-store"
