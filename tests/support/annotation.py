@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from synpref.duck import lit
-from conftest import run_stages, write_jsonl, write_sources
+from conftest import rows, run_stages, write_jsonl, write_sources
 from synpref import schemas
 from synpref.lake import Lake, write_part
 
@@ -58,10 +58,4 @@ def write_attributes(lake: Lake, attributes: dict[str, tuple[str, str]], guideli
 
 
 def stored_labels(lake: Lake) -> list[dict]:
-    con = duckdb.connect()
-    try:
-        rel = con.sql(f"select * from read_parquet({lit(lake.table_glob('human_labels'))}) "
-                      f"order by recorded_at, label_id")
-        return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-    finally:
-        con.close()
+    return rows(lake, "human_labels", order="recorded_at, label_id")
