@@ -9,6 +9,7 @@ import shutil
 import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
 
 from dagster_project.definitions import defs
 from dagster_project.resources import LakeResource, default_resources
@@ -28,7 +29,7 @@ def _instance(env: dict) -> dg.DagsterInstance:
 def _stale(instance: dg.DagsterInstance) -> set[str]:
     """Assets (and partitions) the UI would show as stale ("Upstream data" / "Code version")."""
     graph = defs.resolve_asset_graph()
-    resolver = CachingStaleStatusResolver(instance, lambda: graph)
+    resolver = CachingStaleStatusResolver(instance, lambda: graph, LoadingContextForTest(instance))
     out = set()
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
