@@ -75,9 +75,8 @@ def measure(cluster: LocalCluster, source: Lake, work: Path, workers: int, phase
     with dg.DagsterInstance.from_config(cluster.env["DAGSTER_HOME"]) as instance:
         record = next(r for r in instance.get_run_records(limit=5) if r.create_timestamp.timestamp() >= started)
         records = step_records(instance, record.dagster_run.run_id)
-    con = duckdb.connect()
-    pairs = con.execute(f"select count(*) from read_parquet({lit(lake.table_glob('silver_pairs'))})").fetchone()[0]
-    con.close()
+    with duckdb.connect() as con:
+        pairs = con.execute(f"select count(*) from read_parquet({lit(lake.table_glob('silver_pairs'))})").fetchone()[0]
     steps = {op: {shard: {"worker": r.workers[-1].split("@")[0], "seconds": round(r.succeeded - r.started, 2)}
                   for shard, r in sorted(shard_steps(records, op).items())} for op in ops}
     wall = record.end_time - record.start_time

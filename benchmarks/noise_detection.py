@@ -104,8 +104,7 @@ def fold_members(lake: Lake, settings: crossfit.CrossFitSettings, seed: int) -> 
 
 def outcomes(bench: Bench, lake: Lake, out: Path) -> None:
     """Each pool pair's truth beside its decision and evidence (gold pairs left out)."""
-    con = bench.connect()
-    try:
+    with bench.connect() as con:
         with atomic_path(out) as tmp:
             con.execute(f"""
                 copy (select t.pair_id, t.injected_flip, f.status, f.reason, f.noise_score, f.p_best,
@@ -114,8 +113,6 @@ def outcomes(bench: Bench, lake: Lake, out: Path) -> None:
                       join read_parquet({lit(lake.table_glob('filtered_pairs'))}) as f using (pair_id)
                       where t.split = 'pool' and not f.human_verified order by t.pair_id)
                 to {lit(tmp)} (format parquet)""")
-    finally:
-        con.close()
 
 
 def decide(bench: Bench, lake: Lake, members, gold, settings, rules: list[str], out: Path, label: str) -> None:
@@ -181,8 +178,7 @@ def run_minilm(bench: Bench, settings: crossfit.CrossFitSettings) -> None:
         return
     lake = lake_for(bench, 0.25, 0)
     gold = rm_models.resolve(lake, "gold")
-    con = duckdb.connect()
-    try:
+    with duckdb.connect() as con:
         for label, column in (("insample", "p_insample"), ("oof", "p_oof")):
             table = con.execute(f"""
                 select m.pair_id, 0::int as shard, m.fold::int as fold, m.{column} as p_best,
@@ -197,8 +193,6 @@ def run_minilm(bench: Bench, settings: crossfit.CrossFitSettings) -> None:
             for rule in ["paper"] if label == "insample" else list(RULES):
                 filter_shard(lake, 0, FilterSettings(rule=rule), n_shards=1)
                 outcomes(bench, lake, out / f"{label}-{rule}.parquet")
-    finally:
-        con.close()
     log(f"MiniLM row: decisions under {out}")
 
 

@@ -78,11 +78,10 @@ def read_pairs(lake: Lake, where: str = "true") -> dict:
 
 def write_p(path: Path, pairs: dict, p: np.ndarray, column: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    con.register("scored", pa.table({"pair_id": pairs["pair_id"], "fold": pairs["fold"], column: p}))
-    with atomic_path(path) as tmp:
-        con.execute(f"copy (select * from scored order by pair_id) to {lit(tmp)} (format parquet)")
-    con.close()
+    with duckdb.connect() as con:
+        con.register("scored", pa.table({"pair_id": pairs["pair_id"], "fold": pairs["fold"], column: p}))
+        with atomic_path(path) as tmp:
+            con.execute(f"copy (select * from scored order by pair_id) to {lit(tmp)} (format parquet)")
 
 
 def score_into(path: Path, ref: rm_models.ModelRef, lake: Lake, where: str, column: str) -> None:
@@ -119,8 +118,7 @@ def write_scores(bench: Bench, lake: Lake, out: Path) -> Path:
     path = out / "scores.parquet"
     if path.exists():
         return path
-    con = bench.connect()
-    try:
+    with bench.connect() as con:
         con.execute(f"""
             create temp table scores as
             select s.pair_id, s.fold, i.p_insample, o.p_oof, t.injected_flip, t.split, o.n, o.oof_fold
@@ -146,8 +144,6 @@ def write_scores(bench: Bench, lake: Lake, out: Path) -> Path:
         counts = con.execute("select split, count(*), count(*) filter (where injected_flip) "
                              "from scores group by split order by split").fetchall()
         log(f"scores.parquet: every pair one OOF score; (split, pairs, flips): {counts}")
-    finally:
-        con.close()
     return path
 
 

@@ -99,12 +99,11 @@ class Bench:
         self.deco = load_sources(work / "base" / "sources.yaml").decontamination
         self.split_file, self.test_file = work / "split.parquet", work / "test.parquet"
         if not self.test_file.exists():
-            con = duckdb.connect()
-            qs.split_pairs(con, self.base.table_glob("silver_pairs"), sizes, split_seed)
-            with atomic_path(self.split_file) as tmp:
-                con.execute(f"copy split to {lit(tmp)} (format parquet)")
-            qs.write_test_set(con, self.base.table_glob("silver_pairs"), self.test_file)
-            con.close()
+            with duckdb.connect() as con:
+                qs.split_pairs(con, self.base.table_glob("silver_pairs"), sizes, split_seed)
+                with atomic_path(self.split_file) as tmp:
+                    con.execute(f"copy split to {lit(tmp)} (format parquet)")
+                qs.write_test_set(con, self.base.table_glob("silver_pairs"), self.test_file)
         self.test = duckdb.sql(f"select conversation, chosen, rejected, source "
                                f"from read_parquet({lit(self.test_file)})").to_arrow_table().to_pydict()
 
@@ -118,13 +117,10 @@ class Bench:
         lake = Lake.at(self.work / f"noise-{round(rate * 100):02d}" / f"seed-{seed}" / "lake")
         if lake.read_manifest("benchmark/ready"):
             return lake
-        con = self.connect()
-        try:
+        with self.connect() as con:
             flips = qs.write_noisy_raw(con, self.base.table_glob("raw_pairs"), lake, rate)
             build_silver(lake, self.deco)
             gold_ids = [pid for (pid,) in con.execute("select pair_id from split where split = 'gold'").fetchall()]
-        finally:
-            con.close()
         # the gold split's own labels are human ones (hh-rlhf crowdworkers, LLMBar experts): imported as such
         append_labels(lake, [{"label_id": f"original:{pid}", "pair_id": pid, "annotator": "original_label",
                               "choice": "chosen", "guideline_version": ORIGINAL_LABELS} for pid in gold_ids],
@@ -196,11 +192,8 @@ def run_noisy(bench: Bench, rate: float, seed: int, settings: FilterSettings) ->
                                          "statuses": decided.statuses, "reasons": decided.reasons,
                                          "seconds": round(time.perf_counter() - start, 1)})
     if not (out / "pool.parquet").exists():
-        con = bench.connect()
-        try:
+        with bench.connect() as con:
             write_pool_outcomes(con, lake, bench.base.table_glob("silver_pairs"), out / "pool.parquet")
-        finally:
-            con.close()
     curated = bench.train(lake, "curated", KEPT_SQL, seed)
     bench.test_accuracy(curated, out / "curated.json")
     if read_json(out / "stage2.json")["statuses"]["flipped"]:

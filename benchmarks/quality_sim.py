@@ -36,26 +36,27 @@ def simulate(accuracy: float, rho: float, flip_rate: float, pairs: int = 20_000,
     z = d + np.sqrt(rho) * shared + np.sqrt(1 - rho) * own  # the two RMs' logits on the true label
     p = 1 / (1 + np.exp(-np.where(flipped, -z, z)))  # ... on the pool's label
     issue, quality = label_issues(p[0]) if rule == "confident_learning" else (np.zeros(pairs, bool), p[0])
-    con = duckdb.connect()
-    ids = pa.array([f"p{i}" for i in range(pairs)])
-    con.register("sim", pa.table({"pair_id": ids, "p_best": p[0], "p_gold": p[1], "flip": flipped}))
-    con.register("issues", pa.table({"pair_id": ids, "label_issue": issue, "label_quality": quality}))
-    con.execute("create temp view pool as select pair_id, 'sim' as source from sim")
-    con.execute("create temp view scores as select pair_id, 0 as fold, p_best, 0.0 as p_best_spread, p_gold "
-                "from sim")
-    con.execute("create temp view label_issues as select * from issues")
-    con.execute("create temp view judge_verdicts as select null::varchar as pair_id, null::varchar as verdict where false")
-    con.execute("create temp view human_verdicts as select null::varchar as pair_id, null::boolean as flipped where false")
-    con.execute(f"create temp view evidence as {sql_files.load(EVIDENCE)}")
-    con.execute("set variable recycle_flipped = true")
-    con.execute(f"set variable flip_margin = {float(flip_margin)}")
-    kept, kept_flips, caught = con.execute(f"""
-        create temp table decided as select f.status, f.noise_score, s.flip
-        from ({sql_files.load(RULES[rule])}) as f join sim as s using (pair_id);
-        select count(*) filter (where status = 'kept'), count(*) filter (where status = 'kept' and flip),
-               count(*) filter (where status <> 'kept' and flip) from decided""").fetchone()
-    flip, score = con.execute("select list(flip), list(noise_score) from decided").fetchone()
-    con.close()
+    with duckdb.connect() as con:
+        ids = pa.array([f"p{i}" for i in range(pairs)])
+        con.register("sim", pa.table({"pair_id": ids, "p_best": p[0], "p_gold": p[1], "flip": flipped}))
+        con.register("issues", pa.table({"pair_id": ids, "label_issue": issue, "label_quality": quality}))
+        con.execute("create temp view pool as select pair_id, 'sim' as source from sim")
+        con.execute("create temp view scores as select pair_id, 0 as fold, p_best, 0.0 as p_best_spread, p_gold "
+                    "from sim")
+        con.execute("create temp view label_issues as select * from issues")
+        con.execute("create temp view judge_verdicts as "
+                    "select null::varchar as pair_id, null::varchar as verdict where false")
+        con.execute("create temp view human_verdicts as "
+                    "select null::varchar as pair_id, null::boolean as flipped where false")
+        con.execute(f"create temp view evidence as {sql_files.load(EVIDENCE)}")
+        con.execute("set variable recycle_flipped = true")
+        con.execute(f"set variable flip_margin = {float(flip_margin)}")
+        kept, kept_flips, caught = con.execute(f"""
+            create temp table decided as select f.status, f.noise_score, s.flip
+            from ({sql_files.load(RULES[rule])}) as f join sim as s using (pair_id);
+            select count(*) filter (where status = 'kept'), count(*) filter (where status = 'kept' and flip),
+                   count(*) filter (where status <> 'kept' and flip) from decided""").fetchone()
+        flip, score = con.execute("select list(flip), list(noise_score) from decided").fetchone()
     injected = int(flipped.sum())
     return {"accuracy": accuracy, "rho": rho, "rule": rule, "kept_flip_rate": kept_flips / kept,
             "retention": kept / pairs, "recall": caught / injected, "precision": caught / (pairs - kept),

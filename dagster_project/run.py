@@ -105,16 +105,13 @@ def print_retention(lake: Lake) -> None:
 
     if not lake.has_table("filtered_pairs"):
         return
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         by_source = con.execute(RETENTION_SQL.format(key="f.source", join="")).fetchall()
         reasons = con.execute("select status, reason, count(*) from filtered_pairs group by all "
                               "order by 3 desc").fetchall()
         rules = con.execute("select string_agg(distinct rule, ', ') from filtered_pairs").fetchone()[0]
         members, folds = con.execute("select any_value(members), count(distinct fold) from pool_scores").fetchone()
-    finally:
-        con.close()
     votes = vote_independence(lake)
     click.echo(f"\nStage 2 rule: {rules}; p_best out of fold from {members * folds} fold models ({folds} folds x "
                f"{members} repeats), none of which saw the pairs it scored; the best and gold RMs' pool logits "

@@ -82,16 +82,13 @@ class EmbeddingCache:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        con = duckdb.connect()
-        try:
+        with duckdb.connect() as con:
             con.register("wanted", pa.table({"key": pa.array(keys, pa.string())}))
             # two processes may embed one text at once, in different batches, so with slightly different
             # vectors: the earliest part's is the text's vector, for every reader alike
             table = con.sql("select key, arg_min(vector, filename) as vector "
                             "from read_parquet($parts, filename = true) semi join wanted using (key) group by key",
                             params={"parts": str(self.folder / "*.parquet")}).to_arrow_table()
-        finally:
-            con.close()
         if not table.num_rows:
             return {}
         flat = pc.list_flatten(table["vector"]).to_numpy().astype(np.float32, copy=False)

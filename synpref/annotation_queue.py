@@ -53,13 +53,10 @@ def queue_counts(lake: Lake) -> dict[str, dict[int, int]]:
     """Queued pairs per origin and priority."""
     if not lake.has_table(TABLE):
         return {}
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         out: dict[str, dict[int, int]] = {}
         for origin, priority, n in con.execute(
                 f"select origin, priority, count(*) from read_parquet({lit(lake.table_glob(TABLE))}) "
                 f"group by all order by all").fetchall():
             out.setdefault(origin, {})[priority] = n
         return out
-    finally:
-        con.close()

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref import schemas
-from synpref.duck import connect as duck_connect, lit, register_tables
+from synpref.duck import closed_on_error, connect as duck_connect, lit, register_tables
 from synpref.lake import Lake, atomic_path
 from synpref.shards import N_SHARDS, shard_sql
 
@@ -70,17 +70,18 @@ def pending_pairs(lake: Lake, model: str, prompt_version: str, limit: int | None
     """Silver pairs (of one shard, or all) with no attribute row for this model and prompt
     version, in pair_id order.
 
-    Returns the connection with the query executed: fetch from it, then close it."""
+    Returns the connection with the query executed: fetch from it in a `with` block."""
     con = duck_connect(lake)
-    register_tables(con, lake, temp=True)
-    done = ""
-    if lake.has_table(TABLE):
-        done = (f"anti join (select pair_id from {TABLE} where model = $model and prompt_version = $version) "
-                f"as done using (pair_id)")
-    in_shard = f"where {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
-    sql = (f"select pair_id, conversation, chosen, rejected from silver_pairs {done} {in_shard} order by pair_id"
-           + (f" limit {int(limit)}" if limit else ""))
-    return con.execute(sql, {"model": model, "version": prompt_version} if done else {})
+    with closed_on_error(con):
+        register_tables(con, lake, temp=True)
+        done = ""
+        if lake.has_table(TABLE):
+            done = (f"anti join (select pair_id from {TABLE} where model = $model and prompt_version = $version) "
+                    f"as done using (pair_id)")
+        in_shard = f"where {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
+        sql = (f"select pair_id, conversation, chosen, rejected from silver_pairs {done} {in_shard} order by pair_id"
+               + (f" limit {int(limit)}" if limit else ""))
+        return con.execute(sql, {"model": model, "version": prompt_version} if done else {})
 
 
 def _rows(results, model: str, prompt_version: str) -> pa.Table:
@@ -99,26 +100,25 @@ def annotate_pending(lake: Lake, make_annotator: Callable, annotate: Callable, p
     """Annotate every pending silver pair (of one shard, or all), a chunk at a time; the
     annotator is made only if needed."""
     start = time.perf_counter()
-    cursor = pending_pairs(lake, model, prompt.version, limit, shard, n_shards)
     pending = 0
     counts: dict[str, int] = {}
     annotator = None
     try:
-        while batch := cursor.fetchmany(chunk_rows):
-            pairs = [dict(zip(("pair_id", "conversation", "chosen", "rejected"), row)) for row in batch]
-            if annotator is None:
-                annotator = make_annotator()
-            results = annotate(annotator, pairs, prompt, max_attempts=max_attempts)
-            part = lake.table_dir(TABLE) / f"part-{uuid.uuid4().hex[:12]}.parquet"
-            with atomic_path(part) as tmp:
-                pq.write_table(_rows(results, model, prompt.version), tmp, compression="zstd")
-            pending += len(pairs)
-            for r in results:
-                key = "ok" if r.status == "ok" else r.error or "failed"
-                counts[key] = counts.get(key, 0) + 1
-            log(f"{pending:,} pairs annotated ({counts.get('ok', 0):,} ok)")
+        with pending_pairs(lake, model, prompt.version, limit, shard, n_shards) as cursor:
+            while batch := cursor.fetchmany(chunk_rows):
+                pairs = [dict(zip(("pair_id", "conversation", "chosen", "rejected"), row)) for row in batch]
+                if annotator is None:
+                    annotator = make_annotator()
+                results = annotate(annotator, pairs, prompt, max_attempts=max_attempts)
+                part = lake.table_dir(TABLE) / f"part-{uuid.uuid4().hex[:12]}.parquet"
+                with atomic_path(part) as tmp:
+                    pq.write_table(_rows(results, model, prompt.version), tmp, compression="zstd")
+                pending += len(pairs)
+                for r in results:
+                    key = "ok" if r.status == "ok" else r.error or "failed"
+                    counts[key] = counts.get(key, 0) + 1
+                log(f"{pending:,} pairs annotated ({counts.get('ok', 0):,} ok)")
     finally:
-        cursor.close()
         if annotator is not None:
             annotator.close()
     ok = counts.pop("ok", 0)
@@ -131,9 +131,6 @@ def _count(lake: Lake, model: str, version: str, shard: int | None = None, n_sha
     if not lake.has_table(TABLE):
         return 0
     in_shard = f"and {shard_sql(n_shards)} = {int(shard)}" if shard is not None else ""
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         return con.execute(f"select count(*) from read_parquet({lit(lake.table_glob(TABLE))}) "
                            f"where model = ? and prompt_version = ? {in_shard}", [model, version]).fetchone()[0]
-    finally:
-        con.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -31,6 +33,18 @@ def lit(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+@contextlib.contextmanager
+def closed_on_error(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """For a function that prepares a connection and hands it out open: closes it if the
+    preparing fails. The caller then uses it in a `with` block (a DuckDB connection closes
+    itself on exit; a stage connection's spill folder goes with it)."""
+    try:
+        yield con
+    except BaseException:
+        con.close()
+        raise
+
+
 class WriteRefused(ValueError):
     """A user query that would change something; `synpref sql` is read-only."""
 
@@ -51,7 +65,8 @@ def connect(lake: Lake | None = None, database: str = ":memory:", read_only: boo
         config["file_search_path"] = str(lake.root)  # a comma-separated list: a root with a comma cannot be one
     con = duckdb.connect(database, read_only=read_only, config=config)
     if lake is not None and lake.remote:
-        con.register_filesystem(lake.root.fs)
+        with closed_on_error(con):
+            con.register_filesystem(lake.root.fs)
     return con
 
 
@@ -85,17 +100,19 @@ def register_tables(con: duckdb.DuckDBPyConnection, lake: Lake, temp: bool = Fal
 
 
 def stage_connection(lake: Lake, settings: DuckSettings = DuckSettings()) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection for a stage: bounded memory, spills under the lake root."""
+    """An in-memory connection for a stage: bounded memory, spills under the lake root (in a
+    folder of its own, which DuckDB removes when the connection closes). Use it in a `with` block."""
     sweep_scratch(lake, once=True)  # spill folders of killed runs
     spill = lake.tmp_dir / f"duckdb-{scratch.tag()}"  # one per connection: a sweep can tell its owner
     spill.parent.mkdir(parents=True, exist_ok=True)
     con = connect(lake)
-    con.execute(f"set memory_limit = {lit(settings.memory_limit)}")
-    con.execute(f"set temp_directory = {lit(spill)}")
-    con.execute("set preserve_insertion_order = false")  # lets COPY stream instead of buffering
-    if settings.threads:
-        con.execute(f"set threads = {int(settings.threads)}")
-    register_tables(con, lake, temp=True)
+    with closed_on_error(con):
+        con.execute(f"set memory_limit = {lit(settings.memory_limit)}")
+        con.execute(f"set temp_directory = {lit(spill)}")
+        con.execute("set preserve_insertion_order = false")  # lets COPY stream instead of buffering
+        if settings.threads:
+            con.execute(f"set threads = {int(settings.threads)}")
+        register_tables(con, lake, temp=True)
     return con
 
 
@@ -115,11 +132,8 @@ def refresh_views(lake: Lake) -> list[str]:
     """Recreate the lake database's views over the tables present now (relative to the lake
     root on a local lake: a lake moved or copied elsewhere keeps working views)."""
     lake.home.mkdir(parents=True, exist_ok=True)
-    con = _connect_retrying(lake, read_only=False)
-    try:
+    with _connect_retrying(lake, read_only=False) as con:
         return register_tables(con, lake)
-    finally:
-        con.close()
 
 
 def try_refresh_views(lake: Lake) -> bool:
@@ -157,8 +171,7 @@ def check_read_only(sql: str, explain: bool = False, what: str = "this query") -
 def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:
     """(table, layer, rows, files) for every table present, from Parquet metadata (no scan)."""
     out = []
-    con = connect(lake)
-    try:
+    with connect(lake) as con:
         for table, layer in TABLE_LAYERS.items():
             files = lake.table_files(table)
             if not files:
@@ -166,19 +179,14 @@ def table_counts(lake: Lake) -> list[tuple[str, str, int, int]]:
             rows = con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)",
                                [[str(f) for f in files]]).fetchone()[0]
             out.append((table, layer, int(rows), len(files)))
-    finally:
-        con.close()
     return out
 
 
 def quarantine_counts(lake: Lake) -> list[tuple[str, str, int]]:
     """(stage, reason, rows) over both stages' quarantine, largest first."""
-    con = connect(lake)
-    try:
+    with connect(lake) as con:
         register_tables(con, lake, temp=True)
         if not {"ingest_quarantine", "silver_quarantine"} <= {t for t in TABLE_LAYERS if lake.has_table(t)}:
             return []
         return con.execute("select stage, reason, count(*) from quarantine group by all "
                            "order by 3 desc, 1, 2").fetchall()
-    finally:
-        con.close()

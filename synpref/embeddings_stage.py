@@ -68,8 +68,7 @@ def embed_shard(lake: Lake, make_embedder: Callable, shard: int | None = None, n
     start = time.perf_counter()
     label = shard_key(shard) if shard is not None else "pool"
     in_shard = f"where {shard_sql(n_shards, 's.pair_id')} = {int(shard)}" if shard is not None else ""
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)  # pairs without attributes embed their conversation alone
         anti_join = ""
@@ -88,8 +87,6 @@ def embed_shard(lake: Lake, make_embedder: Callable, shard: int | None = None, n
             embedded += len(pairs)
             with_attributes += sum(1 for p in pairs if p["task_category"])
             log(f"{label}: {embedded:,} pairs embedded")
-    finally:
-        con.close()
     return ShardEmbedding(shard, embedded, with_attributes, round(time.perf_counter() - start, 3))
 
 

@@ -64,8 +64,7 @@ def export_curated(lake: Lake, duck: DuckSettings = DuckSettings(), with_dataset
     if not lake.has_table("filtered_pairs"):
         raise FileNotFoundError(f"filtered_pairs is empty under {lake.root}: run the Stage 2 filter first")
     start = time.perf_counter()
-    con = stage_connection(lake, duck)
-    try:
+    with stage_connection(lake, duck) as con:
         register_latest_attributes(con, lake)
         with atomic_path(export_path(lake)) as tmp:
             con.execute(f"copy ({sql_files.load(TABLE)}) to {lit(tmp)} (format parquet, compression zstd)")
@@ -79,8 +78,6 @@ def export_curated(lake: Lake, duck: DuckSettings = DuckSettings(), with_dataset
             by_task_category=con.execute(RETENTION_SQL.format(
                 key="coalesce(a.task_category, 'unknown')",
                 join="left join latest_attributes as a using (pair_id)")).fetchall())
-    finally:
-        con.close()
     expected = summary.by_status.get("kept", 0) + summary.by_status.get("flipped", 0)
     if summary.pairs != expected:
         raise AssertionError(f"curated export has {summary.pairs} pairs, filtered_pairs kept/flipped {expected}")

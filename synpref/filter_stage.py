@@ -91,8 +91,7 @@ def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int
     if not lake.has_table("silver_pairs"):
         raise FileNotFoundError(f"silver_pairs is empty under {lake.root}: build the pool first")
     start = time.perf_counter()
-    con = stage_connection(lake, duck)
-    try:
+    with stage_connection(lake, duck) as con:
         _inputs(con, lake, shard, n_shards, settings)
         part = shard_part(lake, shard)
         with atomic_path(part) as tmp:
@@ -109,8 +108,6 @@ def filter_shard(lake: Lake, shard: int, settings: FilterSettings, n_shards: int
             (pool,) = con.execute("select count(*) from pool").fetchone()
             if sum(statuses.values()) != pool:
                 raise AssertionError(f"{shard_key(shard)}: {pool} pool pairs but {sum(statuses.values())} decisions")
-    finally:
-        con.close()
     summary = ShardFilterSummary(shard=shard, pairs=pool, statuses={s: statuses.get(s, 0) for s in STATUSES},
                                  reasons=reasons, seconds=round(time.perf_counter() - start, 3))
     lake.write_manifest(manifest, {"signature": signature, "summary": asdict(summary)})

@@ -47,8 +47,7 @@ def build_gold_pairs(lake: Lake) -> GoldSummary:
     if not lake.has_table("silver_pairs"):
         raise ValueError(f"no silver_pairs under {lake.root}: gold pairs are silver pairs humans verified")
     summary = GoldSummary()
-    con = stage_connection(lake)
-    try:
+    with stage_connection(lake) as con:
         register_votes(con, lake)
         final = lake.table_dir(TABLE) / f"{TABLE}.parquet"
         with atomic_path(final) as tmp:
@@ -64,8 +63,6 @@ def build_gold_pairs(lake: Lake) -> GoldSummary:
         summary.outcomes = {o: found.get(o, 0) for o in OUTCOMES}
         votes = con.execute("select pair_id, annotator, choice from latest_judgements "
                             "where choice in ('chosen', 'rejected')").fetchall()
-    finally:
-        con.close()
     summary.agreement = agreement(votes)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary

@@ -119,15 +119,12 @@ def to_table(rows: list[dict]) -> pa.Table:
 def _store_new(lake: Lake, incoming: pa.Table) -> tuple[int, int]:
     """Write the rows whose label_id is not stored yet (one durable part). Call under label_lock.
     Returns (written, duplicates)."""
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         con.register("incoming", incoming)
         stored = (f"anti join (select label_id from read_parquet({lit(lake.table_glob(TABLE))})) using (label_id)"
                   if lake.has_table(TABLE) else "")
         new = con.sql(f"select * from incoming {stored} "
                       f"qualify row_number() over (partition by label_id order by recorded_at) = 1").to_arrow_table()
-    finally:
-        con.close()
     if new.num_rows:
         write_part(lake, TABLE, new.select(schemas.HUMAN_LABELS.names).cast(schemas.HUMAN_LABELS), durable=True)
     return new.num_rows, incoming.num_rows - new.num_rows
@@ -199,25 +196,19 @@ def _journaled_ids(lake: Lake) -> set[str]:
 def _stored_ids(lake: Lake, label_ids: list[str]) -> set[str]:
     if not lake.has_table(TABLE) or not label_ids:
         return set()
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         con.register("wanted", pa.table({"label_id": label_ids}))
         return {i for (i,) in con.execute(f"select label_id from read_parquet({lit(lake.table_glob(TABLE))}) "
                                           f"semi join wanted using (label_id)").fetchall()}
-    finally:
-        con.close()
 
 
 def _unknown_pairs(lake: Lake, rows: list[dict]) -> list[tuple[int, str]]:
     if not lake.has_table("silver_pairs"):
         raise LabelError(f"no silver_pairs under {lake.root}: labels must name silver pairs")
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         con.register("named", pa.table({"i": list(range(1, len(rows) + 1)), "pair_id": [r["pair_id"] for r in rows]}))
         return con.execute("select i, pair_id from named anti join silver_pairs using (pair_id) order by i").fetchall()
-    finally:
-        con.close()
 
 
 # ---------------------------------------------------------------- sealing the journal
@@ -317,12 +308,9 @@ def stored_rows(lake: Lake) -> int:
     files = lake.table_files(TABLE)
     if not files:
         return 0
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         return int(con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)",
                                [[str(f) for f in files]]).fetchone()[0])
-    finally:
-        con.close()
 
 
 def unsealed_dead_lines(lake: Lake) -> int:
@@ -343,8 +331,7 @@ def label_counts(lake: Lake) -> dict:
     """Figures for the asset's metadata: rows by choice, annotator, source, and simulated."""
     if not lake.has_table(TABLE):
         return {"rows": 0, "by_choice": {}, "by_annotator": {}, "by_source": {}, "simulated": 0}
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         scan = f"read_parquet({lit(lake.table_glob(TABLE))})"
 
         def grouped(column: str) -> dict:
@@ -353,5 +340,3 @@ def label_counts(lake: Lake) -> dict:
         (rows, simulated), = con.execute(f"select count(*), count(*) filter (where simulated) from {scan}").fetchall()
         return {"rows": rows, "by_choice": grouped("choice"), "by_annotator": grouped("annotator"),
                 "by_source": grouped("source"), "simulated": simulated}
-    finally:
-        con.close()

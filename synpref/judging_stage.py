@@ -15,6 +15,7 @@ found exactly, by a dot product over the gold vectors read from LanceDB.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from synpref import schemas, vectors
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import connect as duck_connect, lit, register_tables
+from synpref.duck import closed_on_error, connect as duck_connect, lit, register_tables
 from synpref.lake import Lake, atomic_path, write_part
 from synpref.queues import enqueue_pairs
 
@@ -86,9 +87,11 @@ def queue_for_judges(lake: Lake) -> dict[str, int]:
 # ---------------------------------------------------------------- judging
 
 def _connection(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """A lake connection with the tables and latest_attributes as temp views; use it in a `with` block."""
     con = duck_connect(lake)
-    register_tables(con, lake, temp=True)
-    register_latest_attributes(con, lake)
+    with closed_on_error(con):
+        register_tables(con, lake, temp=True)
+        register_latest_attributes(con, lake)
     return con
 
 
@@ -123,9 +126,8 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
     with SharedEngines() as engines:  # judges on one model load it once, however they sample
         for judge in panel.judges:
             key = judge.config_key(panel.prompt_version, panel.order_seed)
-            con = _connection(lake)
             annotator, judged, errors = None, 0, 0
-            try:
+            with _connection(lake) as con:
                 con.execute(pending_sql(lake, where) + (f" limit {int(limit)}" if limit else ""),
                             {"judge": judge.name, "key": key} if lake.has_table(VOTES) else {})
                 columns = [d[0] for d in con.description]
@@ -140,8 +142,6 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
                     errors += sum(v.error is not None for v in votes)
                     summary.with_examples += sum(bool(examples.get(p["pair_id"])) for p in pairs)
                     log(f"{judge.name}: {judged:,} pairs judged")
-            finally:
-                con.close()
             summary.judged[judge.name] = judged
             summary.errors[judge.name] = errors
     if rebuild_labels:
@@ -163,15 +163,12 @@ class GoldExamples:
     def load(cls, lake: Lake) -> "GoldExamples":
         if not lake.has_table(GOLD) or not vectors.has_table(lake):
             return cls(lake, {}, [], np.zeros((0, 0), np.float32))
-        con = _connection(lake)
-        try:
+        with _connection(lake) as con:
             cursor = con.execute(f"select g.pair_id, g.conversation, g.chosen, g.rejected, "
                                  f"{', '.join('a.' + k for k in ATTRIBUTE_KEYS)} "
                                  f"from gold_pairs as g left join latest_attributes as a using (pair_id)")
             columns = [d[0] for d in cursor.description]
             rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
-        finally:
-            con.close()
         gold = {r["pair_id"]: {"pair_id": r["pair_id"], "conversation": r["conversation"], "chosen": r["chosen"],
                                "rejected": r["rejected"], "attributes": {k: r[k] for k in ATTRIBUTE_KEYS}}
                 for r in rows}
@@ -237,8 +234,7 @@ def write_labels(lake: Lake, panel, batch_rows: int = 50_000) -> pa.Table:
     weights = panel.weights()
     final = lake.table_dir(LABELS) / "silver_labels.parquet"
     kept: list[pa.Table] = []
-    con = _connection(lake) if lake.has_table(VOTES) else None
-    try:
+    with (_connection(lake) if lake.has_table(VOTES) else contextlib.nullcontext()) as con:  # None: no votes yet
         with atomic_path(final) as tmp, pq.ParquetWriter(tmp, schemas.SILVER_LABELS, compression="zstd") as writer:
             if con is not None:
                 sql, params = panel_votes_sql(panel)
@@ -260,9 +256,6 @@ def write_labels(lake: Lake, panel, batch_rows: int = 50_000) -> pa.Table:
                     table = pa.Table.from_pylist(rows, schema=schemas.SILVER_LABELS)
                     writer.write_table(table)
                     kept.append(table.select(["pair_id", "verdict"]))
-    finally:
-        if con is not None:
-            con.close()
     for stale in lake.table_files(LABELS):  # parts of an older layout, if any
         if str(stale) != str(final):
             stale.unlink()
@@ -276,9 +269,8 @@ def first_answer_share(lake: Lake, panel, choices: tuple[str, ...]) -> dict[str,
     is a balanced coin per pair."""
     if not lake.has_table(VOTES):
         return {}
-    con = _connection(lake)
     counts: dict[str, tuple[int, int]] = {}
-    try:
+    with _connection(lake) as con:
         for judge in panel.judges:
             key = judge.config_key(panel.prompt_version, panel.order_seed)
             (counts[judge.name],) = con.execute(
@@ -286,8 +278,6 @@ def first_answer_share(lake: Lake, panel, choices: tuple[str, ...]) -> dict[str,
                 "from (select unnest(answers) as answer from judge_votes where judge = $judge and config_key = $key "
                 "      and pair_id in (select pair_id from judge_queue))",
                 {"first": choices[0], "second": choices[1], "judge": judge.name, "key": key}).fetchall()
-    finally:
-        con.close()
     counts["all"] = (sum(f for f, _ in counts.values()), sum(v for _, v in counts.values()))
     return {name: round(first / valid, 4) for name, (first, valid) in counts.items() if valid}
 
@@ -297,20 +287,14 @@ def _scan(lake: Lake, table: str) -> str:
 
 
 def _count(lake: Lake, sql: str) -> int:
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         return con.execute(sql).fetchone()[0]
-    finally:
-        con.close()
 
 
 def queue_counts(lake: Lake) -> dict[str, int]:
     """Queued pairs per origin (a pair counts under the origin that queued it first)."""
     if not lake.has_table(QUEUE):
         return {}
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         return dict(con.execute(f"select origin, count(*) from {_scan(lake, QUEUE)} group by origin "
                                 f"order by origin").fetchall())
-    finally:
-        con.close()

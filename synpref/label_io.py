@@ -42,8 +42,7 @@ def export_rows(lake: Lake, what: str, seed: int = 0) -> list[dict]:
         raise ValueError(f"export what: queue or labels, not {what!r}")
     if not lake.has_table(table):
         return []
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)
         if what == "labels":
@@ -56,8 +55,6 @@ def export_rows(lake: Lake, what: str, seed: int = 0) -> list[dict]:
                 "using (pair_id) order by q.priority, q.queued_at, q.pair_id")
         columns = [d[0] for d in cursor.description]
         rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
-    finally:
-        con.close()
     return [_task(r, seed) for r in rows] if what == "queue" else [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 

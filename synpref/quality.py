@@ -284,24 +284,23 @@ def _validate_batches(held: _LakeContext, lake: Lake, table: str, suite_doc: dic
     tallies = {c.id: _Tally(_label(c), c.severity.value if hasattr(c.severity, "value") else str(c.severity),
                             c.kwargs.get("mostly")) for c in suite.expectation_configurations}
     run_ids = []
-    con = duck_connect(lake)
     try:
-        source, rows = _register_source(con, lake, table)
-        batches = max(1, math.ceil(rows / batch_rows))
-        for b in range(batches):
-            # one batch is the whole table: no need to hash every key to pick it
-            where = f" where hash({key}) % {batches} = {b}" if batches > 1 else ""
-            con.execute(f"create or replace temp view {table} as select * from {source}{where}")
-            frame = con.execute(projection).df()
-            result = definition.run(batch_parameters={"dataframe": frame}, result_format={
-                "result_format": "SUMMARY", "unexpected_index_column_names": [key],
-                "partial_unexpected_count": SAMPLE_IDS})
-            run_ids.append(result.meta["run_id"])
-            for res in result.results:
-                tallies[res.expectation_config.id].add(res, key)
-            log(f"{table}: batch {b + 1}/{batches} validated ({len(frame):,} rows)")
+        with duck_connect(lake) as con:
+            source, rows = _register_source(con, lake, table)
+            batches = max(1, math.ceil(rows / batch_rows))
+            for b in range(batches):
+                # one batch is the whole table: no need to hash every key to pick it
+                where = f" where hash({key}) % {batches} = {b}" if batches > 1 else ""
+                con.execute(f"create or replace temp view {table} as select * from {source}{where}")
+                frame = con.execute(projection).df()
+                result = definition.run(batch_parameters={"dataframe": frame}, result_format={
+                    "result_format": "SUMMARY", "unexpected_index_column_names": [key],
+                    "partial_unexpected_count": SAMPLE_IDS})
+                run_ids.append(result.meta["run_id"])
+                for res in result.results:
+                    tallies[res.expectation_config.id].add(res, key)
+                log(f"{table}: batch {b + 1}/{batches} validated ({len(frame):,} rows)")
     finally:
-        con.close()
         held.release_batches()
     return int(rows), batches, list(tallies.values()), run_ids
 

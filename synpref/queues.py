@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from synpref.attributes_stage import register_latest_attributes
-from synpref.duck import check_read_only, connect as duck_connect, register_tables
+from synpref.duck import check_read_only, closed_on_error, connect as duck_connect, register_tables
 from synpref.lake import Lake, write_part
 
 
@@ -25,7 +25,8 @@ def candidates(lake: Lake, select_sql: str | None = None, pair_ids: list[str] | 
                ) -> duckdb.DuckDBPyConnection:
     """A connection holding temp table `wanted(pair_id)`: the pairs a read-only SELECT (column
     `pair_id`) or a list names, each once; the lake's tables and `latest_attributes` are views.
-    Raises ValueError for a write, several statements, or pair_ids not in silver_pairs."""
+    Raises ValueError for a write, several statements, or pair_ids not in silver_pairs. Use it
+    in a `with` block."""
     if (select_sql is None) == (pair_ids is None):
         raise ValueError("name the pairs with either a SELECT or a list of pair_ids")
     if select_sql is not None:
@@ -35,7 +36,7 @@ def candidates(lake: Lake, select_sql: str | None = None, pair_ids: list[str] | 
     if not lake.has_table("silver_pairs"):
         raise ValueError(f"no silver_pairs under {lake.root}: build the lake first")
     con = duck_connect(lake)
-    try:
+    with closed_on_error(con):
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)
         if select_sql is not None:
@@ -48,9 +49,6 @@ def candidates(lake: Lake, select_sql: str | None = None, pair_ids: list[str] | 
                                  "using (pair_id)").fetchall()
         if unknown[0]:
             raise ValueError(f"{unknown[0]} pair_ids to queue are not in silver_pairs, e.g. {unknown[1]!r}")
-    except BaseException:
-        con.close()
-        raise
     return con
 
 
@@ -61,16 +59,13 @@ def select_new(lake: Lake, table: str, *, select_sql: str | None = None, pair_id
     and capped at `size`: what enqueue_pairs would queue, without queuing it."""
     if size is not None and size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
-    con = candidates(lake, select_sql, pair_ids)
-    try:
+    with candidates(lake, select_sql, pair_ids) as con:
         queued = "anti join (select pair_id from {t}) using (pair_id)".format(t=table) if lake.has_table(table) else ""
         con.execute(f"create temp table fresh as select pair_id from wanted {queued}")
         ((total,),) = con.execute("select count(*) from wanted").fetchall()
         ((fresh,),) = con.execute("select count(*) from fresh").fetchall()
         limit = f" limit {int(size)}" if size is not None else ""
         new = con.sql(f"select * from ({rank_sql.strip().rstrip(';')}){limit}").to_arrow_table()
-    finally:
-        con.close()
     return new, Queued(new=new.num_rows, already=total - fresh, over_size=fresh - new.num_rows)
 
 

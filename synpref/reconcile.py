@@ -32,8 +32,7 @@ def _rows(con, table: str) -> int:
 
 
 def reconcile_ingest(lake: Lake) -> Reconciliation:
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         read = 0
         per_part = {}
@@ -44,8 +43,6 @@ def reconcile_ingest(lake: Lake) -> Reconciliation:
             read += manifest["read"]
             per_part[part.stem] = manifest["read"]
         raw, quarantined = _rows(con, "raw_pairs"), _rows(con, "ingest_quarantine")
-    finally:
-        con.close()
     figures = {"rows_read": read, "raw_pairs": raw, "ingest_quarantine": quarantined}
     ok = read == raw + quarantined
     return Reconciliation("ingest", ok, f"rows read {read:,} {'=' if ok else '!='} raw {raw:,} + quarantined "
@@ -53,8 +50,7 @@ def reconcile_ingest(lake: Lake) -> Reconciliation:
 
 
 def reconcile_silver(lake: Lake) -> Reconciliation:
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         raw, silver, quarantined = (_rows(con, t) for t in ("raw_pairs", "silver_pairs", "silver_quarantine"))
         undecided = _count(con, "select count(*) from raw_pairs anti join silver_decisions using (raw_id)")
@@ -62,8 +58,6 @@ def reconcile_silver(lake: Lake) -> Reconciliation:
                             "select raw_id from silver_quarantine) group by raw_id having count(*) > 1)")
         unknown = _count(con, "select count(*) from (select raw_id from silver_pairs union all "
                               "select raw_id from silver_quarantine) anti join raw_pairs using (raw_id)")
-    finally:
-        con.close()
     figures = {"raw_pairs": raw, "silver_pairs": silver, "silver_quarantine": quarantined,
                "raw_without_decision": undecided, "raw_in_both": twice, "not_in_raw": unknown}
     ok = raw == silver + quarantined and not undecided and not twice and not unknown
@@ -74,12 +68,9 @@ def reconcile_silver(lake: Lake) -> Reconciliation:
 
 def reconcile_reasons(lake: Lake, table: str) -> Reconciliation:
     known = reasons.INGEST_REASONS if table == "ingest_quarantine" else reasons.SILVER_REASONS
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         counts = dict(con.execute(f"select coalesce(reason, '<null>'), count(*) from {table} group by 1").fetchall())
-    finally:
-        con.close()
     unknown = {r: n for r, n in counts.items() if r not in known}
     detail = "every reason is known" if not unknown else f"unknown reasons: {unknown}"
     return Reconciliation(f"{table} reasons", not unknown, detail, counts)

@@ -53,15 +53,12 @@ def _eval_pairs_sql(lake: Lake, ref: ModelRef) -> tuple[str, str]:
     if kind == "gold" and lake.has_table(GOLD):
         trained = ref.version_dir / "data" / "train.parquet" if ref.version_dir else None
         anti = f"anti join read_parquet({lit(trained)}) as t using (pair_id)" if trained and trained.exists() else ""
-        con = duck_connect(lake)
-        try:
+        with duck_connect(lake) as con:
             register_tables(con, lake, temp=True)
             has_source = "source" in {c[0] for c in con.execute(f"describe {GOLD}").fetchall()}
             gold = (f"select g.pair_id, g.conversation, g.chosen, g.rejected, "
                     f"{'g.source' if has_source else 'null::varchar as source'} from {GOLD} as g {anti}")
             (rows,) = con.execute(f"select count(*) from ({gold})").fetchone()
-        finally:
-            con.close()
         if rows or frozen is None or not frozen.exists():
             return "gold", gold
         # every gold pair was trained on (or gold was emptied): the set the model was selected on
@@ -90,8 +87,7 @@ def evaluate_reward_model(lake: Lake, ref: ModelRef, make_scorer: Callable,
     """Score the model's evaluation pairs and write its rm_eval rows (and their predictions)."""
     start = time.perf_counter()
     kind, pairs_sql = _eval_pairs_sql(lake, ref)
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         register_latest_attributes(con, lake)
         pairs = con.sql(f"select p.*, a.task_category, a.objectivity from ({pairs_sql}) as p "
@@ -107,8 +103,6 @@ def evaluate_reward_model(lake: Lake, ref: ModelRef, make_scorer: Callable,
             "p_chosen": scores[2]})
         con.register("eval_scores", eval_scores)
         metrics = con.sql(sql.load("rm_eval")).to_arrow_table()
-    finally:
-        con.close()
     rows = _rows(ref, kind, metrics.to_pylist() + _checkpoint_rows(ref))
     path = lake.table_dir(TABLE) / f"{ref.name}--{ref.version}.parquet"
     with atomic_path(path) as tmp:
@@ -131,9 +125,6 @@ def evaluated(lake: Lake) -> set[tuple[str, str]]:
     """(model, version) of every version with rm_eval rows."""
     if not lake.has_table(TABLE):
         return set()
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         return set(con.execute(f"select distinct model, model_version from read_parquet("
                                f"{lit(lake.table_glob(TABLE))})").fetchall())
-    finally:
-        con.close()

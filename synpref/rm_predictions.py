@@ -9,6 +9,7 @@ rerun, or a run killed half-way, scores only the shards still missing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,9 +108,8 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
     if path.exists():
         return ShardSummary(shard, pairs_table, parquet_rows(path), True, path)
     start = time.perf_counter()
-    own = con is None
-    con = stage_connection(lake, DuckSettings()) if own else con
-    try:
+    # a connection of the caller's stays open (nullcontext does not close it)
+    with (stage_connection(lake, DuckSettings()) if con is None else contextlib.nullcontext(con)) as con:
         where = f"where {shard_sql(n_shards)} = {int(shard)}" + (f" and ({where})" if where else "")
         ((expected,),) = con.execute(f"select count(*) from {pairs_table} {where}").fetchall()
         scorer = make_scorer() if expected else None  # an empty shard still gets its (empty) part
@@ -117,9 +117,6 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
         rows = write_scored(path, stream_pairs(con, f"select {', '.join(PAIR_COLUMNS)} from {pairs_table} {where}",
                                                chunk_pairs),
                             scorer, lambda *a: prediction_rows(ref, pairs_table, *a), expected, log)
-    finally:
-        if own:
-            con.close()
     tokens, padded = ((scorer.stats.tokens - before[0], scorer.stats.padded_tokens - before[1]) if scorer
                       else (0, 0))
     return ShardSummary(shard, pairs_table, rows, False, path, round(time.perf_counter() - start, 3), tokens,
@@ -153,8 +150,7 @@ def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chun
     reader = FILE_READERS.get(path.suffix.lower())
     if reader is None or not path.is_file():
         raise ValueError(f"{path}: not a Parquet, JSONL or JSON file of pairs")
-    con = duckdb.connect()
-    try:
+    with duckdb.connect() as con:
         con.execute(f"create view pairs_file as select * from {reader}({lit(path)})")
         columns = {c[0] for c in con.execute("describe pairs_file").fetchall()}
         if "conversation" in columns:
@@ -176,5 +172,3 @@ def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chun
         scorer = make_scorer()
         return write_scored(Path(out), stream_pairs(con, sql, chunk_pairs), scorer,
                             lambda *a: prediction_rows(ref, path.name, *a), rows, log)
-    finally:
-        con.close()

@@ -172,8 +172,7 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
     if lake.remote and launch.hostfile:
         raise ValueError("training across nodes (a hostfile) reads and writes the version folder on every node: "
                          "give the lake on a shared filesystem, not an object store")
-    con = stage_connection(lake)  # bounded memory, spills under the lake
-    try:
+    with stage_connection(lake) as con:  # bounded memory, spills under the lake
         kind, skipped = prepare_sets(con, lake, pairs, eval_set, holdout_fraction, config.seed)
         train_digest, eval_digest = _digest(con, "train_set"), _digest(con, "eval_set")
         if not train_digest["rows"]:
@@ -193,8 +192,6 @@ def train_reward_model(lake: Lake, name: str, pairs: str | Path, config: TrainCo
         status = "resumed" if version_dir is not None else "trained"
         if version_dir is None:
             version_dir = _new_version(con, lake, name, spec, config)
-    finally:
-        con.close()
     work = _working_copy(lake, version_dir)
     if config.backbone == EMBEDDING:  # trains in seconds: in this process, no DeepSpeed launch
         from models.embedding_rm import train_version

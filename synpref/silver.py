@@ -125,47 +125,47 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
     start = time.perf_counter()
     staged = lake.tmp_dir / f"silver-{scratch.tag()}"
     timings = dict.fromkeys(("silver_contaminated", "silver_keyed", *SILVER_TABLES), 0.0)
-    con = stage_connection(lake, settings)
     try:
-        con.execute(sql_files.load("macros"))
-        prompts = deco.prompts()
-        con.register("benchmark_prompts_arrow", pa.table({"prompt": pa.array(prompts, pa.string())}))
-        con.execute("create temp table benchmark_prompts as select * from benchmark_prompts_arrow")
-        con.execute(f"create temp table benchmark_ngrams as {sql_files.load('benchmark_ngrams')}")
-        n_ngrams = con.execute("select count(*) from benchmark_ngrams").fetchone()[0]
-        log(f"decontamination: {len(prompts)} benchmark prompts, {n_ngrams:,} distinct 13-grams")
+        with stage_connection(lake, settings) as con:
+            con.execute(sql_files.load("macros"))
+            prompts = deco.prompts()
+            con.register("benchmark_prompts_arrow", pa.table({"prompt": pa.array(prompts, pa.string())}))
+            con.execute("create temp table benchmark_prompts as select * from benchmark_prompts_arrow")
+            con.execute(f"create temp table benchmark_ngrams as {sql_files.load('benchmark_ngrams')}")
+            n_ngrams = con.execute("select count(*) from benchmark_ngrams").fetchone()[0]
+            log(f"decontamination: {len(prompts)} benchmark prompts, {n_ngrams:,} distinct 13-grams")
 
-        t0 = time.perf_counter()
-        contaminated = sql_files.load("silver_contaminated") if n_ngrams else "select ''::varchar as raw_id limit 0"
-        con.execute(f"create temp table silver_contaminated as {contaminated}")
-        timings["silver_contaminated"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            contaminated = sql_files.load("silver_contaminated") if n_ngrams else "select ''::varchar as raw_id limit 0"
+            con.execute(f"create temp table silver_contaminated as {contaminated}")
+            timings["silver_contaminated"] = time.perf_counter() - t0
 
-        raw_rows = _raw_rows(con, lake)
-        buckets = max(1, math.ceil(raw_rows / rows_per_bucket))
-        con.execute(f"set variable buckets = {buckets}")
-        con.execute(f"set partitioned_write_flush_threshold = {max(1_000, KEYED_BUFFER_ROWS // buckets)}")
-        for table in SILVER_TABLES:
-            (staged / table).mkdir(parents=True)
-        timings["silver_keyed"] = _copy(con, "silver_keyed", staged / "keyed", ", partition_by (bucket)")
-        log(f"hashed {raw_rows:,} raw pairs into {buckets} bucket(s) in {timings['silver_keyed']:.1f}s")
+            raw_rows = _raw_rows(con, lake)
+            buckets = max(1, math.ceil(raw_rows / rows_per_bucket))
+            con.execute(f"set variable buckets = {buckets}")
+            con.execute(f"set partitioned_write_flush_threshold = {max(1_000, KEYED_BUFFER_ROWS // buckets)}")
+            for table in SILVER_TABLES:
+                (staged / table).mkdir(parents=True)
+            timings["silver_keyed"] = _copy(con, "silver_keyed", staged / "keyed", ", partition_by (bucket)")
+            log(f"hashed {raw_rows:,} raw pairs into {buckets} bucket(s) in {timings['silver_keyed']:.1f}s")
 
-        filled = sorted((staged / "keyed").glob("bucket=*"))
-        for i, folder in enumerate(filled):
-            _split_bucket(con, f"{folder}/*.parquet", staged, f"part-{i:05d}.parquet", timings)
-            log(f"bucket {i + 1}/{len(filled)} deduplicated and split")
-        if not filled:  # no raw rows at all: still leave empty tables with their columns
-            (staged / "keyed").mkdir(exist_ok=True)
-            con.execute(f"copy ({sql_files.load('silver_keyed')} limit 0) to {lit(staged / 'keyed' / 'empty.parquet')}")
-            _split_bucket(con, f"{staged}/keyed/empty.parquet", staged, "part-00000.parquet", timings)
+            filled = sorted((staged / "keyed").glob("bucket=*"))
+            for i, folder in enumerate(filled):
+                _split_bucket(con, f"{folder}/*.parquet", staged, f"part-{i:05d}.parquet", timings)
+                log(f"bucket {i + 1}/{len(filled)} deduplicated and split")
+            if not filled:  # no raw rows at all: still leave empty tables with their columns
+                (staged / "keyed").mkdir(exist_ok=True)
+                con.execute(f"copy ({sql_files.load('silver_keyed')} limit 0) "
+                            f"to {lit(staged / 'keyed' / 'empty.parquet')}")
+                _split_bucket(con, f"{staged}/keyed/empty.parquet", staged, "part-00000.parquet", timings)
 
-        counts = dict(con.execute(
-            f"select coalesce(reason, 'kept'), count(*) from read_parquet({lit(staged / 'silver_decisions' / '*.parquet')}) "
-            f"group by 1").fetchall())
-        if lake.remote:  # a swap killed midway must not be taken for a finished one
-            remove(lake.manifest_path(MANIFEST))
-        _swap_in(lake, staged)
+            counts = dict(con.execute(
+                f"select coalesce(reason, 'kept'), count(*) "
+                f"from read_parquet({lit(staged / 'silver_decisions' / '*.parquet')}) group by 1").fetchall())
+            if lake.remote:  # a swap killed midway must not be taken for a finished one
+                remove(lake.manifest_path(MANIFEST))
+            _swap_in(lake, staged)
     finally:
-        con.close()
         shutil.rmtree(staged, ignore_errors=True)
 
     kept = counts.pop("kept", 0)

@@ -56,12 +56,9 @@ def round_key(number: int) -> str:
 
 
 def _query(lake: Lake, sql: str, params: dict | None = None) -> list[tuple]:
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         return con.execute(sql, params or {}).fetchall()
-    finally:
-        con.close()
 
 
 def queued_for_humans(lake: Lake, origin: str) -> int:
@@ -216,12 +213,9 @@ def rounds(lake: Lake) -> list[dict]:
     """Every recorded round, in order."""
     if not lake.has_table(ROUNDS):
         return []
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         rel = con.sql(f"select * from read_parquet({lit(lake.table_glob(ROUNDS))}) order by round_number")
         return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-    finally:
-        con.close()
 
 
 def gold_count(lake: Lake) -> int:

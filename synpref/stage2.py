@@ -64,8 +64,7 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
         meta = read_parquet(part, columns=["needs_judges"])
         log(f"{shard_key(shard)}: pool_scores up to date; reused")
         return ShardScores(shard, meta.num_rows, sum(meta["needs_judges"].to_pylist()), True, 0.0)
-    con = stage_connection(lake, duck)  # one connection for every model's scoring and the join
-    try:
+    with stage_connection(lake, duck) as con:  # one connection for every model's scoring and the join
         score_out_of_fold(lake, shard, members, settings, make_scorer, log=log, n_shards=n_shards,
                           chunk_pairs=chunk_pairs, con=con)
         gold_summary = score_shard(lake, gold, shard, lambda: make_scorer(gold), log=log, n_shards=n_shards,
@@ -98,8 +97,6 @@ def score_pool_shard(lake: Lake, shard: int, members, gold: ModelRef, make_score
             if rows != pool or short:
                 raise AssertionError(f"{shard_key(shard)}: {pool} pool pairs, {rows} with both scores, "
                                      f"{short} without one out-of-fold score per repeat")
-    finally:
-        con.close()
     log(f"{shard_key(shard)}: {rows:,} pairs scored out of fold, {needs:,} for the judges (p_best <= 0.5)")
     return ShardScores(shard, rows, needs, False, round(time.perf_counter() - start, 3))
 
@@ -148,8 +145,7 @@ class VoteIndependence:
 
 
 def vote_independence(lake: Lake, duck: DuckSettings = DuckSettings()) -> VoteIndependence:
-    con = stage_connection(lake, duck)
-    try:
+    with stage_connection(lake, duck) as con:
         logit = "ln(greatest({p}, 1e-6) / greatest(1 - {p}, 1e-6))"
         corr, agreement, spread = con.execute(
             f"select corr({logit.format(p='p_best')}, {logit.format(p='p_gold')}), "
@@ -157,8 +153,6 @@ def vote_independence(lake: Lake, duck: DuckSettings = DuckSettings()) -> VoteIn
         bins = {column: dict(con.execute(f"select least(floor({column} * {HISTOGRAM_BINS}), {HISTOGRAM_BINS - 1})"
                                          f"::int, count(*) from {POOL_SCORES} group by 1").fetchall())
                 for column in ("p_best", "p_gold")}
-    finally:
-        con.close()
     nan = float("nan")
     return VoteIndependence(round(corr, 4) if corr is not None else nan,
                             round(agreement, 4) if agreement is not None else nan,

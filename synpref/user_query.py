@@ -21,8 +21,8 @@ from typing import Callable, TypeVar
 
 import duckdb
 
-from synpref.duck import (TABLE_LAYERS, WriteRefused, _connect_retrying, check_read_only, lit, register_tables,
-                          try_refresh_views)
+from synpref.duck import (TABLE_LAYERS, WriteRefused, _connect_retrying, check_read_only, closed_on_error, lit,
+                          register_tables, try_refresh_views)
 from synpref.lake import Lake
 
 T = TypeVar("T")
@@ -71,14 +71,11 @@ def open_for_query(lake: Lake, limits: QueryLimits = QueryLimits()) -> duckdb.Du
     # (a read-only lake keeps the views it has)
     try_refresh_views(lake)
     con = _connect_retrying(lake, read_only=True)
-    try:
+    with closed_on_error(con):
         # the query reads temp views of absolute paths, the only ones the sandbox lets through
         # (it refuses relative paths), so it runs from any working directory
         register_tables(con, lake, temp=True)
         sandbox(con, lake, limits)
-    except Exception:
-        con.close()
-        raise
     return con
 
 

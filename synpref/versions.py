@@ -42,13 +42,10 @@ def table_version(lake: Lake, table: str) -> str:
     if sum(_size(f) for f in files) <= CONTENT_BYTES:
         from synpref.duck import connect, lit
 
-        con = connect(lake)
-        try:
+        with connect(lake) as con:
             (rows, digest), = con.execute(
                 f"select count(*), coalesce(sum(hash(t)), 0)::varchar from read_parquet("
                 f"[{', '.join(lit(f) for f in files)}], union_by_name = true) as t").fetchall()
-        finally:
-            con.close()
         return f"rows-{rows}-{hashlib.sha256(digest.encode()).hexdigest()[:12]}"
     keys = sorted(_file_key(f) for f in files)
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

@@ -69,12 +69,9 @@ class AnnotationState:
         """Every stored label (sealed parts and journal lines), for who-labelled-what."""
         keys: list[tuple[str, str, str, str]] = []
         if self.lake.has_table(LABELS):
-            con = duck_connect(self.lake)
-            try:
+            with duck_connect(self.lake) as con:
                 keys = con.execute(f"select label_id, pair_id, annotator, choice from "
                                    f"read_parquet({lit(self.lake.table_glob(LABELS))}) order by recorded_at").fetchall()
-            finally:
-                con.close()
         for path in segment_files(self.lake):
             keys += [(r.get("label_id"), r.get("pair_id"), r.get("annotator"), r.get("choice"))
                      for r in read_segment(path, live=True).records]
@@ -98,15 +95,12 @@ class AnnotationState:
                 self._queue_files = files
 
     def _read_queue(self) -> list[dict]:
-        con = duck_connect(self.lake)
-        try:
+        with duck_connect(self.lake) as con:
             register_tables(con, self.lake, temp=True)
             register_latest_attributes(con, self.lake)
             cursor = con.execute(QUEUE_SQL)
             columns = [d[0] for d in cursor.description]
             rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
-        finally:
-            con.close()
         return [{"pair_id": r["pair_id"], "origin": r["origin"], "priority": r["priority"],
                  "conversation": [{"role": m["role"], "content": m["content"]} for m in r["conversation"]],
                  "chosen": r["chosen"], "rejected": r["rejected"],

@@ -31,8 +31,7 @@ def true_choices(lake: Lake, pair_ids: list[str], truth: Path | None = None) -> 
     truth = truth or truth_file(lake)
     if not truth.is_file():
         raise FileNotFoundError(f"no demo truth at {truth}: simulated annotators only work on demo data")
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         con.execute("create temp table wanted as select unnest($ids::varchar[]) as pair_id", {"ids": pair_ids})
         # the generator's file name is the basename of the ingested source_file
@@ -42,8 +41,6 @@ def true_choices(lake: Lake, pair_ids: list[str], truth: Path | None = None) -> 
             join read_parquet({lit(truth)}) as t
               on t.source = s.source and t.source_row = s.source_row
              and regexp_extract(s.source_file, '[^/]+$') = t.file""").fetchall()
-    finally:
-        con.close()
     missing = set(pair_ids) - {pid for pid, _ in found}
     if missing:
         raise KeyError(f"{len(missing)} pairs have no demo truth, e.g. {sorted(missing)[:3]}")
@@ -72,15 +69,12 @@ def simulate_annotators(lake: Lake, origin: str | None = None, annotators: tuple
 
     if not lake.has_table("annotation_queue"):
         return 0
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
         where = "where origin = $origin" if origin else ""
         queued = [pid for (pid,) in con.execute(
             f"select distinct pair_id from annotation_queue {where} order by pair_id",
             {"origin": origin} if origin else {}).fetchall()]
-    finally:
-        con.close()
     if not queued:
         return 0
     truths = true_choices(lake, queued, truth)
