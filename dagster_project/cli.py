@@ -338,14 +338,11 @@ def train(name: str, pairs: str, eval_set: str, holdout_fraction: float, config_
     if trained["status"].value == "unchanged":
         click.echo(f"{name} {version} was already trained on these pairs with these settings: reused")
     click.echo(f"\n{name} {version} ({trained['status'].value}): {lake.root / trained['path'].value}")
-    con = duck_connect(lake)
-    try:
+    with duck_connect(lake) as con:
         rows = con.execute(f"select breakdown, group_value, pairs, accuracy, mean_margin from read_parquet("
                            f"{lit(lake.table_glob('rm_eval'))}) where model = $m and model_version = $v and "
                            f"breakdown not in ('checkpoint', 'confidence_bin') order by breakdown <> 'overall', "
                            f"breakdown, group_value", {"m": name, "v": version}).fetchall()
-    finally:
-        con.close()
     click.echo(f"{'breakdown':<15} {'group':<24} {'pairs':>7} {'accuracy':>9} {'margin':>8}")
     for breakdown, group, n, accuracy, margin in rows:
         click.echo(f"{breakdown:<15} {(group or '')[:24]:<24} {n:>7,} {accuracy:>9.4f} {margin:>8.3f}")
