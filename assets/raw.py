@@ -9,10 +9,10 @@ from dagster_project.checks import table_check_specs
 from dagster_project.metadata import counts_table, in_lake, preview
 from dagster_project.resources import LakeResource, QualityResource, SourcesResource
 from dagster_project.results import table_result
-from synpref.duck import refresh_views
-from synpref.ingest import ingest_sources
-from synpref.readers import FileReadError
-from synpref.sources import SourcesError
+from synpref.lake.duck import refresh_views
+from synpref.raw.ingest import ingest_sources
+from synpref.raw.readers import FileReadError
+from synpref.raw.sources import SourcesError
 
 TABLES = ("raw_pairs", "ingest_quarantine")
 

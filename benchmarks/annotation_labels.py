@@ -26,17 +26,17 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from synpref.annotate.process import AnnotationServer  # noqa: E402
-from synpref.duck import lit  # noqa: E402
-from synpref.annotation_queue import queue_for_humans  # noqa: E402
-from synpref.annotators import add_annotator  # noqa: E402
-from synpref.gold import build_gold_pairs  # noqa: E402
-from synpref.human_labels import normalise, seal, to_table  # noqa: E402
-from synpref.ingest import ingest_sources  # noqa: E402
-from synpref.label_journal import LabelJournal, journal_dir  # noqa: E402
+from synpref.gold.annotate.process import AnnotationServer  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
+from synpref.gold.annotation_queue import queue_for_humans  # noqa: E402
+from synpref.gold.annotators import add_annotator  # noqa: E402
+from synpref.gold.gold_pairs import build_gold_pairs  # noqa: E402
+from synpref.gold.human_labels import normalise, seal, to_table  # noqa: E402
+from synpref.raw.ingest import ingest_sources  # noqa: E402
+from synpref.gold.label_journal import LabelJournal, journal_dir  # noqa: E402
 from synpref.lake import Lake, write_part  # noqa: E402
-from synpref.silver import build_silver  # noqa: E402
-from synpref.sources import load_sources  # noqa: E402
+from synpref.silver.pool import build_silver  # noqa: E402
+from synpref.raw.sources import load_sources  # noqa: E402
 
 
 def silver(root: Path, pairs: int) -> Lake:

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the local Redis + workers are the tests' (tests/support/)
 
 from dagster_project.run_events import shard_steps, step_records  # noqa: E402
-from synpref.duck import lit  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
 from synpref.lake import Lake  # noqa: E402
-from synpref.shards import shard_keys  # noqa: E402
-from synpref.stage2 import reset_shards  # noqa: E402
+from synpref.lake.shards import shard_keys  # noqa: E402
+from synpref.filtered.stage2 import reset_shards  # noqa: E402
 from tests.support.celery_cluster import LocalCluster, stage2_run_config  # noqa: E402
 
 OPS = ("score_shard", "judge_shard", "filter_one_shard")

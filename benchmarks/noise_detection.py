@@ -11,7 +11,7 @@ one lake goes through the pipeline's own functions and tables (the LLM judges ar
   1. raw_pairs -> silver_pairs -> human_labels -> gold_pairs (benchmarks/quality.py's Bench.lake);
   2. the fold models: K = 5 folds x R = 3 repeats of embedding RMs (a BT head on frozen MiniLM
      embeddings, models/embedding_rm.py) trained by train_reward_model on the round's recipe
-     (synpref.crossfit), and the gold RM on gold_pairs alone (independent of them);
+     (synpref.rm.crossfit), and the gold RM on gold_pairs alone (independent of them);
   3. pool_scores by score_pool_shard: p_best out of fold; then filtered_pairs by filter_shard under
      each rule (paper, confident_learning, ensemble); the in-sample baseline is the same path with
      one RM trained on the whole pool standing in for every fold (today's design before this change);
@@ -45,14 +45,16 @@ from benchmarks.rm_accuracy import SHARED  # noqa: E402
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import make_scorer  # noqa: E402
 from models.train_config import load_config, make_config  # noqa: E402
-from synpref.duck import lit  # noqa: E402
-from synpref import crossfit, rm_models, schemas, stage1  # noqa: E402
-from synpref.filter_stage import RULES, FilterSettings, filter_shard  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
+from synpref.rm import crossfit, rm_models  # noqa: E402
+from synpref.lake import schemas  # noqa: E402
+from synpref.gold import stage1  # noqa: E402
+from synpref.filtered.filtering import RULES, FilterSettings, filter_shard  # noqa: E402
 from synpref.lake import Lake, atomic_path  # noqa: E402
-from synpref.rm_training import train_reward_model  # noqa: E402
-from synpref.rm_predictions import part_path  # noqa: E402
-from synpref.shards import shard_key  # noqa: E402
-from synpref.stage2 import pool_scores_part, score_pool_shard  # noqa: E402
+from synpref.rm.rm_training import train_reward_model  # noqa: E402
+from synpref.rm.rm_predictions import part_path  # noqa: E402
+from synpref.lake.shards import shard_key  # noqa: E402
+from synpref.filtered.stage2 import pool_scores_part, score_pool_shard  # noqa: E402
 
 WORK = HERE / "_work" / "noise"
 RESULTS = HERE / "results"

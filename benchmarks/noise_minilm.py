@@ -7,7 +7,7 @@ flips of seed 0; benchmarks/quality.py's `Bench` and TRAIN_DEFAULTS), the MiniLM
 trainer (DeepSpeed, CPU) scores every pair of the lake's silver_pairs twice:
   - in sample: `minilm-insample`, trained on the whole pool (`stage1.silver_training_sql`, gold
     picking the checkpoint and kept out of training), scores every pair -> p_insample;
-  - out of fold: `minilm-fold-{k}` (K=5, repeat 0 of `synpref.crossfit`), each trained on the pool
+  - out of fold: `minilm-fold-{k}` (K=5, repeat 0 of `synpref.rm.crossfit`), each trained on the pool
     outside fold k, scores only fold k -> p_oof (every pair gets exactly one).
 Written to benchmarks/_work/noise/minilm/scores.parquet (pair_id, fold, p_insample, p_oof,
 injected_flip, split). The test-set accuracy of `minilm-insample` (arm a, the RM of the noisy pool) and
@@ -44,8 +44,9 @@ from benchmarks.quality import TRAIN_DEFAULTS, Bench, read_json, write_json  # n
 from benchmarks.rm_accuracy import SHARED  # noqa: E402
 from models.scorer import Scorer  # noqa: E402
 from models.train_config import load_config, parse_value  # noqa: E402
-from synpref.duck import lit  # noqa: E402
-from synpref import crossfit, rm_models, stage1  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
+from synpref.rm import crossfit, rm_models  # noqa: E402
+from synpref.gold import stage1  # noqa: E402
 from synpref.lake import Lake, atomic_path  # noqa: E402
 
 WORK = HERE / "_work" / "noise"

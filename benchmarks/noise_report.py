@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from synpref.duck import lit  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
 from synpref.lake import atomic_path
 
 RULE_ORDER = ["insample-paper", "oof-paper", "oof-confident_learning", "oof-ensemble"]

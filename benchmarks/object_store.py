@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the local S3 store is the tests' (tests/support/)
 
 from dagster_project.run_events import shard_steps, step_records  # noqa: E402
-from synpref.duck import lit  # noqa: E402
-from synpref import vectors  # noqa: E402
-from synpref.duck import connect as duck_connect  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
+from synpref.silver import vectors  # noqa: E402
+from synpref.lake.duck import connect as duck_connect  # noqa: E402
 from synpref.lake import CACHE_ENV, Lake, copy_lake, remove  # noqa: E402
-from synpref.shards import shard_keys  # noqa: E402
-from synpref.stage2 import reset_shards  # noqa: E402
+from synpref.lake.shards import shard_keys  # noqa: E402
+from synpref.filtered.stage2 import reset_shards  # noqa: E402
 from tests.support.object_store import LocalObjectStore  # noqa: E402
 
 PHASES = {

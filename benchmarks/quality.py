@@ -43,18 +43,19 @@ from benchmarks.rm_accuracy import SHARED, build_lake  # noqa: E402
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import Scorer  # noqa: E402
 from models.train_config import TrainConfig, load_config, make_config, parse_value  # noqa: E402
-from synpref.duck import lit  # noqa: E402
-from synpref import rm_models, stage1  # noqa: E402
-from synpref.filter_stage import FilterSettings, filter_shard  # noqa: E402
-from synpref.gold import build_gold_pairs  # noqa: E402
-from synpref.human_labels import append_labels  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
+from synpref.rm import rm_models  # noqa: E402
+from synpref.gold import stage1  # noqa: E402
+from synpref.filtered.filtering import FilterSettings, filter_shard  # noqa: E402
+from synpref.gold.gold_pairs import build_gold_pairs  # noqa: E402
+from synpref.gold.human_labels import append_labels  # noqa: E402
 from synpref.lake import Lake, atomic_path  # noqa: E402
-from synpref.rm_eval import evaluate_reward_model  # noqa: E402
-from synpref.rm_training import train_reward_model  # noqa: E402
-from synpref.silver import build_silver  # noqa: E402
-from synpref.sources import load_sources  # noqa: E402
-from synpref.crossfit import N_FOLDS, CrossFitSettings  # noqa: E402
-from synpref.stage2 import score_pool_shard  # noqa: E402
+from synpref.rm.rm_eval import evaluate_reward_model  # noqa: E402
+from synpref.rm.rm_training import train_reward_model  # noqa: E402
+from synpref.silver.pool import build_silver  # noqa: E402
+from synpref.raw.sources import load_sources  # noqa: E402
+from synpref.rm.crossfit import N_FOLDS, CrossFitSettings  # noqa: E402
+from synpref.filtered.stage2 import score_pool_shard  # noqa: E402
 
 WORK = HERE / "_work" / "quality"
 RESULTS = HERE / "results"

@@ -1,5 +1,5 @@
 """Cold vs warm Great Expectations validation of the silver tables in one process, the code
-before and after the kept GE context (synpref/quality.py), side by side in one run.
+before and after the kept GE context (synpref/checks/quality.py), side by side in one run.
 
     git worktree add /tmp/quality_before <commit before>      # the code to compare against
     .venv/bin/python benchmarks/quality_checks_speed.py --before /tmp/quality_before
@@ -11,7 +11,7 @@ the GE project exists as it does after a first run and every child starts from t
 history).
 
 Per child (--repeats per side, the sides taking turns):
-  * imports: great_expectations and synpref.vectors (LanceDB) imported first and timed apart,
+  * imports: great_expectations and synpref.silver.vectors (LanceDB) imported first and timed apart,
     as a Dagster step process has them imported already;
   * cold: silver_decisions, silver_pairs, silver_quarantine validated once each, in order (the
     first validation of each table in the process);
@@ -53,16 +53,16 @@ def _outcomes(v) -> list[dict]:
 
 
 def _code() -> str:
-    """The checkout this child's synpref.quality came from."""
-    import synpref.quality
+    """The checkout this child's synpref.checks.quality came from."""
+    import synpref.checks.quality
 
-    return str(Path(synpref.quality.__file__).resolve().parents[1])
+    return str(Path(synpref.checks.quality.__file__).resolve().parents[2])
 
 
 def child_seed(lake_root: str) -> dict:
     """Make the lake's GE project as a first run does: each table validated once."""
     from synpref.lake import Lake
-    from synpref.quality import validate_table
+    from synpref.checks.quality import validate_table
 
     for table in TABLES:
         validate_table(Lake.at(lake_root), table, build_docs=False)
@@ -74,10 +74,10 @@ def child_rounds(lake_root: str, warm: int, docs: bool) -> dict:
     import great_expectations  # noqa: F401
     gx_s = time.perf_counter() - t
     t = time.perf_counter()
-    from synpref import vectors  # noqa: F401
+    from synpref.silver import vectors  # noqa: F401
     lance_s = time.perf_counter() - t
     from synpref.lake import Lake
-    from synpref.quality import validate_table
+    from synpref.checks.quality import validate_table
 
     lake = Lake.at(lake_root)
     cold, outcomes, rows = {}, {}, {}
@@ -102,7 +102,7 @@ def child_fresh(lake_root: str) -> dict:
     """A process that validates one table and ends: everything it needs is imported on the way."""
     t = time.perf_counter()
     from synpref.lake import Lake
-    from synpref.quality import validate_table
+    from synpref.checks.quality import validate_table
 
     v = validate_table(Lake.at(lake_root), "silver_pairs", build_docs=False)
     return {"seconds": time.perf_counter() - t, "outcomes": _outcomes(v), "code": _code()}
@@ -113,10 +113,10 @@ def child_fresh(lake_root: str) -> dict:
 
 def make_lake(work: Path, pairs: int) -> Path:
     from synpref.demo import generate_demo
-    from synpref.ingest import ingest_sources
+    from synpref.raw.ingest import ingest_sources
     from synpref.lake import Lake
-    from synpref.silver import build_silver
-    from synpref.sources import load_sources
+    from synpref.silver.pool import build_silver
+    from synpref.raw.sources import load_sources
 
     landing, lake = work / "landing", Lake.at(work / "base" / "lake")
     generate_demo(landing, pairs=pairs, seed=0, workers=1)
@@ -141,9 +141,9 @@ def run_child(code: Path, args: list[str]) -> dict:
 
 def commit_of(code: Path) -> str:
     out = subprocess.run(["git", "-C", str(code), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--", "synpref/quality.py"],
+    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--", "synpref/checks/quality.py"],
                            capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + (" + working tree synpref/quality.py" if dirty else "")
+    return out.stdout.strip() + (" + working tree synpref/checks/quality.py" if dirty else "")
 
 
 def fresh_copy(seed: Path, to: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.quality_split import truth_sql
-from synpref.duck import lit  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
 from synpref.lake import Lake, atomic_path
 
 

@@ -11,7 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
-from synpref.duck import lit  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
 from benchmarks.quality_metrics import flip_metrics
 
 ARMS = (("noisy", "(a) noisy pool"), ("curated", "(b) curated (kept)"),

@@ -4,7 +4,7 @@ Each simulated RM scores a pair with the logit z = d + noise on its true orienta
 RM's accuracy), and p_chosen of the pool's label = sigmoid(z) where the label is right, sigmoid(-z)
 where it was flipped. The two RMs' noises correlate by rho (the gold RM starts from the best RM, so
 theirs correlated strongly before the gold RM was made independent). The pairs then go through a
-rule's SQL file exactly as filter_stage feeds it (no judges, no human-verified pairs; cleanlab on
+rule's SQL file exactly as synpref.filtered.filtering feeds it (no judges, no human-verified pairs; cleanlab on
 p_best for confident learning), and the same figures as the benchmark's are read off, AUROC of the
 rule's noise score included. It shows the trend with RM strength; the measured points sit on it.
 """
@@ -26,8 +26,8 @@ def simulate(accuracy: float, rho: float, flip_rate: float, pairs: int = 20_000,
              seed: int = 0, rule: str = "paper") -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from synpref.confident_learning import label_issues
-    from synpref.filter_stage import EVIDENCE, RULES
+    from synpref.filtered.confident_learning import label_issues
+    from synpref.filtered.filtering import EVIDENCE, RULES
 
     rng = np.random.default_rng(seed)
     flipped = np.arange(pairs) < round(pairs * flip_rate)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from synpref.duck import lit  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
 from synpref.lake import Lake, atomic_path
 
 SPLITS = ("gold", "test", "pool")

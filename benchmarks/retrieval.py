@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from models.embedder import Embedder, EmbedderConfig, pair_text  # noqa: E402
 from synpref.lake import Lake  # noqa: E402
-from synpref.vectors import (IndexConfig, build_index, nearest, open_table,  # noqa: E402
+from synpref.silver.vectors import (IndexConfig, build_index, nearest, open_table,  # noqa: E402
                              vector_array, write_embeddings)
 
 WORK = HERE / "_work" / "retrieval"
@@ -89,9 +89,9 @@ def load_texts(n: int) -> tuple[list[str], list[str], list[str]]:
 def generated_pairs(n: int) -> pl.DataFrame:
     """Demo pairs through ingest and silver, when the silver benchmark has not been run."""
     from synpref.demo import generate_demo
-    from synpref.ingest import ingest_sources
-    from synpref.silver import build_silver
-    from synpref.sources import load_sources
+    from synpref.raw.ingest import ingest_sources
+    from synpref.silver.pool import build_silver
+    from synpref.raw.sources import load_sources
 
     landing, lake = WORK / "demo_landing", Lake.at(WORK / "demo_lake")
     generate_demo(landing, pairs=int(n * 1.1), seed=0)  # ~6% of records are planted defects

@@ -30,14 +30,14 @@ sys.path.insert(0, str(HERE.parent))
 from models.launch import LaunchConfig  # noqa: E402
 from models.scorer import Scorer, ScorerConfig  # noqa: E402
 from models.train_config import load_config  # noqa: E402
-from synpref.duck import lit  # noqa: E402
-from synpref import rm_models  # noqa: E402
-from synpref.ingest import ingest_sources  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
+from synpref.rm import rm_models  # noqa: E402
+from synpref.raw.ingest import ingest_sources  # noqa: E402
 from synpref.lake import Lake  # noqa: E402
-from synpref.rm_eval import evaluate_reward_model  # noqa: E402
-from synpref.rm_training import train_reward_model  # noqa: E402
-from synpref.silver import build_silver  # noqa: E402
-from synpref.sources import load_sources  # noqa: E402
+from synpref.rm.rm_eval import evaluate_reward_model  # noqa: E402
+from synpref.rm.rm_training import train_reward_model  # noqa: E402
+from synpref.silver.pool import build_silver  # noqa: E402
+from synpref.raw.sources import load_sources  # noqa: E402
 
 WORK = HERE / "_work" / "rm_accuracy"
 SHARED = HERE.parent.parent / "shared" / "data"

@@ -43,7 +43,7 @@ from models.launch import LaunchConfig, training_command, training_env  # noqa: 
 from models.reward_model import PairEncoder, load_reward_model, resolve_backbone, save_reward_model  # noqa: E402
 from models.scorer import Scorer, ScorerConfig, cpu_threads  # noqa: E402
 from rm_accuracy import SHARED, build_lake  # noqa: E402
-from synpref.duck import lit  # noqa: E402
+from synpref.lake.duck import lit  # noqa: E402
 from synpref.lake import Lake  # noqa: E402
 
 WORK = HERE / "_work" / "rm_throughput"

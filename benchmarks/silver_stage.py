@@ -26,13 +26,13 @@ sys.path.insert(0, str(HERE.parent))
 def child(engine: str, lake_root: str, sources_file: str, out: str) -> None:
     """Run one engine and print its figures as JSON (runs in its own process)."""
     from synpref.lake import Lake
-    from synpref.sources import load_sources
+    from synpref.raw.sources import load_sources
 
     lake = Lake.at(lake_root)
     deco = load_sources(sources_file).decontamination
     start = time.perf_counter()
     if engine == "duckdb":
-        from synpref.silver import build_silver
+        from synpref.silver.pool import build_silver
 
         summary = build_silver(lake, deco, force=True)
         counts = {**summary.reasons, "kept": summary.silver_rows}
@@ -49,9 +49,9 @@ def child(engine: str, lake_root: str, sources_file: str, out: str) -> None:
 def prepare(n: int, work: Path) -> tuple[Path, Path, dict]:
     """Generate and ingest n demo pairs once; later runs reuse them."""
     from synpref.demo import generate_demo
-    from synpref.ingest import ingest_sources
+    from synpref.raw.ingest import ingest_sources
     from synpref.lake import Lake
-    from synpref.sources import load_sources
+    from synpref.raw.sources import load_sources
 
     landing, lake = work / f"n{n}" / "landing", Lake.at(work / f"n{n}" / "lake")
     if not (landing / "sources.yaml").exists():

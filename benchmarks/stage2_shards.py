@@ -33,11 +33,11 @@ sys.path.insert(0, str(HERE.parent))
 def child(lake_root: str, model_dir: str, shard: int, n_shards: int) -> None:
     """One shard's Stage 2 work; prints its figures as JSON (in its own process)."""
     from models.scorer import Scorer
-    from synpref import rm_models
-    from synpref.filter_stage import FilterSettings, filter_shard
+    from synpref.rm import rm_models
+    from synpref.filtered.filtering import FilterSettings, filter_shard
     from synpref.lake import Lake
-    from synpref.crossfit import N_FOLDS, CrossFitSettings
-    from synpref.stage2 import score_pool_shard
+    from synpref.rm.crossfit import N_FOLDS, CrossFitSettings
+    from synpref.filtered.stage2 import score_pool_shard
 
     lake = Lake.at(lake_root)
     # one model as both RMs: the gold RM's part is the best RM's (same name and version), so
@@ -57,10 +57,10 @@ def child(lake_root: str, model_dir: str, shard: int, n_shards: int) -> None:
 
 def build_pool(work: Path, pairs: int) -> Path:
     from synpref.demo import generate_demo
-    from synpref.ingest import ingest_sources
+    from synpref.raw.ingest import ingest_sources
     from synpref.lake import Lake
-    from synpref.silver import build_silver
-    from synpref.sources import load_sources
+    from synpref.silver.pool import build_silver
+    from synpref.raw.sources import load_sources
 
     lake = Lake.at(work / "lake")
     if not lake.has_table("silver_pairs"):
@@ -73,7 +73,7 @@ def build_pool(work: Path, pairs: int) -> Path:
 
 def run_shards(lake_root: Path, model_dir: Path, n_shards: int, max_shards: int | None = None) -> list[dict]:
     from synpref.lake import Lake
-    from synpref.stage2 import reset_shards
+    from synpref.filtered.stage2 import reset_shards
 
     lake = Lake.at(lake_root)
     reset_shards(lake)  # each split starts from the pool alone

@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 
 def child(lake_root: str, batch_rows: int) -> None:
     from synpref.lake import Lake
-    from synpref.quality import validate_table
+    from synpref.checks.quality import validate_table
 
     start = time.perf_counter()
     v = validate_table(Lake.at(lake_root), "silver_pairs", batch_rows=batch_rows, build_docs=False)

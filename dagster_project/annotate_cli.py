@@ -32,7 +32,7 @@ def serve(host: str, port: int, labels_per_pair: int, seal_every: float, lease: 
     """Serve the annotation page (one server per lake; stop it with Ctrl+C or SIGTERM)."""
     import uvicorn
 
-    from synpref.annotate.app import ServeSettings, create_app
+    from synpref.gold.annotate.app import ServeSettings, create_app
 
     lake = Lake.at(lake_dir)
     if not lake.has_table("silver_pairs"):
@@ -49,7 +49,7 @@ def serve(host: str, port: int, labels_per_pair: int, seal_every: float, lease: 
 @lake_option
 def add_annotator(name: str, lake_dir: str) -> None:
     """Make a sign-in token for NAME (a new one replaces the old) and print it; only its hash is kept."""
-    from synpref.annotators import add_annotator as add
+    from synpref.gold.annotators import add_annotator as add
 
     try:
         token = add(Lake.at(lake_dir), name)
@@ -91,7 +91,7 @@ def queue(query: str | None, pair_ids: tuple[str, ...], origin: str, size: int |
 @lake_option
 def export(what: str, fmt: str, output: Path | None, seed: int, lake_dir: str) -> None:
     """Export the annotation queue (or the labels) as JSONL or CSV."""
-    from synpref.label_io import export_rows, write_rows
+    from synpref.gold.label_io import export_rows, write_rows
 
     rows = export_rows(Lake.at(lake_dir), what, seed)
     write_rows(rows, output, fmt)
@@ -112,8 +112,8 @@ def export(what: str, fmt: str, output: Path | None, seed: int, lake_dir: str) -
 def import_(path: Path, fmt: str | None, mapping: str, question: str, comment_question: str, lake_dir: str) -> None:
     """Import labels made elsewhere (a label stored already is skipped): into the label journal,
     then the `gold` job seals them into human_labels and rebuilds gold_pairs."""
-    from synpref.human_labels import LabelError
-    from synpref.label_io import Questions, import_labels
+    from synpref.gold.human_labels import LabelError
+    from synpref.gold.label_io import Questions, import_labels
 
     lake = use_lake(lake_dir)
     try:
@@ -141,7 +141,7 @@ def _gold_job(lake: Lake) -> dict:
 def seal(lake_dir: str) -> None:
     """Move journaled labels (e.g. a killed server's) into human_labels now, and rebuild gold_pairs
     (the `gold` job)."""
-    from synpref.human_labels import rejected_lines_path
+    from synpref.gold.human_labels import rejected_lines_path
 
     lake = use_lake(lake_dir)
     m = _gold_job(lake)

@@ -19,8 +19,8 @@ import dagster as dg
 
 import expectations as suites
 from dagster_project.resources import LakeResource, QualityResource
-from synpref.quality import TableValidation, validate_table
-from synpref.reconcile import Reconciliation, reconcile_ingest, reconcile_reasons, reconcile_silver
+from synpref.checks.quality import TableValidation, validate_table
+from synpref.checks.reconcile import Reconciliation, reconcile_ingest, reconcile_reasons, reconcile_silver
 
 SUITE, WARNINGS, RECONCILES, REASONS = "expectations", "expectations_warnings", "reconciles", "reasons_known"
 

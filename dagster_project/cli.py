@@ -11,9 +11,9 @@ import click
 
 from dagster_project.annotate_cli import annotate
 from dagster_project.cli_options import lake_option, use_lake
-from synpref.filter_stage import RULES
+from synpref.filtered.filtering import RULES
 from synpref.lake import Lake
-from synpref.user_query import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S
+from synpref.lake.user_query import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S
 
 
 
@@ -39,7 +39,7 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lak
     from dagster_project.run import print_quarantine, print_retention, print_tables
     from synpref.demo import generate_demo
     from synpref.demo.simulated import simulate_annotators
-    from synpref.sources import relocate
+    from synpref.raw.sources import relocate
     from tqdm import tqdm
 
     lake = use_lake(lake_dir)
@@ -108,7 +108,7 @@ def round_command(to_humans: int, seed_gold: int, finish_key: str | None, simula
                   lake_dir: str) -> None:
     """Start the next Stage 1 round (or finish one): the round RM, retrieval, the queues."""
     from dagster_project import pipeline
-    from synpref import stage1
+    from synpref.gold import stage1
     from synpref.demo.simulated import simulate_annotators
 
     lake = use_lake(lake_dir)
@@ -190,8 +190,8 @@ def job(name: str | None, partition: str | None, lake_dir: str) -> None:
         return
     if name not in JOBS:
         raise click.BadParameter(f"{name!r} is not a job; jobs: {', '.join(JOBS)}", param_hint="NAME")
-    from synpref.crossfit import fold_keys
-    from synpref.shards import shard_keys
+    from synpref.rm.crossfit import fold_keys
+    from synpref.lake.shards import shard_keys
 
     lake = use_lake(lake_dir)
     # the jobs over the pool's shards or the folds run them all in one run (single-run backfills)
@@ -213,8 +213,8 @@ def job(name: str | None, partition: str | None, lake_dir: str) -> None:
 def sql(query: str, fmt: str, max_rows: int, timeout_s: float, memory_limit: str, lake_dir: str) -> None:
     """Run a read-only SQL query over the lake's tables: SELECT or EXPLAIN SELECT, reading only
     the lake's tables (not other files), within a time and memory limit."""
-    from synpref.duck import WriteRefused
-    from synpref.user_query import QueryError, QueryLimits, run_user_query
+    from synpref.lake.duck import WriteRefused
+    from synpref.lake.user_query import QueryError, QueryLimits, run_user_query
 
     def emit(rel) -> None:
         if fmt == "table":
@@ -240,8 +240,8 @@ def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
 
     Exits non-zero when a blocking check fails; warnings are printed and do not fail.
     """
-    from synpref.checking import run_checks
-    from synpref.quality import docs_index
+    from synpref.checks.checking import run_checks
+    from synpref.checks.quality import docs_index
 
     lake = Lake.at(lake_dir)
     try:
@@ -317,7 +317,7 @@ def train(name: str, pairs: str, eval_set: str, holdout_fraction: float, config_
     Same pairs and settings as an earlier run: a finished model is reused, a killed run resumes."""
     from dagster_project import pipeline
     from dagster_project.resources import TrainerResource
-    from synpref.duck import connect as duck_connect, lit
+    from synpref.lake.duck import connect as duck_connect, lit
 
     lake = use_lake(lake_dir)
     _settings(settings)  # refuse unknown or mistyped settings here, before any run
@@ -367,11 +367,11 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
     from tqdm import tqdm
 
     from models.scorer import ScorerConfig, make_scorer
-    from synpref import rm_models
-    from synpref.duck import refresh_views
+    from synpref.rm import rm_models
+    from synpref.lake.duck import refresh_views
     from synpref.lake import TABLE_LAYERS
-    from synpref.rm_predictions import score_file, score_shard
-    from synpref.shards import N_SHARDS
+    from synpref.rm.rm_predictions import score_file, score_shard
+    from synpref.lake.shards import N_SHARDS
 
     lake = Lake.at(lake_dir)
     try:
@@ -405,7 +405,7 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
 @lake_option
 def list_models(lake_dir: str) -> None:
     """List the reward models trained in this lake."""
-    from synpref import rm_models
+    from synpref.rm import rm_models
 
     rows = rm_models.list_models(Lake.at(lake_dir))
     if not rows:
@@ -419,7 +419,7 @@ def list_models(lake_dir: str) -> None:
 def tables(lake_dir: str) -> None:
     """List the lake's tables with their row counts (and bring its DuckDB views up to date)."""
     from dagster_project.run import print_tables
-    from synpref.duck import try_refresh_views
+    from synpref.lake.duck import try_refresh_views
 
     lake = Lake.at(lake_dir)
     try_refresh_views(lake)

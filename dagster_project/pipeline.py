@@ -25,10 +25,10 @@ import yaml
 
 from dagster_project.definitions import build_defs
 from dagster_project.partitions import STAGE1_ROUNDS
-from synpref import stage1
-from synpref.crossfit import fold_keys
+from synpref.gold import stage1
+from synpref.rm.crossfit import fold_keys
 from synpref.lake import Lake
-from synpref.shards import shard_keys
+from synpref.lake.shards import shard_keys
 
 
 # (asset, check) -> passed, for every check run by run() in this process (the demo's summary)
@@ -147,7 +147,7 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     """The gold RM and the fold models, then every shard through scoring, the judges and the
     filter (one run: a `dagster asset materialize` over the shard range, under the multiprocess
     executor or the one `run_config` selects, e.g. Celery), then the export. `rule` picks the
-    filter's rule (synpref/filter_stage.py RULES; default the paper's)."""
+    filter's rule (synpref/filtered/filtering.py RULES; default the paper's)."""
     if not run(lake, "stage2_models", ops={"gold_reward_model": {"config": model_overrides or {}}},
                partition_range=(fold_keys()[0], fold_keys()[-1])):
         return Stage2Result(False, 1)

@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from synpref.duck import DuckSettings
+from synpref.lake.duck import DuckSettings
 from synpref.lake import Lake
-from synpref.sources import SourcesConfig, SourcesError, load_sources
+from synpref.raw.sources import SourcesConfig, SourcesError, load_sources
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -6,7 +6,7 @@ import dagster as dg
 
 from dagster_project.checks import table_check_results
 from dagster_project.resources import LakeResource, QualityResource
-from synpref.versions import table_version
+from synpref.lake.versions import table_version
 
 
 def table_result(context, lake: LakeResource, quality: QualityResource | None, table: str,

@@ -7,7 +7,7 @@ import dagster as dg
 
 from dagster_project.definitions import build_defs, defs
 from dagster_project.jobs import materialize_job
-from synpref.duck import connect as duck_connect, quarantine_counts, table_counts
+from synpref.lake.duck import connect as duck_connect, quarantine_counts, table_counts
 from synpref.lake import Lake
 
 # Dagster's run tags for a run over a range of partitions (what a single-run backfill launches)
@@ -99,9 +99,9 @@ def print_checks(evaluations) -> None:
 
 def print_retention(lake: Lake) -> None:
     """Stage 2's outcome: retention by source and the reasons behind the decisions."""
-    from synpref.export_stage import RETENTION_SQL
-    from synpref.stage2 import vote_independence
-    from synpref.duck import register_tables
+    from synpref.filtered.export import RETENTION_SQL
+    from synpref.filtered.stage2 import vote_independence
+    from synpref.lake.duck import register_tables
 
     if not lake.has_table("filtered_pairs"):
         return

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_project.resources import LakeResource
-from synpref.human_labels import stored_rows, unsealed_dead_lines
+from synpref.gold.human_labels import stored_rows, unsealed_dead_lines
 
 
 def labels_in_gold(instance: dg.DagsterInstance) -> int:

@@ -29,17 +29,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from synpref import schemas  # noqa: E402
-from synpref.annotate.process import AnnotationServer  # noqa: E402
-from synpref.annotation_queue import queue_for_humans  # noqa: E402
-from synpref.annotators import add_annotator  # noqa: E402
+from synpref.lake import schemas  # noqa: E402
+from synpref.gold.annotate.process import AnnotationServer  # noqa: E402
+from synpref.gold.annotation_queue import queue_for_humans  # noqa: E402
+from synpref.gold.annotators import add_annotator  # noqa: E402
 from synpref.demo import generate_demo  # noqa: E402
-from synpref.gold import build_gold_pairs  # noqa: E402
-from synpref.gold_figure import gold_figure  # noqa: E402
-from synpref.ingest import ingest_sources  # noqa: E402
+from synpref.gold.gold_pairs import build_gold_pairs  # noqa: E402
+from synpref.gold.gold_figure import gold_figure  # noqa: E402
+from synpref.raw.ingest import ingest_sources  # noqa: E402
 from synpref.lake import Lake, write_part  # noqa: E402
-from synpref.silver import build_silver  # noqa: E402
-from synpref.sources import load_sources  # noqa: E402
+from synpref.silver.pool import build_silver  # noqa: E402
+from synpref.raw.sources import load_sources  # noqa: E402
 
 EXAMPLE = {"prompt": "My recipe needs 3/4 cup of sugar per batch and I'm making 2.5 batches. How much sugar "
                      "is that in total?",

@@ -1,6 +1,6 @@
 -- filtered_pairs, rule "paper" (the default): the Stage 2 decision for every pool pair of one shard.
 -- Reads the view evidence (sql/pair_evidence.sql); gives pair_id, status, reason, noise_score, rule
--- (synpref/filter_stage.py adds the evidence columns). Skywork-Reward-V2's rule: a pair is kept when the
+-- (synpref/filtered/filtering.py adds the evidence columns). Skywork-Reward-V2's rule: a pair is kept when the
 -- gold RM agrees with its label and so do either the best RM (out of fold) or the judges; with
 -- recycling, a dropped pair is flipped where the evidence against its label is clear: the gold RM and
 -- either the best RM or the judges prefer the other response, the RMs by more than the margin

@@ -1,6 +1,6 @@
 -- filtered_pairs, rule "confident_learning": the Stage 2 decision for every pool pair of one shard.
 -- Reads the view evidence (sql/pair_evidence.sql); gives pair_id, status, reason, noise_score, rule
--- (synpref/filter_stage.py adds the evidence columns). cleanlab's find_label_issues on the out-of-fold
+-- (synpref/filtered/filtering.py adds the evidence columns). cleanlab's find_label_issues on the out-of-fold
 -- p_best (label_issue; per-class thresholds estimated from the scores themselves, so it drops about as
 -- many pairs as it estimates to be wrong) decides; a judge's verdict, where there is one, overrules it.
 -- With recycling, a flagged pair is flipped where the gold RM also prefers the other response by more

@@ -1,6 +1,6 @@
 -- filtered_pairs, rule "ensemble": the Stage 2 decision for every pool pair of one shard.
 -- Reads the view evidence (sql/pair_evidence.sql); gives pair_id, status, reason, noise_score, rule
--- (synpref/filter_stage.py adds the evidence columns). Every model that never saw the pair's label votes:
+-- (synpref/filtered/filtering.py adds the evidence columns). Every model that never saw the pair's label votes:
 -- the fold models (their mean out-of-fold p_best) and the gold RM, averaged in logit space with equal
 -- weight. A pair is dropped when that ensemble's p is below 0.5 by more than the fold models' spread
 -- (they confidently disagree with the label); a judge's verdict, where there is one, overrules it.

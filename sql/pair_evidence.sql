@@ -1,5 +1,5 @@
 -- pair_evidence: what Stage 2's rules weigh, per pool pair of one shard (every rule file reads this view).
--- Inputs (temp views set up by synpref/filter_stage.py): pool (pair_id, source), scores (the shard's
+-- Inputs (temp views set up by synpref/filtered/filtering.py): pool (pair_id, source), scores (the shard's
 -- pool_scores: the out-of-fold p_best of the fold models that never saw the pair, their spread, and
 -- the gold RM's p_gold), judge_verdicts (pair_id, verdict), human_verdicts (pair_id, flipped) and
 -- label_issues (pair_id, label_issue, label_quality: cleanlab's confident learning on p_best).

@@ -18,12 +18,12 @@ import yaml
 
 from models.annotator import STRUCTURED_OUTPUTS_ENGINE, default_config_path, load_config
 from models.tiny_llm import make_tiny_llm
-from synpref.annotate.process import free_port as _free_port
-from synpref.duck import lit
-from synpref.ingest import ingest_sources
+from synpref.gold.annotate.process import free_port as _free_port
+from synpref.lake.duck import lit
+from synpref.raw.ingest import ingest_sources
 from synpref.lake import Lake
-from synpref.silver import build_silver
-from synpref.sources import load_sources
+from synpref.silver.pool import build_silver
+from synpref.raw.sources import load_sources
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -89,7 +89,7 @@ def violations_parametrized(violations: list[tuple[str, str, str, bool]]):
 def assert_violation_fails(lake, table: str, select: str, expectation: str, blocking: bool):
     """Plant the violation, validate in batches of 5 rows; the expectation must fail, and the
     table fail exactly when it is blocking (a warning alone never fails a table)."""
-    from synpref.quality import validate_table
+    from synpref.checks.quality import validate_table
 
     tamper(lake, table, select)
     v = validate_table(lake, table, batch_rows=5, build_docs=False)
@@ -279,7 +279,7 @@ def stage2_from_scratch(lake: Lake, to: Path) -> Lake:
     """A copy of the lake without Stage 2's shard outputs (the judges' votes stay)."""
     import shutil
 
-    from synpref.stage2 import reset_shards
+    from synpref.filtered.stage2 import reset_shards
 
     copy = Lake.at(to)
     shutil.copytree(lake.root, copy.root, symlinks=True)

@@ -11,11 +11,11 @@ import pytest
 from playwright.sync_api import expect
 
 from support.annotation import pair_ids, silver_lake, simple_records, stored_labels, write_attributes
-from synpref.annotate.process import AnnotationServer
-from synpref.annotation_queue import queue_for_humans
-from synpref.annotators import add_annotator
-from synpref.gold import build_gold_pairs
-from synpref.human_labels import seal
+from synpref.gold.annotate.process import AnnotationServer
+from synpref.gold.annotation_queue import queue_for_humans
+from synpref.gold.annotators import add_annotator
+from synpref.gold.gold_pairs import build_gold_pairs
+from synpref.gold.human_labels import seal
 
 pytestmark = pytest.mark.browser
 PAYLOAD = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=2;alert(2)</script>'

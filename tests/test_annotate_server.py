@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from support.annotation import silver_lake, simple_records, stored_labels
-from synpref.annotate.process import AnnotationServer
-from synpref.annotation_queue import queue_for_humans
-from synpref.annotators import add_annotator
-from synpref.label_journal import segment_files
+from synpref.gold.annotate.process import AnnotationServer
+from synpref.gold.annotation_queue import queue_for_humans
+from synpref.gold.annotators import add_annotator
+from synpref.gold.label_journal import segment_files
 
 N_PAIRS = 200
 

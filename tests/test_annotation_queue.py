@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from support.annotation import pair_ids, silver_lake, simple_records, write_attributes
 from conftest import assert_violation_fails, dagster_resources, rows, violations_parametrized
 from dagster_project.cli import main
-from synpref.annotation_queue import TABLE, queue_for_humans
-from synpref.quality import validate_table
+from synpref.gold.annotation_queue import TABLE, queue_for_humans
+from synpref.checks.quality import validate_table
 
 # (objectivity, controversiality) -> priority, in the order humans should see them
 KINDS = [(("objective", "low"), 0), (("objective", "medium"), 1), (("objective", "high"), 2),

@@ -12,7 +12,7 @@ import time
 import duckdb
 import pytest
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ RUN = textwrap.dedent("""
     from models.annotator import default_config_path, load_config, load_annotator
     from models.attributes import annotate, load_prompt
     from models.tiny_llm import make_tiny_llm
-    from synpref.attributes_stage import annotate_pending
+    from synpref.silver.attributes import annotate_pending
     from synpref.lake import Lake
     import dataclasses
     lake = Lake.at(sys.argv[1])
@@ -59,7 +59,7 @@ def _silver(lake, tmp_path, n: int = 24):
 
 def test_shards_annotated_by_two_processes_at_once_cover_every_pair_once(lake, tmp_path):
     """Two processes (as two workers would) annotate shards 0-3 and 4-7 at the same time."""
-    from synpref.shards import N_SHARDS, shard_of
+    from synpref.lake.shards import N_SHARDS, shard_of
 
     _silver(lake, tmp_path)
     half = N_SHARDS // 2

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from conftest import rows, run_stages, write_sources
-from synpref.readers import FileReadError
-from synpref.sources import SourcesError
+from synpref.raw.readers import FileReadError
+from synpref.raw.sources import SourcesError
 
 GOOD = {"prompt": "Say hi.", "chosen": "Hi there!", "rejected": "No."}
 CONV = [{"role": "user", "content": "Hello?"}]

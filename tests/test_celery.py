@@ -19,14 +19,14 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import stage2_from_scratch
 from support.celery_cluster import LocalCluster, stage2_run_config
 
 from dagster_project.jobs import JOBS
 from dagster_project.run_events import shard_steps, step_records
 from synpref.lake import Lake
-from synpref.shards import N_SHARDS, shard_keys
+from synpref.lake.shards import N_SHARDS, shard_keys
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +193,7 @@ def test_pair_embeddings_shards_on_two_celery_workers_give_the_one_machine_table
 
     import numpy as np
 
-    from synpref import vectors
+    from synpref.silver import vectors
 
     reference, _, _ = demo
     lake = _shards_on_both_workers(cluster, reference, tmp_path, "pair_embeddings", "embed_pool_shard",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synpref.confident_learning import label_issues
+from synpref.filtered.confident_learning import label_issues
 
 
 def test_it_flags_the_pairs_the_scores_put_against_their_label():

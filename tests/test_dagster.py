@@ -17,7 +17,7 @@ import dagster as dg
 
 from conftest import dagster_resources, lake_stages, write_jsonl, write_sources
 from dagster_project.definitions import defs
-from synpref.duck import connect as duck_connect
+from synpref.lake.duck import connect as duck_connect
 from synpref.lake import TABLE_LAYERS
 
 BIN = Path(sys.executable).parent

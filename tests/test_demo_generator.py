@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from synpref.demo import chunks, generate_demo
-from synpref.ingest import ingest_sources
+from synpref.raw.ingest import ingest_sources
 from synpref.lake import Lake
-from synpref.sources import load_sources
+from synpref.raw.sources import load_sources
 
 PAIRS = 2000
 DATA_FILES = ("chat.jsonl.gz", "hh.jsonl", "labelled.json", "prompts.parquet", "truth.parquet")
@@ -249,7 +249,7 @@ def test_raw_pairs_carry_the_planted_labels(ingested, generated):
 
 
 def test_silver_finds_exactly_the_planted_content_defects(ingested, generated):
-    from synpref.silver import build_silver
+    from synpref.silver.pool import build_silver
 
     lake, _ = ingested
     out, _, truth = generated

@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import toy_pairs_table
 from models.embedding_rm import EmbeddingScorer, is_embedding_rm, lake_cache_dir
 from models.scorer import make_scorer
 from models.train_config import make_config
-from synpref import crossfit, rm_models
-from synpref.rm_training import train_reward_model
+from synpref.rm import crossfit, rm_models
+from synpref.rm.rm_training import train_reward_model
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_fold_model_never_trains_on_its_own_fold(lake, toy_file):
 def test_the_embedding_head_settings_do_not_change_other_models_fingerprints():
     """Adding the embedding head's fields to TrainConfig must not retrain every existing model:
     a spec recorded with or without them has one fingerprint; for the embedding backbone they count."""
-    from synpref.rm_training import _fingerprint, _fingerprinted
+    from synpref.rm.rm_training import _fingerprint, _fingerprinted
 
     minilm = make_config(backbone="minilm")
     spec = {"name": "round-1", "train": {"rows": 10}, "config": _fingerprinted(minilm)}

@@ -12,10 +12,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
-from synpref import vectors
-from synpref.embeddings_stage import embed_pending
+from synpref.silver import vectors
+from synpref.silver.embeddings import embed_pending
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_embeds_every_silver_pair_once_and_reruns_only_new_ones(lake, tmp_path, 
 SHARD_WORKER = """
 import sys
 from models.embedder import Embedder, EmbedderConfig
-from synpref.embeddings_stage import embed_shard
+from synpref.silver.embeddings import embed_shard
 from synpref.lake import Lake
 lake, embedder = Lake.at(sys.argv[1]), Embedder(EmbedderConfig(batch_size=16))
 for shard in map(int, sys.argv[2:]):
@@ -76,8 +76,8 @@ for shard in map(int, sys.argv[2:]):
 def test_shards_embedded_by_concurrent_processes_give_the_one_process_table(lake, tmp_path, embedder):
     """Four processes append their shards to the one LanceDB table at once (as Celery workers
     do): every pair lands exactly once, with the vector a single process gives it."""
-    from synpref.embeddings_stage import embed_shard, finish_embeddings
-    from synpref.shards import N_SHARDS, shard_of
+    from synpref.silver.embeddings import embed_shard, finish_embeddings
+    from synpref.lake.shards import N_SHARDS, shard_of
 
     _silver(lake, tmp_path, 60)
     ids = _silver_ids(lake)

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import assert_violation_fails, rows, run_stages, violations_parametrized, write_jsonl, write_sources
-from synpref.filter_stage import FilterSettings, filter_shard
-from synpref.schemas import POOL_SCORES
-from synpref.shards import N_SHARDS, shard_of
-from synpref.stage2 import pool_scores_part
+from synpref.filtered.filtering import FilterSettings, filter_shard
+from synpref.lake.schemas import POOL_SCORES
+from synpref.lake.shards import N_SHARDS, shard_of
+from synpref.filtered.stage2 import pool_scores_part
 
 SETTINGS = FilterSettings()
 
@@ -142,7 +142,7 @@ def test_an_unscored_pool_pair_is_an_error_not_a_drop(scored_lake):
 def test_curated_export_holds_kept_and_flipped_pairs_in_trl_form(scored_lake):
     from datasets import load_from_disk
 
-    from synpref.export_stage import dataset_dir, export_curated, export_path
+    from synpref.filtered.export import dataset_dir, export_curated, export_path
 
     lake, scenario = scored_lake
     for shard in range(N_SHARDS):
@@ -171,7 +171,7 @@ def test_curated_export_holds_kept_and_flipped_pairs_in_trl_form(scored_lake):
 
 @pytest.fixture
 def exported_lake(scored_lake):
-    from synpref.export_stage import export_curated
+    from synpref.filtered.export import export_curated
 
     lake, _ = scored_lake
     for shard in range(N_SHARDS):
@@ -183,7 +183,7 @@ def exported_lake(scored_lake):
 @pytest.mark.parametrize("table, batch_rows, batches", [("filtered_pairs", 7, math.ceil(N_PAIRS / 7)),
                                                        ("curated_export", 7, math.ceil(N_EXPORTED / 7))])
 def test_filtered_tables_pass_their_suites(exported_lake, table, batch_rows, batches):
-    from synpref.quality import validate_table
+    from synpref.checks.quality import validate_table
 
     v = validate_table(exported_lake, table, batch_rows=batch_rows, build_docs=False)
     assert v.success and not v.failed(blocking=False) and v.batches == batches, v.outcomes
@@ -265,7 +265,7 @@ def test_the_other_rules_decide_by_their_own_evidence_and_say_so(scored_lake, ru
         assert flagged and all(r["p_best"] < 0.5 for r in flagged)
     else:
         assert all(r["label_issue"] is None for r in decided.values())
-    from synpref.quality import validate_table  # the table's suite holds for every rule
+    from synpref.checks.quality import validate_table  # the table's suite holds for every rule
 
     v = validate_table(lake, "filtered_pairs", build_docs=False)
     assert v.success, v.outcomes

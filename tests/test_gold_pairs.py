@@ -14,11 +14,11 @@ from support.annotation import pair_ids, silver_lake, silver_texts, simple_recor
 from conftest import assert_violation_fails, rows, violations_parametrized
 from dagster_project.resources import LakeResource
 from dagster_project.sensors import gold_pairs_on_new_labels
-from synpref.agreement import cohen_pairs, count_table, fleiss_kappa, pairwise_agreement
-from synpref.gold import build_gold_pairs
-from synpref.human_labels import append_labels
-from synpref.label_journal import journal_dir
-from synpref.quality import validate_table
+from synpref.gold.agreement import cohen_pairs, count_table, fleiss_kappa, pairwise_agreement
+from synpref.gold.gold_pairs import build_gold_pairs
+from synpref.gold.human_labels import append_labels
+from synpref.gold.label_journal import journal_dir
+from synpref.checks.quality import validate_table
 
 # Fleiss (1971) as worked on Wikipedia's "Fleiss' kappa": 10 subjects, 14 raters, 5 categories.
 FLEISS_TABLE = np.array([[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],

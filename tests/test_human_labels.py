@@ -9,9 +9,10 @@ import pytest
 
 from support.annotation import pair_ids, silver_lake, simple_records, stored_labels
 from conftest import assert_violation_fails, violations_parametrized
-from synpref.human_labels import LabelError, append_labels, rejected_lines_path, seal, stored_rows, unsealed_dead_lines
-from synpref.label_journal import LabelJournal, journal_dir, segment_files
-from synpref.quality import validate_table
+from synpref.gold.human_labels import (LabelError, append_labels, rejected_lines_path, seal, stored_rows,
+                                        unsealed_dead_lines)
+from synpref.gold.label_journal import LabelJournal, journal_dir, segment_files
+from synpref.checks.quality import validate_table
 
 
 @pytest.fixture

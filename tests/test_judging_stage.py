@@ -10,17 +10,17 @@ import shutil
 import duckdb
 import pytest
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import (SERVED_NAME, assert_violation_fails, rows, run_stages, violations_parametrized, write_jsonl,
                       write_sources)
 from models.annotator import load_annotator
 from models.embedder import Embedder, EmbedderConfig
 from models.judge import VERDICTS, load_judge_prompt, load_panel
-from synpref.embeddings_stage import embed_pending
-from synpref.judging_stage import GOLD, enqueue, judge_queued
+from synpref.silver.embeddings import embed_pending
+from synpref.silver.judging import GOLD, enqueue, judge_queued
 from synpref.lake import Lake
-from synpref.quality import validate_table
-from synpref.vectors import IndexConfig
+from synpref.checks.quality import validate_table
+from synpref.silver.vectors import IndexConfig
 
 pytestmark = pytest.mark.slow
 N_PAIRS, N_GOLD = 30, 8

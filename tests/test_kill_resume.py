@@ -17,16 +17,16 @@ import pytest
 
 from conftest import rows, run_stages, write_jsonl, write_sources
 from support.kill import kill_when
-from synpref.ingest import ingest_sources
+from synpref.raw.ingest import ingest_sources
 from synpref.lake import Lake
-from synpref.silver import MANIFEST, SILVER_TABLES, build_silver
-from synpref.sources import load_sources
+from synpref.silver.pool import MANIFEST, SILVER_TABLES, build_silver
+from synpref.raw.sources import load_sources
 
 INGEST = """
 import sys
-from synpref.ingest import ingest_sources
+from synpref.raw.ingest import ingest_sources
 from synpref.lake import Lake
-from synpref.sources import load_sources
+from synpref.raw.sources import load_sources
 ingest_sources(Lake.at(sys.argv[1]), load_sources(sys.argv[2]),
                progress=lambda file, n: print(f"read {n} {file}", flush=True))
 """
@@ -34,8 +34,8 @@ ingest_sources(Lake.at(sys.argv[1]), load_sources(sys.argv[2]),
 SILVER = """
 import sys
 from synpref.lake import Lake
-from synpref.silver import build_silver
-from synpref.sources import load_sources
+from synpref.silver.pool import build_silver
+from synpref.raw.sources import load_sources
 build_silver(Lake.at(sys.argv[1]), load_sources(sys.argv[2]).decontamination, rows_per_bucket=int(sys.argv[3]),
              log=lambda msg: print(msg, flush=True))
 """
@@ -43,8 +43,8 @@ build_silver(Lake.at(sys.argv[1]), load_sources(sys.argv[2]).decontamination, ro
 EMBED = """
 import sys
 from models.embedder import Embedder, EmbedderConfig
-from synpref import vectors
-from synpref.embeddings_stage import embed_pending
+from synpref.silver import vectors
+from synpref.silver.embeddings import embed_pending
 from synpref.lake import Lake
 embedder = Embedder(EmbedderConfig(batch_size=16, threads=1))
 embed_pending(Lake.at(sys.argv[1]), lambda: embedder, vectors.IndexConfig(), chunk_rows=int(sys.argv[2]),
@@ -165,8 +165,8 @@ def one_thread_embedder():
 
 
 def test_embeddings_killed_mid_run_resume_to_the_uninterrupted_table(lake, tmp_path, one_thread_embedder):
-    from synpref import vectors
-    from synpref.embeddings_stage import embed_pending
+    from synpref.silver import vectors
+    from synpref.silver.embeddings import embed_pending
 
     n, chunk = 160, 4  # 40 appends in the killed run: the kill lands between two of them
     write_jsonl(tmp_path / "a.jsonl", [

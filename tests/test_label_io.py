@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from support.annotation import silver_lake, silver_texts, simple_records, stored_labels
 from dagster_project.cli import main
-from synpref.annotation_queue import queue_for_humans
-from synpref.human_labels import LabelError
-from synpref.human_labels import seal
-from synpref.label_io import export_rows, import_labels, resolve_choice
+from synpref.gold.annotation_queue import queue_for_humans
+from synpref.gold.human_labels import LabelError
+from synpref.gold.human_labels import seal
+from synpref.gold.label_io import export_rows, import_labels, resolve_choice
 from synpref.lake import Lake
 
 

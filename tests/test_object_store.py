@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import (TINY_RM_SETTINGS, rows, run_stages, stage2_from_scratch, toy_preference_records, write_jsonl,
                       write_sources)
 from support.celery_cluster import LocalCluster
@@ -26,9 +26,9 @@ from test_celery import _finished, _latest_run, _materialize, stage2_job_args
 
 from dagster_project.cli import main
 from dagster_project.run_events import shard_steps
-from synpref.duck import connect as duck_connect
+from synpref.lake.duck import connect as duck_connect
 from synpref.lake import CACHE_ENV, Lake, atomic_path, cache_base, copy_lake
-from synpref.shards import shard_keys
+from synpref.lake.shards import shard_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "lakes"
@@ -130,7 +130,7 @@ def test_a_write_that_fails_leaves_no_object(store, tmp_path):
 def test_a_silver_swap_killed_midway_is_redone_by_the_next_run(store, tmp_path, monkeypatch):
     """A store has no folder rename: new parts go up, then old ones go. Killed in between, the
     table holds both generations; the next run must not take that for a finished build."""
-    from synpref import silver
+    from synpref.silver import pool as silver
 
     lake, sources = _store_lake(tmp_path), _sources(tmp_path)
     run_stages(lake, sources)
@@ -152,7 +152,7 @@ def test_a_silver_swap_killed_midway_is_redone_by_the_next_run(store, tmp_path, 
 
 
 def silver_settings(sources):
-    from synpref.sources import load_sources
+    from synpref.raw.sources import load_sources
 
     return load_sources(sources).decontamination
 
@@ -186,10 +186,10 @@ def test_a_reward_model_trains_into_the_store_and_scores_from_it(store, tmp_path
     from models.launch import LaunchConfig
     from models.scorer import Scorer
     from models.train_config import load_config
-    from synpref import rm_models
-    from synpref.rm_eval import evaluate_reward_model
-    from synpref.rm_predictions import score_shard
-    from synpref.rm_training import train_reward_model
+    from synpref.rm import rm_models
+    from synpref.rm.rm_eval import evaluate_reward_model
+    from synpref.rm.rm_predictions import score_shard
+    from synpref.rm.rm_training import train_reward_model
 
     lake = _store_lake(tmp_path)
     write_jsonl(tmp_path / "a.jsonl", toy_preference_records(120, seed=5))
@@ -287,7 +287,7 @@ def test_pair_embeddings_shards_on_two_celery_workers_into_lancedb_on_the_store(
                                                                                tmp_path):
     import numpy as np
 
-    from synpref import vectors
+    from synpref.silver import vectors
 
     reference, _, _ = demo
     local = Lake.at(tmp_path / "copy")

@@ -17,9 +17,9 @@ import pytest
 from conftest import SYNPREF, stage2_from_scratch
 
 from dagster_project.definitions import defs
-from synpref.duck import connect as duck_connect
+from synpref.lake.duck import connect as duck_connect
 from synpref.lake import Lake
-from synpref.shards import N_SHARDS
+from synpref.lake.shards import N_SHARDS
 
 pytestmark = pytest.mark.slow
 

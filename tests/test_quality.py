@@ -8,11 +8,11 @@ import json
 import duckdb
 import pytest
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import assert_violation_fails, run_stages, tamper, violations_parametrized, write_jsonl, write_sources
-from synpref import quality
-from synpref.quality import validate_table
-from synpref.reconcile import reconcile_ingest, reconcile_reasons, reconcile_silver
+from synpref.checks import quality
+from synpref.checks.quality import validate_table
+from synpref.checks.reconcile import reconcile_ingest, reconcile_reasons, reconcile_silver
 
 RECORDS = [{"prompt": f"question {i}", "chosen": f"a good answer number {i}", "rejected": f"a bad answer {i}"}
            for i in range(12)]
@@ -287,7 +287,7 @@ def test_docs_render_the_validations_that_ask(clean_lake, cold):
 
 
 def test_vectors_table_name_matches():
-    from synpref import vectors
+    from synpref.silver import vectors
 
     assert quality.VECTORS_TABLE == vectors.TABLE
 

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import run_stages, write_jsonl, write_sources
 from synpref.lake import Lake
-from synpref.silver import build_silver
-from synpref.sources import load_sources
+from synpref.silver.pool import build_silver
+from synpref.raw.sources import load_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import quality_split as qs  # noqa: E402

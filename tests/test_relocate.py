@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from dagster_project.cli import main
 from synpref.demo import generate_demo
-from synpref.duck import refresh_views
-from synpref.ingest import ingest_sources
+from synpref.lake.duck import refresh_views
+from synpref.raw.ingest import ingest_sources
 from synpref.lake import Lake
-from synpref.silver import build_silver
-from synpref.sources import load_sources, relocate
+from synpref.silver.pool import build_silver
+from synpref.raw.sources import load_sources, relocate
 
 VIEWS = ("raw_pairs", "ingest_quarantine", "silver_decisions", "silver_pairs", "silver_quarantine", "quarantine")
 
@@ -155,9 +155,10 @@ def test_models_and_embeddings_of_a_moved_lake_are_reused(tmp_path, tiny_rm_conf
     from models.embedder import Embedder, EmbedderConfig
     from models.launch import LaunchConfig
     from models.train_config import load_config, make_config
-    from synpref import rm_models, vectors
-    from synpref.embeddings_stage import embed_pending
-    from synpref.rm_training import train_reward_model
+    from synpref.rm import rm_models
+    from synpref.silver import vectors
+    from synpref.silver.embeddings import embed_pending
+    from synpref.rm.rm_training import train_reward_model
 
     pairs, cpu = "select pair_id, conversation, chosen, rejected, source from silver_pairs", LaunchConfig()
     base_config = load_config(tiny_rm_config_file)
@@ -195,9 +196,9 @@ def test_a_copy_of_the_demo_lake_names_nothing_of_the_original(demo, tmp_path, m
     """The session's demo lake (both stages: models, manifests, LanceDB, the export), copied: no
     file of the copy names the original's folder, the copy's views and `synpref sql` read the
     copy, and its manifests and model specs find the copy's own files."""
-    from synpref import crossfit, rm_models
-    from synpref.duck import table_counts
-    from synpref.rm_training import _fingerprint
+    from synpref.rm import crossfit, rm_models
+    from synpref.lake.duck import table_counts
+    from synpref.rm.rm_training import _fingerprint
 
     original, _, _ = demo  # shared: read only
     copy = Lake.at(tmp_path / "copy")

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from models.embedder import Embedder, EmbedderConfig, pair_text
-from synpref.retrieval import K_MAX, Neighbour, adaptive_k, retrieve
-from synpref.vectors import (IndexConfig, build_index, existing_pair_ids, nearest, open_table,
+from synpref.silver.retrieval import K_MAX, Neighbour, adaptive_k, retrieve
+from synpref.silver.vectors import (IndexConfig, build_index, existing_pair_ids, nearest, open_table,
                              read_pairs, recall_at_k, search, vector_array, vector_index_kind,
                              write_embeddings)
 

@@ -11,7 +11,7 @@ from conftest import dagster_resources, lake_stages, rows, toy_preference_record
 from dagster_project.definitions import defs
 from dagster_project.resources import TrainerResource
 from dagster_project.run import RANGE_END, RANGE_START
-from synpref.shards import shard_keys
+from synpref.lake.shards import shard_keys
 
 pytestmark = pytest.mark.slow
 MODEL = "dagster-rm"

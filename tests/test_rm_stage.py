@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import (assert_violation_fails, rows, run_stages, toy_preference_records, violations_parametrized,
                       write_jsonl, write_sources)
 from dagster_project.cli import main
@@ -25,13 +25,14 @@ from support.kill import kill_after_a_checkpoint
 from models.launch import LaunchConfig
 from models.scorer import Scorer
 from models.train_config import load_config
-from synpref import rm_models, schemas
+from synpref.rm import rm_models
+from synpref.lake import schemas
 from synpref.lake import Lake
-from synpref.quality import validate_table
-from synpref.rm_eval import evaluate_reward_model
-from synpref.rm_predictions import part_path, score_shard
-from synpref.rm_training import train_reward_model
-from synpref.shards import N_SHARDS, shard_key
+from synpref.checks.quality import validate_table
+from synpref.rm.rm_eval import evaluate_reward_model
+from synpref.rm.rm_predictions import part_path, score_shard
+from synpref.rm.rm_training import train_reward_model
+from synpref.lake.shards import N_SHARDS, shard_key
 
 pytestmark = pytest.mark.slow
 N_PAIRS, N_GOLD = 160, 24
@@ -248,9 +249,9 @@ def test_rm_predictions_shard_by_shard_reconcile_and_resume(lake_copy):
 def test_pool_scores_take_each_fold_model_on_its_own_fold_then_the_filter_decides(lake_copy):
     """One model standing in for every fold (the in-sample baseline's path): each pair is scored
     once, by the member of its fold, and the part records the members and the gold RM."""
-    from synpref.crossfit import CrossFitSettings, fold_of
-    from synpref.filter_stage import FilterSettings, filter_shard
-    from synpref.stage2 import FOLD_MODELS, score_pool_shard
+    from synpref.rm.crossfit import CrossFitSettings, fold_of
+    from synpref.filtered.filtering import FilterSettings, filter_shard
+    from synpref.filtered.stage2 import FOLD_MODELS, score_pool_shard
 
     ref = rm_models.resolve(lake_copy, "baseline")
     scorer = Scorer(ref.path)

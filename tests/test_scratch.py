@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import run_stages, write_sources
-from synpref import scratch
+from synpref.lake import scratch
 from synpref.lake import Lake
 
 
@@ -55,7 +55,7 @@ def test_a_rerun_sweeps_a_dead_runs_scratch_and_keeps_a_live_ones(lake, tmp_path
 
 
 def test_a_stage_connection_spills_into_its_own_folder_and_duckdb_removes_it(lake):
-    from synpref.duck import DuckSettings, stage_connection
+    from synpref.lake.duck import DuckSettings, stage_connection
 
     lake.root.mkdir(parents=True)
     con = stage_connection(lake, DuckSettings(memory_limit="100MB"))

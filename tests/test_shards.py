@@ -5,7 +5,7 @@ import hashlib
 import duckdb
 import pytest
 
-from synpref.shards import N_SHARDS, parse_shard_key, shard_key, shard_keys, shard_of, shard_sql
+from synpref.lake.shards import N_SHARDS, parse_shard_key, shard_key, shard_keys, shard_of, shard_sql
 
 
 def test_python_and_sql_agree_and_split_evenly():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from conftest import rows, run_stages, write_jsonl, write_sources
-from synpref.silver import build_silver
-from synpref.sources import load_sources
+from synpref.silver.pool import build_silver
+from synpref.raw.sources import load_sources
 
 BENCH = "please explain in simple words how the immune system recognises a virus it has never seen before today"
 
@@ -86,7 +86,7 @@ def test_many_buckets_give_exactly_the_one_bucket_result(tmp_path):
     for rows_per_bucket in (1_000_000, 37):
         lake = Lake.at(tmp_path / f"lake{rows_per_bucket}")
         config = load_sources(src)
-        from synpref.ingest import ingest_sources
+        from synpref.raw.ingest import ingest_sources
 
         ingest_sources(lake, config)
         summary = build_silver(lake, config.decontamination, rows_per_bucket=rows_per_bucket)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import duckdb
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import rows
-from synpref.annotation_queue import queue_for_humans
+from synpref.gold.annotation_queue import queue_for_humans
 from synpref.demo import generate_demo
 from synpref.demo.simulated import ANNOTATORS, simulate_annotators, true_choices
-from synpref.gold import build_gold_pairs
-from synpref.ingest import ingest_sources
-from synpref.human_labels import seal
-from synpref.silver import build_silver
-from synpref.sources import load_sources
+from synpref.gold.gold_pairs import build_gold_pairs
+from synpref.raw.ingest import ingest_sources
+from synpref.gold.human_labels import seal
+from synpref.silver.pool import build_silver
+from synpref.raw.sources import load_sources
 
 
 def test_simulated_labels_recover_the_planted_flips(lake):

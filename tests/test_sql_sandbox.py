@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_stages, toy_preference_records, write_jsonl, write_sources
-from synpref.duck import refresh_views
+from synpref.lake.duck import refresh_views
 from synpref.lake import Lake
 
 SYNPREF = Path(sys.executable).parent / "synpref"

@@ -13,17 +13,18 @@ import pyarrow as pa
 import pytest
 
 from support.annotation import pair_ids, silver_lake, silver_texts, simple_records, write_attributes
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import rows
-from synpref import schemas, stage1
-from synpref.duck import stage_connection
-from synpref.annotation_queue import queue_retrieved
-from synpref.judging_stage import enqueue, queue_for_judges
+from synpref.lake import schemas
+from synpref.gold import stage1
+from synpref.lake.duck import stage_connection
+from synpref.gold.annotation_queue import queue_retrieved
+from synpref.silver.judging import enqueue, queue_for_judges
 from synpref.lake import Lake, write_part
-from synpref.retrieval import adaptive_k
-from synpref.rm_models import ModelRef
-from synpref.rm_training import prepare_sets
-from synpref.vectors import IndexConfig, vector_array, write_embeddings
+from synpref.silver.retrieval import adaptive_k
+from synpref.rm.rm_models import ModelRef
+from synpref.rm.rm_training import prepare_sets
+from synpref.silver.vectors import IndexConfig, vector_array, write_embeddings
 
 EXACT = IndexConfig()  # tables this small are searched exactly
 

@@ -15,8 +15,8 @@ from dagster_project.definitions import defs
 from dagster_project.resources import LakeResource, default_resources
 from dagster_project.sensors import gold_pairs_on_new_labels
 from conftest import rows
-from synpref.duck import table_counts
-from synpref.human_labels import submit_labels
+from synpref.lake.duck import table_counts
+from synpref.gold.human_labels import submit_labels
 from synpref.lake import TABLE_LAYERS, Lake
 
 pytestmark = pytest.mark.slow

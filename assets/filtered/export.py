@@ -7,8 +7,8 @@ from dagster_project.metadata import counts_table, in_lake, preview
 from dagster_project.plots import retention_bars
 from dagster_project.resources import LakeResource, QualityResource
 from dagster_project.results import table_result
-from synpref.duck import refresh_views
-from synpref.export_stage import export_curated, export_path
+from synpref.lake.duck import refresh_views
+from synpref.filtered.export import export_curated, export_path
 
 
 def retention_md(rows: list[tuple], key: str) -> dg.MetadataValue:

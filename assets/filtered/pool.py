@@ -15,11 +15,12 @@ from dagster_project.partitions import pool_shards
 from dagster_project.plots import histograms
 from dagster_project.resources import LakeResource, ScorerResource
 from dagster_project.results import table_output
-from synpref import crossfit, rm_models, stage2
-from synpref.crossfit import MODEL_SCORES
-from synpref.duck import refresh_views
-from synpref.filter_stage import FilterSettings, filter_shard
-from synpref.shards import parse_shard_key
+from synpref.rm import crossfit, rm_models
+from synpref.filtered import stage2
+from synpref.rm.crossfit import MODEL_SCORES
+from synpref.lake.duck import refresh_views
+from synpref.filtered.filtering import FilterSettings, filter_shard
+from synpref.lake.shards import parse_shard_key
 
 GOLD_RM = "gold"
 

@@ -8,12 +8,12 @@ from dagster_project.metadata import counts_table, preview
 from dagster_project.plots import figure_md
 from dagster_project.resources import LakeResource, QualityResource
 from dagster_project.results import table_result
-from synpref import annotation_queue as queue_stage
-from synpref import human_labels as labels_stage
-from synpref.duck import refresh_views
-from synpref.gold import TABLE as GOLD, build_gold_pairs
-from synpref.gold_figure import gold_figure
-from synpref.label_journal import segment_files
+from synpref.gold import annotation_queue as queue_stage
+from synpref.gold import human_labels as labels_stage
+from synpref.lake.duck import refresh_views
+from synpref.gold.gold_pairs import TABLE as GOLD, build_gold_pairs
+from synpref.gold.gold_figure import gold_figure
+from synpref.gold.label_journal import segment_files
 
 
 class AnnotationQueueConfig(dg.Config):

@@ -10,8 +10,9 @@ from dagster_project.partitions import stage1_rounds
 from dagster_project.plots import line_plot
 from dagster_project.resources import LakeResource
 from dagster_project.results import table_result
-from synpref import rm_models, stage1
-from synpref.duck import refresh_views
+from synpref.rm import rm_models
+from synpref.gold import stage1
+from synpref.lake.duck import refresh_views
 
 
 class RetrievalConfig(dg.Config):

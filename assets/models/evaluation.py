@@ -12,11 +12,11 @@ from dagster_project.partitions import pool_shards
 from dagster_project.plots import line_plot
 from dagster_project.resources import LakeResource, QualityResource, ScorerResource
 from dagster_project.results import table_result
-from synpref import rm_models
-from synpref.duck import refresh_views
-from synpref.rm_eval import PAIRS, TABLE as EVAL, evaluate_reward_model, evaluated
-from synpref.rm_predictions import score_shard
-from synpref.shards import parse_shard_key
+from synpref.rm import rm_models
+from synpref.lake.duck import refresh_views
+from synpref.rm.rm_eval import PAIRS, TABLE as EVAL, evaluate_reward_model, evaluated
+from synpref.rm.rm_predictions import score_shard
+from synpref.lake.shards import parse_shard_key
 
 DEFAULT_MODEL = "baseline"
 TRAINED_BY = ["reward_model", "round_reward_model", "fold_reward_model", "gold_reward_model"]

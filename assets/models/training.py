@@ -13,9 +13,10 @@ from dagster_project.metadata import in_lake, records_table
 from dagster_project.partitions import fold_partitions, stage1_rounds
 from dagster_project.plots import line_plot
 from dagster_project.resources import LakeResource, TrainerResource
-from synpref import crossfit, rm_models, stage1
-from synpref.rm_training import TrainingSummary, train_reward_model
-from synpref.versions import combined
+from synpref.rm import crossfit, rm_models
+from synpref.gold import stage1
+from synpref.rm.rm_training import TrainingSummary, train_reward_model
+from synpref.lake.versions import combined
 
 DEFAULT_MODEL = "baseline"
 DEFAULT_PAIRS = "select pair_id, conversation, chosen, rejected, source from silver_pairs"

@@ -12,9 +12,9 @@ from pydantic import Field
 from dagster_project.metadata import counts_table, preview
 from dagster_project.resources import AnnotatorResource, LakeResource
 from dagster_project.results import table_output
-from synpref.attributes_stage import TABLE, annotate_pending
-from synpref.duck import refresh_views
-from synpref.shards import N_SHARDS, shard_key
+from synpref.silver.attributes import TABLE, annotate_pending
+from synpref.lake.duck import refresh_views
+from synpref.lake.shards import N_SHARDS, shard_key
 
 
 class AttributesConfig(dg.Config):

@@ -9,10 +9,10 @@ import dagster as dg
 from pydantic import Field
 
 from dagster_project.resources import EmbedderResource, LakeResource
-from synpref.embeddings_stage import embed_shard, finish_embeddings
-from synpref.shards import N_SHARDS, shard_key
-from synpref import vectors
-from synpref.vectors import IndexConfig
+from synpref.silver.embeddings import embed_shard, finish_embeddings
+from synpref.lake.shards import N_SHARDS, shard_key
+from synpref.silver import vectors
+from synpref.silver.vectors import IndexConfig
 
 
 class EmbedShardConfig(dg.Config):

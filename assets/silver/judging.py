@@ -12,10 +12,10 @@ from dagster_project.checks import table_check_specs
 from dagster_project.metadata import counts_table, preview
 from dagster_project.resources import JudgesResource, LakeResource, QualityResource, with_local_model
 from dagster_project.results import table_output, table_result
-from synpref.duck import refresh_views
-from synpref.judging_stage import (GOLD, LABELS, QUEUE, VOTES, enqueue, ensure_queue, first_answer_share,
+from synpref.lake.duck import refresh_views
+from synpref.silver.judging import (GOLD, LABELS, QUEUE, VOTES, enqueue, ensure_queue, first_answer_share,
                                    queue_counts, queue_for_judges, write_labels)
-from synpref.shards import N_SHARDS, shard_key, shard_sql
+from synpref.lake.shards import N_SHARDS, shard_key, shard_sql
 
 ALL = -1  # one step for every pending pair, in place of one per shard
 
@@ -78,7 +78,7 @@ def judge_shard(context: dg.OpExecutionContext, config: JudgingConfig, lake: Lak
                   judges: JudgesResource, shard: int) -> dict:
     from models.annotator import load_annotator
     from models.judge import load_judge_prompt
-    from synpref.judging_stage import judge_queued
+    from synpref.silver.judging import judge_queued
 
     the_lake, panel = lake.lake(), judges.panel()
     prompt = load_judge_prompt(panel.prompt_version)

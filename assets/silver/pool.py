@@ -7,9 +7,9 @@ from pydantic import Field
 from dagster_project.checks import table_check_specs
 from dagster_project.metadata import counts_table, preview
 from dagster_project.resources import LakeResource, QualityResource, SourcesResource
-from synpref.duck import refresh_views
+from synpref.lake.duck import refresh_views
 from dagster_project.results import table_result
-from synpref.silver import build_silver
+from synpref.silver.pool import build_silver
 
 TABLES = ("silver_decisions", "silver_pairs", "silver_quarantine")
 

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 
-from synpref.duck import connect as duck_connect, lit, register_tables
+from synpref.lake.duck import connect as duck_connect, lit, register_tables
 from synpref.lake import Lake
 
 ANNOTATORS = ("simulated-1", "simulated-2", "simulated-3")
@@ -65,7 +65,7 @@ def simulate_annotators(lake: Lake, origin: str | None = None, annotators: tuple
     it has not labelled yet, in the label journal as a finished annotation server would (the
     human_labels asset seals them); returns the labels journaled. Labels carry simulated = true and a
     label_id fixed by (annotator, pair), so a rerun never labels a pair twice."""
-    from synpref.human_labels import submit_labels
+    from synpref.gold.human_labels import submit_labels
 
     if not lake.has_table("annotation_queue"):
         return 0

@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from synpref.duck import lit
+from synpref.lake.duck import lit
 from conftest import rows, run_stages, write_jsonl, write_sources
-from synpref import schemas
+from synpref.lake import schemas
 from synpref.lake import Lake, write_part
 
 

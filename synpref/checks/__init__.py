@@ -1,0 +1,1 @@
+"""Checks across layers: Great Expectations suites, reconciliation, and `synpref check`."""
