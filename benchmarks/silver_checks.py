@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -86,7 +87,9 @@ def main() -> None:
             s["checks_share_of_steps"] = round(s["check_steps_s_median"] /
                                                (s["check_steps_s_median"] + s["work_step_s_median"]), 3)
         result = {"benchmark": "silver_checks", "select": SELECT, "before": args.before, "turns": args.turns,
-                  "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+                  "load_average": [round(x, 2) for x in os.getloadavg()], "load_1m": round(os.getloadavg()[0], 2),
+                  "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                  "cpus": os.cpu_count(),
                   "summary": summary, "runs": turns,
                   "wall_ratio_before_over_after": round(summary["before"]["wall_s_median"] /
                                                         summary["after"]["wall_s_median"], 2)}

@@ -23,7 +23,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VIEW = {"width": 1800, "height": 1100}
+VIEW = {"width": 1800, "height": 1400}
+ZOOM_OUT = 1
+FIGURE = {"gold_pairs": "figure", "pool_scores": "score_histogram", "stage1_rounds": "gold_accuracy_by_round",
+          "curated_export": "retention_chart"}  # asset -> the metadata key of its figure
 
 
 def _free_port() -> int:
@@ -58,16 +61,35 @@ def shoot(base: str, out: Path, asset: str) -> None:
         page = browser.new_page(viewport=VIEW)
         page.goto(f"{base}/asset-groups", wait_until="networkidle")
         page.wait_for_timeout(4000)
-        for label in ("Expand all groups", "Expand all"):  # the lineage opens with groups collapsed
-            button = page.get_by_text(label, exact=True)
-            if button.count():
-                button.first.click()
-                page.wait_for_timeout(3000)
-                break
+        skip = page.get_by_role("button", name="Skip")  # the first visit's newsletter dialog
+        if skip.count():
+            skip.first.click()
+            page.wait_for_timeout(1000)
+        # the lineage opens with the groups (the layers) collapsed: the canvas's menu expands them all
+        page.mouse.click(VIEW["width"] - 200, 200, button="right")
+        page.wait_for_timeout(1000)
+        expand = page.get_by_text("Expand all groups").locator("visible=true")
+        if not expand.count():
+            raise SystemExit("no 'Expand all groups' in the lineage's menu")
+        expand.first.click()
+        page.wait_for_timeout(3000)
+        hide = page.get_by_text("Hide navigation").locator("visible=true")
+        if hide.count():  # room for the graph
+            hide.first.click()
+            page.wait_for_timeout(1000)
+        for _ in range(ZOOM_OUT):  # the zoom control's minus, bottom right: the whole graph in view
+            page.mouse.click(VIEW["width"] - 28, VIEW["height"] - 149)
+            page.wait_for_timeout(800)
+        page.wait_for_timeout(2000)
         page.screenshot(path=str(out / "lineage.png"))
         page.goto(f"{base}/assets/{asset}", wait_until="networkidle")
         page.wait_for_timeout(5000)
-        page.screenshot(path=str(out / "asset_page.png"), full_page=True)
+        # the figure is Markdown with an image: the metadata table folds it; open it over the page
+        show = page.locator("tr", has_text=FIGURE[asset]).get_by_text("[Show Markdown]").locator("visible=true")
+        if show.count():
+            show.first.click()
+            page.wait_for_timeout(3000)
+        page.screenshot(path=str(out / "asset_page.png"))
         page.goto(f"{base}/runs", wait_until="networkidle")
         page.wait_for_timeout(4000)
         page.screenshot(path=str(out / "runs.png"))
@@ -78,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lake", required=True)
     parser.add_argument("--out", default=str(REPO / "docs"))
-    parser.add_argument("--asset", default="gold_pairs")
+    parser.add_argument("--asset", default="gold_pairs", choices=sorted(FIGURE))
     args = parser.parse_args()
     port = _free_port()
     synpref = Path(sys.executable).with_name("synpref")
