@@ -16,7 +16,7 @@ STAGE2_MODELS = [*GOLD, "gold_reward_model", "fold_reward_model", *EVALUATION]
 STAGE2 = ["pool_scores", "pool_model_scores", *JUDGING, "filtered_pairs"]
 
 # name -> (assets, description)
-JOBS: dict[str, tuple[list[str] | None, str]] = {
+JOBS: dict[str, tuple[list[str], str]] = {
     "ingest_and_clean": (INGEST_AND_CLEAN, "Raw and silver: ingest the sources, the SQL stage (normalise, hash, "
                                            "dedup, decontaminate), attributes and embeddings."),
     "queue_for_humans": (["annotation_queue"], "Queue pairs for human annotators (the seed set before round 1, "

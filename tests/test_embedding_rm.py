@@ -84,15 +84,15 @@ def test_a_fold_model_never_trains_on_its_own_fold(lake, toy_file):
     assert counts.min() > 30
 
 
-def test_the_embedding_head_settings_do_not_change_other_models_fingerprints():
+def test_the_embedding_head_settings_do_not_change_other_models_fingerprints(lake):
     """Adding the embedding head's fields to TrainConfig must not retrain every existing model:
     a spec recorded with or without them has one fingerprint; for the embedding backbone they count."""
     from synpref.rm.rm_training import _fingerprint, _fingerprinted
 
     minilm = make_config(backbone="minilm")
-    spec = {"name": "round-1", "train": {"rows": 10}, "config": _fingerprinted(minilm)}
+    spec = {"name": "round-1", "train": {"rows": 10}, "config": _fingerprinted(minilm, lake)}
     assert "head" not in spec["config"]
     recorded_with_head = {**spec, "config": {**spec["config"], "head": "linear", "head_l2": 1.0}}
     assert _fingerprint(recorded_with_head) == _fingerprint(spec)
-    a, b = (_fingerprinted(make_config(backbone="embedding", head_l2=c)) for c in (0.03, 1.0))
+    a, b = (_fingerprinted(make_config(backbone="embedding", head_l2=c), lake) for c in (0.03, 1.0))
     assert _fingerprint({**spec, "config": a}) != _fingerprint({**spec, "config": b})
