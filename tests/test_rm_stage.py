@@ -255,12 +255,13 @@ def test_pool_scores_take_each_fold_model_on_its_own_fold_then_the_filter_decide
 
     ref = rm_models.resolve(lake_copy, "baseline")
     scorer = Scorer(ref.path)
-    evaluate_reward_model(lake_copy, ref, lambda: scorer)  # adds eval_gold scores of the same pair_ids
+    evaluate_reward_model(lake_copy, ref, lambda: scorer)  # eval_gold scores of the same pair_ids, in rm_eval_pairs
     settings, members = CrossFitSettings(folds=3, repeats=1), [(k, 0, ref) for k in range(3)]
     scored = [score_pool_shard(lake_copy, s, members, ref, lambda r: scorer, settings) for s in range(N_SHARDS)]
     assert sum(s.pairs for s in scored) == N_PAIRS and not any(s.reused for s in scored)
     pool = {r["pair_id"]: r for r in rows(lake_copy, "pool_scores", order="pair_id")}
-    predicted = {r["pair_id"]: r["p_chosen"] for r in rows(lake_copy, "rm_predictions", order="pair_id")
+    # Stage 2's own model scores are pool_model_scores (a second output of the pool scoring), not rm_predictions
+    predicted = {r["pair_id"]: r["p_chosen"] for r in rows(lake_copy, "pool_model_scores", order="pair_id")
                  if r["pairs_table"] == "silver_pairs"}
     assert len(pool) == N_PAIRS and all(r["p_best"] == predicted[pid] == r["p_gold"] for pid, r in pool.items())
     assert all(r["fold"] == fold_of(pid, 3, 0) and r["members"] == 1 and r["p_best_spread"] == 0
