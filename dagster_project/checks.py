@@ -96,10 +96,12 @@ def table_check_results(lake: LakeResource, quality: QualityResource, table: str
     return results
 
 
-def graph_asset_checks(table: str) -> dg.AssetChecksDefinition:
-    """One check step for a graph-backed asset's table, with all its checks."""
-    @dg.multi_asset_check(name=f"{table}_checks", specs=table_check_specs(table))
+def graph_asset_checks(name: str, tables: tuple[str, ...]) -> dg.AssetChecksDefinition:
+    """One check step (`<name>_checks`) for a graph-backed asset's tables, with all their checks
+    (a step is a process under the multiprocess executor: one per graph, not one per table)."""
+    @dg.multi_asset_check(name=f"{name}_checks", specs=[spec for t in tables for spec in table_check_specs(t)])
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource, quality: QualityResource):
-        yield from table_check_results(lake, quality, table, log=context.log.info)
+        for table in tables:
+            yield from table_check_results(lake, quality, table, log=context.log.info)
 
     return _check

@@ -10,12 +10,14 @@ from dagster_project.jobs import asset_jobs
 from dagster_project.resources import default_resources
 from dagster_project.sensors import gold_pairs_on_new_labels
 
-# graph-backed assets: their last op cannot return check results, so each gets one check step
-GRAPH_ASSETS = ("pair_attributes", "pair_embeddings", "judge_votes", "pool_scores", "pool_model_scores",
-                "filtered_pairs")
+# graph-backed assets (name -> their tables): their last op cannot return check results, so each
+# graph gets one check step
+GRAPH_ASSETS = {"pair_attributes": ("pair_attributes",), "pair_embeddings": ("pair_embeddings",),
+                "judge_votes": ("judge_votes",), "pool_scoring": ("pool_scores", "pool_model_scores"),
+                "filtered_pairs": ("filtered_pairs",)}
 
 ASSETS = dg.load_assets_from_package_module(assets)
-CHECKS = [graph_asset_checks(table) for table in GRAPH_ASSETS]
+CHECKS = [graph_asset_checks(name, tables) for name, tables in GRAPH_ASSETS.items()]
 
 
 def build_defs(root: str | None = None, sources_file: str | None = None, **resources) -> dg.Definitions:

@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-import lancedb
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
-from lancedb.index import HnswFlat, HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
 
 from synpref.lake import Lake
 
@@ -26,14 +26,13 @@ VECTOR = "vector"
 DISTANCE = "cosine"
 LOOKUP_BATCH = 500  # ids per `pair_id IN (...)` lookup
 
-INDEX_KINDS = {
-    "IVF_FLAT": IvfFlat,
-    "IVF_SQ": IvfSq,
-    "IVF_PQ": IvfPq,
-    "IVF_HNSW_FLAT": HnswFlat,
-    "IVF_HNSW_SQ": HnswSq,
-    "IVF_HNSW_PQ": HnswPq,
-}
+if TYPE_CHECKING:
+    import lancedb
+
+# index kind -> its lancedb.index class (imported when an index is made: LanceDB takes 1.5 s to
+# import, and every Dagster step process imports this module through the definitions)
+INDEX_KINDS = {"IVF_FLAT": "IvfFlat", "IVF_SQ": "IvfSq", "IVF_PQ": "IvfPq", "IVF_HNSW_FLAT": "HnswFlat",
+               "IVF_HNSW_SQ": "HnswSq", "IVF_HNSW_PQ": "HnswPq"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,9 @@ class IndexConfig:
             params["num_sub_vectors"] = self.num_sub_vectors
         if "HNSW" in self.kind:
             params.update(m=self.m, ef_construction=self.ef_construction)
-        return INDEX_KINDS[self.kind](**params)
+        import lancedb.index
+
+        return getattr(lancedb.index, INDEX_KINDS[self.kind])(**params)
 
 
 def embedding_schema(dim: int) -> pa.Schema:
@@ -83,6 +84,8 @@ def embedding_schema(dim: int) -> pa.Schema:
 def open_db(lake: Lake) -> lancedb.DBConnection:
     """LanceDB under the lake root; on an object store LanceDB writes there itself (its own
     S3 client reads the same AWS_* environment as the lake's filesystem)."""
+    import lancedb
+
     return lancedb.connect(str(lake.root / "lancedb"), storage_options=lance_storage_options(lake))
 
 
