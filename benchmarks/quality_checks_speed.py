@@ -11,7 +11,7 @@ the GE project exists as it does after a first run and every child starts from t
 history).
 
 Per child (--repeats per side, the sides taking turns):
-  * imports: great_expectations and synpref.silver.vectors (LanceDB) imported first and timed apart,
+  * imports: great_expectations and the vectors module (LanceDB) imported first and timed apart,
     as a Dagster step process has them imported already;
   * cold: silver_decisions, silver_pairs, silver_quarantine validated once each, in order (the
     first validation of each table in the process);
@@ -52,20 +52,34 @@ def _outcomes(v) -> list[dict]:
     return [asdict(o) for o in v.outcomes]
 
 
-def _code() -> str:
-    """The checkout this child's synpref.checks.quality came from."""
-    import synpref.checks.quality
+def _quality():
+    """synpref's quality module, in either layout (the side before may predate synpref/checks/)."""
+    try:
+        from synpref.checks import quality
+    except ImportError:
+        from synpref import quality
+    return quality
 
-    return str(Path(synpref.checks.quality.__file__).resolve().parents[2])
+
+def _import_vectors() -> None:
+    try:
+        from synpref import vectors  # noqa: F401
+    except ImportError:
+        from synpref.silver import vectors  # noqa: F401
+
+
+def _code() -> str:
+    """The checkout this child's quality module came from."""
+    path = Path(_quality().__file__).resolve()
+    return str(next(p.parent for p in path.parents if p.name == "synpref"))
 
 
 def child_seed(lake_root: str) -> dict:
     """Make the lake's GE project as a first run does: each table validated once."""
     from synpref.lake import Lake
-    from synpref.checks.quality import validate_table
 
     for table in TABLES:
-        validate_table(Lake.at(lake_root), table, build_docs=False)
+        _quality().validate_table(Lake.at(lake_root), table, build_docs=False)
     return {"code": _code()}
 
 
@@ -74,10 +88,11 @@ def child_rounds(lake_root: str, warm: int, docs: bool) -> dict:
     import great_expectations  # noqa: F401
     gx_s = time.perf_counter() - t
     t = time.perf_counter()
-    from synpref.silver import vectors  # noqa: F401
+    _import_vectors()
     lance_s = time.perf_counter() - t
     from synpref.lake import Lake
-    from synpref.checks.quality import validate_table
+
+    validate_table = _quality().validate_table
 
     lake = Lake.at(lake_root)
     cold, outcomes, rows = {}, {}, {}
@@ -102,9 +117,8 @@ def child_fresh(lake_root: str) -> dict:
     """A process that validates one table and ends: everything it needs is imported on the way."""
     t = time.perf_counter()
     from synpref.lake import Lake
-    from synpref.checks.quality import validate_table
 
-    v = validate_table(Lake.at(lake_root), "silver_pairs", build_docs=False)
+    v = _quality().validate_table(Lake.at(lake_root), "silver_pairs", build_docs=False)
     return {"seconds": time.perf_counter() - t, "outcomes": _outcomes(v), "code": _code()}
 
 
@@ -141,9 +155,9 @@ def run_child(code: Path, args: list[str]) -> dict:
 
 def commit_of(code: Path) -> str:
     out = subprocess.run(["git", "-C", str(code), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--", "synpref/checks/quality.py"],
-                           capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + (" + working tree synpref/checks/quality.py" if dirty else "")
+    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--", "synpref/checks/quality.py",
+                            "synpref/quality.py"], capture_output=True, text=True).stdout.split()[1::2]
+    return out.stdout.strip() + "".join(f" + working tree {path}" for path in dirty)
 
 
 def fresh_copy(seed: Path, to: Path) -> Path:
