@@ -53,19 +53,24 @@ def _outcomes(v) -> list[dict]:
 
 
 def _quality():
-    """synpref's quality module, in either layout (the side before may predate synpref/checks/)."""
-    try:
-        from synpref.checks import quality
-    except ImportError:
-        from synpref import quality
-    return quality
+    """synpref's quality module, in either layout (the side before may predate synpref/checks/).
+    Chosen by the files of the synpref on PYTHONPATH: an import attempt could be answered by the
+    venv's editable install, which finds synpref.checks in the other checkout."""
+    import importlib
+
+    import synpref
+
+    split = (Path(synpref.__file__).parent / "checks" / "quality.py").exists()
+    return importlib.import_module("synpref.checks.quality" if split else "synpref.quality")
 
 
 def _import_vectors() -> None:
-    try:
-        from synpref import vectors  # noqa: F401
-    except ImportError:
-        from synpref.silver import vectors  # noqa: F401
+    import importlib
+
+    import synpref
+
+    flat = (Path(synpref.__file__).parent / "vectors.py").exists()
+    importlib.import_module("synpref.vectors" if flat else "synpref.silver.vectors")
 
 
 def _code() -> str:
@@ -151,6 +156,13 @@ def run_child(code: Path, args: list[str]) -> dict:
     if result["code"] != str(code):
         raise RuntimeError(f"child meant for {code} ran the code in {result['code']} (PYTHONPATH?)")
     return result
+
+
+def quality_blob(code: Path) -> str:
+    """The git blob id of the side's quality module (compare: git rev-parse <commit>:<path>)."""
+    path = next(p for p in (code / "synpref" / "checks" / "quality.py", code / "synpref" / "quality.py") if p.exists())
+    out = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True)
+    return f"{path.relative_to(code)} {out.stdout.strip()}"
 
 
 def commit_of(code: Path) -> str:
@@ -249,7 +261,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in load_end],
-        "code": {side: {"path": str(code), "commit": commit_of(code)} for side, code in sides.items()},
+        "code": {side: {"path": str(code), "commit": commit_of(code), "quality_blob": quality_blob(code)}
+                 for side, code in sides.items()},
         "lake": {"pairs": args.pairs, "rows": first["rows"]},
         "repeats": args.repeats, "warm_rounds": args.warm,
         "outcomes_identical": identical,
