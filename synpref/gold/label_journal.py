@@ -58,24 +58,11 @@ class LabelJournal:
         return fd, self.folder / name
 
     def append(self, record: dict) -> None:
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            if self._fd < 0:
-                raise RuntimeError("the label journal is closed")
-            start = os.lseek(self._fd, 0, os.SEEK_END)
-            try:
-                view = memoryview(line)
-                while view:
-                    view = view[os.write(self._fd, view):]
-                _sync(self._fd)
-                self.appended += 1
-            except OSError:
-                # a half-written line would glue itself to the next one: cut it off
-                os.ftruncate(self._fd, start)
-                raise
+        self.append_many([record])
 
     def append_many(self, records: list[dict]) -> None:
-        """Several lines written and synced at once (a batch of submitted labels)."""
+        """Lines written and synced at once (one label from the page, or a batch submitted);
+        returns once they are on disk."""
         with self._lock:
             if self._fd < 0:
                 raise RuntimeError("the label journal is closed")
@@ -89,6 +76,7 @@ class LabelJournal:
                 _sync(self._fd)
                 self.appended += len(records)
             except OSError:
+                # a half-written line would glue itself to the next one: cut it off
                 os.ftruncate(self._fd, start)
                 raise
 
