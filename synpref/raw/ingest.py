@@ -12,25 +12,24 @@ moved or copied elsewhere (keeping modification times) reuses its parts; see `fi
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from synpref.raw import reasons
-
-from synpref.lake import schemas
 from synpref.lake import LAKE_PREFIX, Lake, atomic_path, sweep_scratch
-from synpref.raw.readers import DETAIL_LIMIT, FileReadError, Record, clip, read_records
-from synpref.raw.shapes import Reject, to_pair
+from synpref.lake.duck import DuckSettings, lit, stage_connection
+from synpref.raw import reasons
+from synpref.raw.mapping import load_records, map_records, set_variables, uses_source
+from synpref.raw.presets import macros_sql
+from synpref.raw.readers import DETAIL_LIMIT, RAW_TEXT_LIMIT, FileReadError, clip
 from synpref.raw.sources import Source, SourcesConfig
+from synpref.raw.streams import LineError
 
-INGEST_VERSION = "1"  # bump when the mapping logic changes, so old parts are rebuilt
-WRITE_BATCH = 20_000
+INGEST_VERSION = "2"  # bump when the mapping logic changes, so old parts are rebuilt
 
 Progress = Callable[[str, int], None]  # (file, records so far)
 
@@ -44,6 +43,7 @@ class FileResult:
     raw: int
     quarantined: int
     reasons: dict[str, int]
+    paired: int = -1  # records that became at least one pair (-1: a part written before this was kept)
     reused: bool = False
 
 
@@ -97,126 +97,96 @@ def part_name(source: Source, path: Path, lake: Lake | None = None) -> str:
     return f"{source.name}--{stem}--{hashlib.md5(stamp.encode()).hexdigest()[:12]}"
 
 
-class _PartWriter:
-    """Buffers rows and streams them to a Parquet file in bounded batches.
-
-    A batch Arrow refuses is retried row by row and each row it cannot hold goes to
-    `on_reject(row, error)`, so one unstorable value never costs its batch."""
-
-    def __init__(self, path: Path, schema: pa.Schema, on_reject: Callable[[dict, Exception], None] | None = None):
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
-        self.schema = schema
-        self.on_reject = on_reject
-        self.rows: list[dict] = []
-        self.count = 0
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= WRITE_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        rows, self.rows = self.rows, []
-        try:
-            table = pa.Table.from_pylist(rows, schema=self.schema)
-        except _UNSTORABLE:
-            if self.on_reject is None:
-                raise
-            good = []
-            for row in rows:
-                try:
-                    pa.Table.from_pylist([row], schema=self.schema)
-                    good.append(row)
-                except _UNSTORABLE as e:
-                    self.on_reject(row, e)
-            table = pa.Table.from_pylist(good, schema=self.schema)
-        self.writer.write_table(table)
-        self.count += table.num_rows
-
-    def close(self) -> None:
-        self.flush()
-        if self.count == 0:  # an empty part still carries the schema, so readers see the columns
-            self.writer.write_table(self.schema.empty_table())
-        self.writer.close()
-
-
-_UNSTORABLE = (pa.ArrowException, ValueError, TypeError, UnicodeError, OverflowError)
-
-
-def _map_record(rec: Record, source: Source) -> tuple[dict | None, tuple[str, str] | None]:
-    """The pair, or (reason, detail). Whatever a record holds, it ends as one or the other."""
-    if rec.error is not None:
-        return None, rec.error
-    try:
-        return to_pair(rec.value, source), None
-    except Reject as r:
-        return None, (r.reason, r.detail)
-    except Exception as e:  # no rule foresaw this record: quarantine it, never stop the file
-        return None, (reasons.UNMAPPABLE, f"{type(e).__name__}: {e}")
-
-
 def ingest_file(lake: Lake, source: Source, path: Path, part: str,
                 progress: Progress | None = None) -> FileResult:
+    """One file -> one part of raw_pairs and one of ingest_quarantine, through DuckDB (mapping.py)."""
     label = file_label(lake, path)
     raw_final = lake.table_dir("raw_pairs") / f"{part}.parquet"
     quar_final = lake.table_dir("ingest_quarantine") / f"{part}.parquet"
-    counts: dict[str, int] = {}
-    read = 0
-    with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
-        quar_out = _PartWriter(quar_tmp, schemas.INGEST_QUARANTINE)
-
-        def quarantine(raw_row: dict, reason: str, detail: str, text: str | None) -> None:
-            counts[reason] = counts.get(reason, 0) + 1
-            quar_out.add({"raw_id": raw_row["raw_id"], "source": source.name, "source_file": label,
-                          "source_row": raw_row["source_row"], "reason": reason,
-                          "detail": clip(detail, DETAIL_LIMIT), "raw_text": clip(text)})
-
-        def unstorable(row: dict, error: Exception) -> None:
-            quarantine(row, reasons.UNMAPPABLE, f"cannot be stored: {type(error).__name__}: {error}",
-                       _as_text({k: row[k] for k in ("conversation", "chosen", "rejected")}))
-
-        raw_out = _PartWriter(raw_tmp, schemas.RAW_PAIRS, on_reject=unstorable)
+    with stage_connection(lake, DuckSettings(memory_limit=MEMORY_LIMIT)) as con:
+        con.execute("set preserve_insertion_order = true")  # parts keep the file's order
+        con.execute(macros_sql())
+        set_variables(con, source.variables())
         try:
-            for rec in read_records(path, source.format_of(path), source.split):
-                read += 1
-                ids = {"raw_id": raw_id(label, rec.row), "source_row": rec.row}
-                pair, error = _map_record(rec, source)
-                if error is None:
-                    raw_out.add({**ids, "source": source.name, "source_file": label, **pair})
-                else:
-                    quarantine(ids, *error, rec.raw_text if rec.raw_text is not None else _as_text(rec.value))
-                if progress and read % 5_000 == 0:
-                    progress(label, read)
-            raw_out.close()  # its last flush may still quarantine rows
-        except FileReadError:
-            raise
-        except (OSError, ValueError, pa.ArrowException) as e:  # the file, not one record: say where it broke
-            raise FileReadError(f"{path}: ingest stopped after record {read:,}: {type(e).__name__}: {e}") from e
-        finally:
-            raw_out.writer.close()
-            quar_out.close()
-    if progress:
-        progress(label, read)
-    result = FileResult(source=source.name, file=label, part=part, read=read, raw=raw_out.count,
-                        quarantined=quar_out.count, reasons=dict(sorted(counts.items())))
-    assert result.read == result.raw + result.quarantined, "ingest lost a record"
+            loaded = load_records(con, path, source.format_of(path), source.split, uses_source(source.select()))
+        except (OSError, duckdb.Error, pa.ArrowException) as e:  # the file, not one record: say where it broke
+            raise FileReadError(f"{path}: ingest stopped: {type(e).__name__}: {str(e)[:500]}") from e
+        if progress:
+            progress(label, loaded.records + len(loaded.errors))
+        errors = loaded.errors
+        if loaded.records == 0 and not errors:
+            errors = [LineError(0, reasons.EMPTY_FILE, f"{path} holds no records", "")]
+        map_records(con, source.select(), f"source {source.name!r}")
+        _line_errors_table(con, errors)
+        ids = {"label": lit(label), "source": lit(source.name)}
+        with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
+            con.execute(RAW_PARTS_SQL.format(**ids, target=lit(raw_tmp), index=_pair_index(con)))
+            con.execute(QUARANTINE_PARTS_SQL.format(**ids, target=lit(quar_tmp)))
+        raw, paired = con.execute("select count(*), count(distinct source_row) from mapped_out "
+                                  "where reason is null").fetchall()[0]
+        by_reason = dict(con.execute("""
+            select reason, count(*) from (select reason from mapped_out where reason is not null
+                                          union all select reason from line_errors) group by all""").fetchall())
+        unpaired = con.execute("""
+            select count(*) from (select distinct source_row from mapped_out where reason is not null
+                                  except select source_row from mapped_out where reason is null)""").fetchall()[0][0]
+    read = loaded.records + len(loaded.errors)
+    quarantined = sum(by_reason.values())
+    result = FileResult(source=source.name, file=label, part=part, read=read, raw=raw, quarantined=quarantined,
+                        reasons=dict(sorted(by_reason.items())), paired=paired)
+    assert read == paired + unpaired + len(loaded.errors), "ingest lost a record"
     lake.write_manifest(f"raw/{part}", result.__dict__)
     return result
 
 
-def _as_text(value) -> str | None:
-    """A decoded record shown as JSON for the quarantine (readers without raw text)."""
-    if value is None:
-        return None
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        try:
-            return repr(value)
-        except Exception:  # too deep even for repr
-            return f"<a {type(value).__name__} that cannot be shown>"
+MEMORY_LIMIT = "1GB"
+
+RAW_PARTS_SQL = """
+    copy (
+        select case when pair_index = 1 then md5({label} || chr(31) || source_row)
+                    else md5({label} || chr(31) || source_row || chr(31) || pair_index) end[1:16] as raw_id,
+               {source} as source, conversation, chosen, rejected, rejected_conversation,
+               {label} as source_file, source_row, meta
+        from (select *, {index} as pair_index from mapped_out where reason is null)
+        order by source_row, pair_index
+    ) to {target} (format parquet, compression zstd)
+"""
+
+QUARANTINE_PARTS_SQL = """
+    copy (
+        select md5({label} || chr(31) || source_row)[1:16] as raw_id, {source} as source,
+               {label} as source_file, source_row, reason, detail, raw_text
+        from (
+            select q.source_row, q.reason, q.detail,
+                   case when length(r.record::varchar) > {limit} then left(r.record::varchar, {limit}) || '... [clipped, '
+                        || format('{{:,}}', length(r.record::varchar)) || ' chars in all]' else r.record::varchar end as raw_text
+            from mapped_out q left join records r using (source_row)
+            where q.reason is not null
+            union all
+            select source_row, reason, detail, raw_text from line_errors
+        )
+        order by source_row
+    ) to {target} (format parquet, compression zstd)
+""".replace("{limit}", str(RAW_TEXT_LIMIT))
+
+
+def _pair_index(con) -> str:
+    """Which of a record's pairs a row is (its raw_id's key): 1 for a record's only pair, as
+    raw ids always were; numbered by content where a record yields several."""
+    several = con.execute("select count(*) > count(distinct source_row) from mapped_out "
+                          "where reason is null").fetchall()[0][0]
+    return ("row_number() over (partition by source_row order by chosen, rejected, conversation::varchar)"
+            if several else "1")
+
+
+def _line_errors_table(con, errors: list[LineError]) -> None:
+    table = pa.table({"source_row": pa.array([e.row for e in errors], pa.int64()),
+                      "reason": pa.array([e.reason for e in errors], pa.string()),
+                      "detail": pa.array([clip(e.detail, DETAIL_LIMIT) for e in errors], pa.string()),
+                      "raw_text": pa.array([clip(e.raw_text) for e in errors], pa.string())})
+    con.register("line_errors_arrow", table)
+    con.execute("create or replace temp table line_errors as select * from line_errors_arrow")
+    con.unregister("line_errors_arrow")
 
 
 def ingest_sources(lake: Lake, config: SourcesConfig, progress: Progress | None = None,

@@ -187,7 +187,7 @@ def _read_json_array(path: Path, fmt: str, split: str | None) -> Iterator[Record
             value, end = _DECODER.raw_decode(text, pos)
             bad = _ESCAPED_BYTE.search(text, pos, end) if lenient else None
             if bad is None:
-                yield Record(row=row, value=value, raw_text=None)
+                yield Record(row=row, value=value, raw_text=text[pos:end])
             else:
                 yield Record(row=row, raw_text=clip(text[pos:end]), error=(
                     reasons.INVALID_UTF8, f"not UTF-8 at char {bad.start() - pos} of the element"))

@@ -5,15 +5,20 @@ Example (paths are relative to the YAML file)::
     sources:
       - name: hh_harmless
         path: data/harmless-base-test.jsonl.gz
-        shape: hh_transcript
+        preset: hh_transcript          # `shape:` is the same key under its older name
       - name: llmbar
         path: data/llmbar/*.json
-        shape: labelled_outputs
+        preset: labelled_outputs
         columns: {prompt: input}
-      - name: nested
-        path: data/nested.jsonl
-        shape: prompt_chosen_rejected
-        columns: {prompt: question.text, chosen: chosen.answer, rejected: rejected.answer}
+      - name: arena
+        path: data/arena.parquet
+        preset: chatbot_arena
+      - name: mine
+        path: data/mine.jsonl
+        sql: |                         # a DuckDB SELECT over `source` (one row per record)
+          select source_row, prompt as conversation, chosen.content as chosen,
+                 rejected.content as rejected
+          from source
     decontamination:
       benchmark_prompts: [benchmarks/first_turn_prompts.jsonl]
       field: prompt   # the prompt field of JSON/JSONL records; .txt files give one per line
@@ -41,20 +46,15 @@ from pathlib import Path
 
 import yaml
 
-FORMATS = ("jsonl", "jsonl.gz", "json", "parquet", "hf_dataset")
+from synpref.raw.presets import json_path, load_preset, macros_fingerprint, preset_names
 
-# shape -> (required canonical fields, optional canonical fields)
-SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "prompt_chosen_rejected": (("prompt", "chosen", "rejected"), ("system",)),
-    "conversational": (("chosen", "rejected"), ("prompt",)),
-    "hh_transcript": (("chosen", "rejected"), ()),
-    "labelled_outputs": (("prompt", "output_1", "output_2", "label"), ()),
-}
+FORMATS = ("jsonl", "jsonl.gz", "json", "parquet", "hf_dataset")
 
 DEFAULT_MAX_FIELD_CHARS = 1_000_000
 # A source's name is a file-name field of its parts: no separators, no "--" (it delimits fields).
 NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.]|-(?!-)){0,63}")
-ENTRY_KEYS = {"name", "path", "shape", "format", "columns", "split", "max_field_chars"}
+ENTRY_KEYS = {"name", "path", "shape", "preset", "sql", "params", "format", "columns", "split", "max_field_chars"}
+MAX_SQL_CHARS = 100_000
 MAX_FILE_BYTES = 1 << 20  # a sources file lists sources; anything bigger is a mistake or an attack
 MAX_NODES = 20_000  # after YAML aliases are expanded: bounds an alias bomb ("billion laughs")
 ROOTS_ENV = "SYNPREF_SOURCE_ROOTS"
@@ -68,16 +68,31 @@ class SourcesError(ValueError):
 class Source:
     name: str
     path: str
-    shape: str
+    preset: str | None = None  # a file under sql/sources/; or `sql`
+    sql: str | None = None  # the user's own SELECT over `source`
     format: str | None = None  # inferred from the file name when absent
-    columns: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # preset field -> dotted path in the records
+    params: dict[str, object] = field(default_factory=dict)
     split: str | None = None  # for a saved DatasetDict
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
     base_dir: Path = Path(".")
 
-    def column(self, canonical: str) -> str:
-        """Dotted path of a canonical field in the source records."""
-        return self.columns.get(canonical, canonical)
+    @property
+    def shape(self) -> str:
+        """How the source maps: its preset's name, or "sql"."""
+        return self.preset or "sql"
+
+    def select(self) -> str:
+        return self.sql if self.sql is not None else load_preset(self.preset).sql
+
+    def variables(self) -> dict[str, object]:
+        """The variables its SELECT reads: the preset's defaults, `columns:` paths, `params:`."""
+        out: dict[str, object] = {"max_field_chars": self.max_field_chars}
+        if self.preset is not None:
+            out.update(load_preset(self.preset).params)
+        out.update({f"path_{k}": json_path(v) for k, v in self.columns.items()})
+        out.update(self.params)
+        return out
 
     def files(self) -> list[Path]:
         """The files (or dataset folders) this source names, sorted; error if none, or if one
@@ -104,8 +119,8 @@ class Source:
 
     def mapping_key(self) -> str:
         """Everything about this source that changes how a file maps to rows."""
-        spec = {"name": self.name, "shape": self.shape, "format": self.format, "columns": self.columns,
-                "split": self.split, "max_field_chars": self.max_field_chars}
+        spec = {"name": self.name, "sql": self.select(), "macros": macros_fingerprint(), "format": self.format,
+                "variables": self.variables(), "split": self.split}
         return json.dumps(spec, sort_keys=True)
 
 
@@ -223,7 +238,7 @@ def load_sources(path: str | Path) -> SourcesConfig:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise SourcesError(f"{path}: source #{i + 1} must be a mapping, not a {type(entry).__name__}")
-        missing = [k for k in ("name", "path", "shape") if k not in entry]
+        missing = [k for k in ("name", "path") if k not in entry]
         if missing:
             raise SourcesError(f"{path}: source #{i + 1} lacks {', '.join(missing)}")
         unknown_keys = sorted(str(k) for k in set(entry) - ENTRY_KEYS)
@@ -235,10 +250,7 @@ def load_sources(path: str | Path) -> SourcesConfig:
             raise SourcesError(f"{where}: name {name!r} must be letters, digits, '_', '.', single '-' "
                                f"(it names files in the lake), starting with a letter or digit")
         _string(entry["path"], "`path`", where)
-        shape = _string(entry["shape"], "`shape`", where, 64)
-        if shape not in SHAPES:
-            raise SourcesError(f"{path}: source {entry['name']!r} has unknown shape {shape!r}; "
-                               f"known: {', '.join(SHAPES)}")
+        preset, sql = _mapping(entry, f"{path}: source {name!r}", base)
         fmt = entry.get("format")
         if fmt is not None and (not isinstance(fmt, str) or fmt not in FORMATS):
             raise SourcesError(f"{path}: source {entry['name']!r} has unknown format {fmt!r}; "
@@ -248,11 +260,15 @@ def load_sources(path: str | Path) -> SourcesConfig:
             raise SourcesError(f"{where}: `columns` must map fields to paths, not a {type(raw_columns).__name__}")
         columns = {_string(k, "a `columns` key", where, 64): _string(v, f"`columns.{k}`", where, 256)
                    for k, v in raw_columns.items()}
-        required, optional = SHAPES[shape]
-        unknown = set(columns) - set(required) - set(optional)
+        if columns and preset is None:
+            raise SourcesError(f"{path}: source {name!r}: `columns` renames a preset's fields; with `sql:` "
+                               f"name the fields in the SELECT itself")
+        allowed = load_preset(preset).fields() if preset else []
+        unknown = set(columns) - set(allowed)
         if unknown:
             raise SourcesError(f"{path}: source {entry['name']!r} maps unknown fields {sorted(unknown)} "
-                               f"for shape {shape}; allowed: {', '.join(required + optional)}")
+                               f"for preset {preset}; allowed: {', '.join(allowed)}")
+        params = _params(entry.get("params"), preset, f"{path}: source {name!r}")
         if entry["name"] in seen:
             raise SourcesError(f"{path}: source name {entry['name']!r} is used twice")
         seen.add(entry["name"])
@@ -262,8 +278,8 @@ def load_sources(path: str | Path) -> SourcesConfig:
         max_chars = entry.get("max_field_chars", DEFAULT_MAX_FIELD_CHARS)
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
             raise SourcesError(f"{where}: `max_field_chars` must be a positive integer, not {max_chars!r}"[:300])
-        sources.append(Source(name=name, path=entry["path"], shape=shape, format=fmt, columns=columns,
-                              split=split, max_field_chars=max_chars, base_dir=base))
+        sources.append(Source(name=name, path=entry["path"], preset=preset, sql=sql, format=fmt, columns=columns,
+                              params=params, split=split, max_field_chars=max_chars, base_dir=base))
     deco = doc.get("decontamination") or {}
     if not isinstance(deco, dict):
         raise SourcesError(f"{path}: `decontamination` must be a mapping, not a {type(deco).__name__}")
@@ -285,6 +301,45 @@ def load_sources(path: str | Path) -> SourcesConfig:
         benchmark_prompts=tuple(resolved),
         field=_string(deco.get("field", "prompt"), "`field`", f"{path}: decontamination", 256))
     return SourcesConfig(sources=tuple(sources), decontamination=decontamination, path=path)
+
+
+def _mapping(entry: dict, where: str, base: Path) -> tuple[str | None, str | None]:
+    """(preset, sql): exactly one of `preset:` (or its older name `shape:`) and `sql:`."""
+    given = [k for k in ("preset", "shape", "sql") if k in entry]
+    if len(given) != 1:
+        raise SourcesError(f"{where}: give one of `preset:` (or `shape:`) and `sql:`, "
+                           + (f"not {' and '.join(given)}" if given else "neither is given"))
+    key = given[0]
+    if key == "sql":
+        text = _string(entry["sql"], "`sql`", where, MAX_SQL_CHARS)
+        if text.strip().endswith(".sql") and "\n" not in text.strip():  # a file of SQL beside the sources file
+            file = Path(text.strip()) if Path(text.strip()).is_absolute() else base / text.strip()
+            check_readable(file, where)
+            text = file.read_text(encoding="utf-8")
+        return None, text
+    preset = _string(entry[key], f"`{key}`", where, 64)
+    if preset not in preset_names():
+        raise SourcesError(f"{where} has unknown {key} {preset!r}; known: {', '.join(preset_names())}")
+    return preset, None
+
+
+def _params(raw, preset: str | None, where: str) -> dict[str, object]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SourcesError(f"{where}: `params` must map names to values, not a {type(raw).__name__}")
+    allowed = [p for p in load_preset(preset).params if not p.startswith("path_")] if preset else None
+    out = {}
+    for k, v in raw.items():
+        if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", k):
+            raise SourcesError(f"{where}: param name {k!r} must be a plain identifier")
+        if allowed is not None and k not in allowed:
+            raise SourcesError(f"{where}: preset {preset} has no param {k!r}; its params: "
+                               f"{', '.join(allowed) or 'none'}")
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise SourcesError(f"{where}: param {k} must be a string or a number, not {type(v).__name__}")
+        out[k] = v
+    return out
 
 
 def relocate(sources_file: str | Path, dest: str | Path) -> Path:
