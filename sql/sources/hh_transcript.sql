@@ -15,24 +15,21 @@ with fields as (
         coalesce(field_problem(chosen, 'chosen', getvariable('path_chosen')),
                  field_problem(rejected, 'rejected', getvariable('path_rejected'))) as problem
     from fields
-), split as (
+), split as (  -- a column of its own, so that each transcript is split once
     select
         source_row,
         problem,
-        hh_roles(chosen ->> '$') as chosen_roles,
-        hh_pieces(chosen ->> '$') as chosen_pieces,
-        hh_roles(rejected ->> '$') as rejected_roles,
-        hh_pieces(rejected ->> '$') as rejected_pieces
+        chosen ->> '$' as chosen_text,
+        rejected ->> '$' as rejected_text,
+        hh_pieces(chosen_text) as chosen_pieces,
+        hh_pieces(rejected_text) as rejected_pieces
     from checked
-    where problem is null
 ), parsed as (
-    select source_row, problem, null as chosen_turns, null as rejected_turns from checked where problem is not null
-    union all by name
     select
         source_row,
         problem,
-        hh_turns(chosen_roles, chosen_pieces) as chosen_turns,
-        hh_turns(rejected_roles, rejected_pieces) as rejected_turns
+        case when problem is null then hh_turns(chosen_text, chosen_pieces) end as chosen_turns,
+        case when problem is null then hh_turns(rejected_text, rejected_pieces) end as rejected_turns
     from split
 )
 select

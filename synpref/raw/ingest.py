@@ -104,7 +104,6 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
     raw_final = lake.table_dir("raw_pairs") / f"{part}.parquet"
     quar_final = lake.table_dir("ingest_quarantine") / f"{part}.parquet"
     with stage_connection(lake, DuckSettings(memory_limit=MEMORY_LIMIT)) as con:
-        con.execute("set preserve_insertion_order = true")  # parts keep the file's order
         con.execute(macros_sql())
         set_variables(con, source.variables())
         try:
@@ -148,7 +147,6 @@ RAW_PARTS_SQL = """
                {source} as source, conversation, chosen, rejected, rejected_conversation,
                {label} as source_file, source_row, meta
         from (select *, {index} as pair_index from mapped_out where reason is null)
-        order by source_row, pair_index
     ) to {target} (format parquet, compression zstd)
 """
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from synpref.lake.duck import lit
 from synpref.raw import reasons, wrapper
-from synpref.raw.readers import DETAIL_LIMIT, TOO_DEEP, FileReadError, clip, decode_json
+from synpref.raw.readers import DETAIL_LIMIT, TOO_DEEP, clip, decode_json
 from synpref.raw.streams import LineError, open_stream, raw_line_text
 
 SAMPLE_RECORDS = 20_480  # records the typed view's columns are inferred from (DuckDB's read_json default)

@@ -110,7 +110,7 @@ def _field_sql(name: str, col: str, sql_type: str, kind: str) -> Field:
                   + f"else '{name} has ' || length({col}) || ' chars, over the limit of ' || {limit} end")
         return Field(text, "NULL", error, detail)
     errors = f'"{name}__e"'
-    if sql_type.replace(" ", "") == MESSAGE_TYPE.replace(" ", ""):
+    if sql_type.replace(" ", "").replace('"', "") == MESSAGE_TYPE.replace(" ", ""):
         null = f"case when {col} is null then {q(reasons.NULL_CONTENT)} "
         if kind == "text":
             return Field("NULL", "NULL", f"{null}else {q(reasons.WRONG_TYPE)} end",
