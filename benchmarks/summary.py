@@ -136,12 +136,35 @@ def silver_checks(data: dict) -> tuple[str, str]:
     return what, headline
 
 
+def ingest_speed(data: dict) -> tuple[str, str]:
+    h, code = data["headline"], data["code"]
+    sizes = "/".join(f"{n:,}" for n in data["sizes"])
+    old = f" against the Python readers before it ({code['old']['commit'][:7]})" if "old" in code else ""
+    what = ("ingest (source files → raw_pairs + ingest_quarantine Parquet parts) through DuckDB "
+            f"({code['new']['commit'][:7]}){old}, each side in a fresh process on the seeded demo data "
+            f"({sizes} records)")
+    parts = ["records/s " + ", ".join(f"{int(n):,}: **{v:,}**" for n, v in h["new_records_per_s"].items())]
+    if h["speedup_new_over_old"]:
+        parts.append("over the Python readers " + ", ".join(f"at {int(n):,}: **{v:.2f}x**"
+                                                             for n, v in h["speedup_new_over_old"].items()))
+    if "new_peak_rss_ratio" in h:
+        q = h["new_peak_rss_ratio"]
+        peaks = {r["records"]: r["runs"]["new"]["peak_rss_mb"] for r in data["rows"] if "new" in r["runs"]}
+        parts.append(f"peak RSS {peaks[q['from']]:,.0f} → {peaks[q['to']]:,.0f} MB ({q['from']:,} → {q['to']:,}: "
+                     f"**{q['ratio']:.2f}x**, target ≤ {q['limit']:g}x {'met' if q['within_limit'] else 'NOT met'})")
+    if h["counts_identical"] is not None:
+        parts.append("counts per source and reason identical: " + ("yes" if h["counts_identical"] else "NO")
+                     + f"; {data['sample']:,}-pair sample equal: " + ("yes" if h["sample_equal"] else "NO"))
+    return what, "new path " + "; ".join(parts)
+
+
 HEADLINES: dict[str, Callable[[Any], tuple[str, str]]] = {
     "silver_checks": silver_checks,
     "celery_workers": celery_workers,
     "object_store": object_store,
     "noise_detection": noise_detection,
     "quality": quality,
+    "ingest_speed": ingest_speed,
 }
 
 
