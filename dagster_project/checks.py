@@ -26,7 +26,7 @@ SUITE, WARNINGS, RECONCILES, REASONS = "expectations", "expectations_warnings", 
 
 # table -> (check name, description, reconciliation) beyond its suite
 RECONCILIATIONS: dict[str, tuple[str, str, Callable]] = {
-    "raw_pairs": (RECONCILES, "rows read = raw_pairs + ingest_quarantine", lambda lake: reconcile_ingest(lake)),
+    "raw_pairs": (RECONCILES, "rows read = records paired + records quarantined", lambda lake: reconcile_ingest(lake)),
     "silver_pairs": (RECONCILES, "raw_pairs = silver_pairs + silver_quarantine, each raw pair decided once",
                      lambda lake: reconcile_silver(lake)),
     "ingest_quarantine": (REASONS, "every quarantine row has a reason from the known set",

@@ -1,4 +1,4 @@
-"""The `synpref` command: demo, materialize, sql, check, queue, train, score, models, tables, ui, annotate."""
+"""The `synpref` command: demo, materialize, sql, check, queue, train, score, models, tables, ui, annotate, sources."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from dagster_project.annotate_cli import annotate
+from dagster_project.sources_cli import sources
 from dagster_project.cli_options import lake_option, use_lake
 from synpref.filtered.filtering import RULES
 from synpref.lake import Lake
@@ -462,6 +463,7 @@ def ui(port: int, lake_dir: str) -> None:
 
 
 main.add_command(annotate)
+main.add_command(sources)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,8 @@ select
     d.reason,
     s.conversation as prompt,
     [struct_pack(role := 'assistant', content := if(d.status = 'flipped', s.rejected, s.chosen))] as chosen,
-    [struct_pack(role := 'assistant', content := if(d.status = 'flipped', s.chosen, s.rejected))] as rejected
+    [struct_pack(role := 'assistant', content := if(d.status = 'flipped', s.chosen, s.rejected))] as rejected,
+    s.meta
 from decided as d
 join silver_pairs as s using (pair_id)
 order by s.pair_id

@@ -11,6 +11,7 @@ select
     k.rejected,
     k.raw_id,
     k.source_file,
-    k.source_row
+    k.source_row,
+    k.meta  -- what the source's SELECT kept beside the pair (JSON; null for the four shapes)
 from silver_keyed as k
 semi join kept using (raw_id)

@@ -282,8 +282,6 @@ def test_helpsteer2_attribute_param(lake, tmp_path):
         (1, "tie", "rows 1 and 2 have the same correctness (4)"), (2, "tie", "rows 1 and 2 have the same correctness (4)")]
 
 
-@pytest.mark.xfail(strict=True, reason="mapping.py still calls the second row of a pair no_pair: it needs to "
-                                       "read the preset's source_rows (see the proposal in the presets report)")
 def test_helpsteer2_second_row_counts_as_paired(lake, tmp_path):
     result, pairs, quarantine = ingest(lake, tmp_path, "helpsteer2", HS[:4])
     assert len(pairs) == 2 and quarantine == [] and result.paired == 4

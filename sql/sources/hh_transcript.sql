@@ -37,10 +37,12 @@ select
     chosen_turns as chosen,
     rejected_turns as rejected,
     coalesce(
-        problem,
-        case when chosen_turns is null then ['bad_transcript', 'chosen: no leading ''Human:'' / ''Assistant:'' turn marker'] end,
-        case when rejected_turns is null then ['bad_transcript', 'rejected: no leading ''Human:'' / ''Assistant:'' turn marker'] end
-    ) as problem_,
-    problem_[1] as quarantine_reason,
-    problem_[2] as quarantine_detail
+        problem[1],
+        case when chosen_turns is null or rejected_turns is null then 'bad_transcript' end
+    ) as quarantine_reason,
+    coalesce(
+        problem[2],
+        case when chosen_turns is null then 'chosen: no leading ''Human:'' / ''Assistant:'' turn marker'
+             when rejected_turns is null then 'rejected: no leading ''Human:'' / ''Assistant:'' turn marker' end
+    ) as quarantine_detail
 from parsed

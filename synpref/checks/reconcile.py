@@ -1,6 +1,9 @@
 """Reconciliation across stages: every record is accounted for, once, with a known reason.
 
-- ingest: records read (from each part's manifest) = raw_pairs + ingest_quarantine rows
+- ingest: records read (from each part's manifest) = records that became pairs (the manifests) + records
+  quarantined without a pair (ingest_quarantine); raw_pairs holds the pairs the manifests count. A record
+  yields one pair or one quarantine row in the four shapes; a preset may make several pairs of one record
+  (ranked lists) or one pair of several records (HelpSteer2's consecutive rows)
 - silver: raw_pairs = silver_pairs + silver_quarantine; every raw_id is decided exactly once
 - quarantine: every row's reason is in the known set of its stage
 """
@@ -34,19 +37,24 @@ def _rows(con, table: str) -> int:
 def reconcile_ingest(lake: Lake) -> Reconciliation:
     with duck_connect(lake) as con:
         register_tables(con, lake, temp=True)
-        read = 0
-        per_part = {}
+        read = paired = pairs = 0
         for part in lake.table_files("raw_pairs"):
             manifest = lake.read_manifest(f"raw/{part.stem}")
             if manifest is None:
                 return Reconciliation("ingest", False, f"part {part.name} has no manifest (unfinished ingest?)", {})
             read += manifest["read"]
-            per_part[part.stem] = manifest["read"]
+            pairs += manifest["raw"]
+            paired += manifest["raw"] if manifest.get("paired", -1) < 0 else manifest["paired"]
         raw, quarantined = _rows(con, "raw_pairs"), _rows(con, "ingest_quarantine")
-    figures = {"rows_read": read, "raw_pairs": raw, "ingest_quarantine": quarantined}
-    ok = read == raw + quarantined
-    return Reconciliation("ingest", ok, f"rows read {read:,} {'=' if ok else '!='} raw {raw:,} + quarantined "
-                          f"{quarantined:,}", figures)
+        unpaired = _count(con, "select count(*) from (select distinct source_file, source_row from ingest_quarantine "
+                               "except select source_file, source_row from raw_pairs)")
+    figures = {"rows_read": read, "raw_pairs": raw, "ingest_quarantine": quarantined,
+               "records_paired": paired, "records_quarantined": unpaired}
+    ok = read == paired + unpaired and raw == pairs
+    detail = (f"rows read {read:,} {'=' if read == paired + unpaired else '!='} records paired {paired:,} + "
+              f"records quarantined {unpaired:,}; raw pairs {raw:,} {'=' if raw == pairs else '!='} {pairs:,} "
+              f"written; quarantine rows {quarantined:,}")
+    return Reconciliation("ingest", ok, detail, figures)
 
 
 def reconcile_silver(lake: Lake) -> Reconciliation:

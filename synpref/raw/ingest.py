@@ -104,38 +104,63 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
     raw_final = lake.table_dir("raw_pairs") / f"{part}.parquet"
     quar_final = lake.table_dir("ingest_quarantine") / f"{part}.parquet"
     with stage_connection(lake, DuckSettings(memory_limit=MEMORY_LIMIT)) as con:
-        con.execute(macros_sql())
-        set_variables(con, source.variables())
-        try:
-            loaded = load_records(con, path, source.format_of(path), source.split, uses_source(source.select()))
-        except (OSError, duckdb.Error, pa.ArrowException) as e:  # the file, not one record: say where it broke
-            raise FileReadError(f"{path}: ingest stopped: {type(e).__name__}: {str(e)[:500]}") from e
+        read = map_file(con, source, path)
         if progress:
-            progress(label, loaded.records + len(loaded.errors))
-        errors = loaded.errors
-        if loaded.records == 0 and not errors:
-            errors = [LineError(0, reasons.EMPTY_FILE, f"{path} holds no records", "")]
-        map_records(con, source.select(), f"source {source.name!r}")
-        _line_errors_table(con, errors)
+            progress(label, read)
         ids = {"label": lit(label), "source": lit(source.name)}
         with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
             con.execute(RAW_PARTS_SQL.format(**ids, target=lit(raw_tmp), index=_pair_index(con)))
             con.execute(QUARANTINE_PARTS_SQL.format(**ids, target=lit(quar_tmp)))
-        raw, paired = con.execute("select count(*), count(distinct source_row) from mapped_out "
-                                  "where reason is null").fetchall()[0]
-        by_reason = dict(con.execute("""
-            select reason, count(*) from (select reason from mapped_out where reason is not null
-                                          union all select reason from line_errors) group by all""").fetchall())
-        unpaired = con.execute("""
-            select count(*) from (select distinct source_row from mapped_out where reason is not null
-                                  except select source_row from mapped_out where reason is null)""").fetchall()[0][0]
-    read = loaded.records + len(loaded.errors)
-    quarantined = sum(by_reason.values())
-    result = FileResult(source=source.name, file=label, part=part, read=read, raw=raw, quarantined=quarantined,
-                        reasons=dict(sorted(by_reason.items())), paired=paired)
-    assert read == paired + unpaired + len(loaded.errors), "ingest lost a record"
+        counts = mapped_counts(con)
+    result = FileResult(source=source.name, file=label, part=part, read=read, raw=counts.pairs,
+                        quarantined=counts.quarantined, reasons=counts.reasons, paired=counts.paired)
+    assert read == counts.paired + counts.unpaired, "ingest lost a record"
     lake.write_manifest(f"raw/{part}", result.__dict__)
     return result
+
+
+def map_file(con: duckdb.DuckDBPyConnection, source: Source, path: Path, limit: int | None = None) -> int:
+    """The file's records through the source's SELECT into `mapped_out` (pairs and quarantine rows)
+    and `line_errors` (rows that never became a record); returns the records read. `limit`: only
+    the file's first records (synpref sources check)."""
+    con.execute(macros_sql())
+    set_variables(con, source.variables())
+    try:
+        loaded = load_records(con, path, source.format_of(path), source.split, uses_source(source.select()),
+                              limit=limit)
+    except (OSError, duckdb.Error, pa.ArrowException) as e:  # the file, not one record: say where it broke
+        raise FileReadError(f"{path}: ingest stopped: {type(e).__name__}: {str(e)[:500]}") from e
+    errors = loaded.errors
+    if loaded.records == 0 and not errors:
+        errors = [LineError(0, reasons.EMPTY_FILE, f"{path} holds no records", "")]
+    map_records(con, source.select(), f"source {source.name!r}")
+    _line_errors_table(con, errors)
+    return loaded.records + len(errors)
+
+
+@dataclass
+class MappedCounts:
+    pairs: int
+    paired: int  # records with at least one pair
+    unpaired: int  # records with none: each has at least one quarantine row
+    quarantined: int  # quarantine rows
+    reasons: dict[str, int]
+
+
+def mapped_counts(con: duckdb.DuckDBPyConnection) -> MappedCounts:
+    pairs, paired = con.execute("""
+        select (select count(*) from mapped_out where reason is null), count(*)
+        from (select source_row from mapped_out where reason is null union select source_row from covered_rows)
+    """).fetchall()[0]
+    by_reason = dict(con.execute("""
+        select reason, count(*) from (select reason from mapped_out where reason is not null
+                                      union all select reason from line_errors) group by all""").fetchall())
+    unpaired = con.execute("""
+        select count(*) from (select source_row from mapped_out where reason is not null
+                              union select source_row from line_errors
+                              except select source_row from mapped_out where reason is null
+                              except select source_row from covered_rows)""").fetchall()[0][0]
+    return MappedCounts(pairs, paired, unpaired, sum(by_reason.values()), dict(sorted(by_reason.items())))
 
 
 MEMORY_LIMIT = "1GB"

@@ -44,21 +44,23 @@ class Loaded:
 
 
 def load_records(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, split: str | None = None,
-                 typed: bool = True) -> Loaded:
+                 typed: bool = True, limit: int | None = None) -> Loaded:
     """The file's records into `records` and `source`. JSONL and JSON arrays are read by DuckDB
     itself (in parallel, no Python per line); a file its readers refuse as a whole (a line
     that is not UTF-8, mixed line ends, a JSON array with a syntax error, a gzip cut short)
     is read again through streams.py, which finds each bad row's own reason. `typed`: also
-    make the `source` view (its columns are inferred from a sample, which costs a scan)."""
+    make the `source` view (its columns are inferred from a sample, which costs a scan).
+    `limit`: only the first rows of the file."""
     errors: list[LineError] = []
-    if not (fmt in NATIVE and _load_native(con, path, fmt)):
+    first = f" limit {int(limit)}" if limit else ""  # the first rows: the caller keeps insertion order
+    if not (fmt in NATIVE and _load_native(con, path, fmt, first)):
         stream = open_stream(path, fmt, split)
         con.register("record_stream", stream.reader())
         try:
             if stream.kind == "lines":
-                _load_lines(con, "select source_row, line, try(decode(line)) as text from record_stream")
+                _load_lines(con, f"select source_row, line, try(decode(line)) as text from record_stream{first}")
             else:
-                con.execute("create or replace temp table rows as select * from record_stream")
+                con.execute(f"create or replace temp table rows as select * from record_stream{first}")
         except duckdb.Error:  # the stream's own error (a FileReadError) comes back wrapped: raise it
             if stream.failure is not None:
                 raise stream.failure from None
@@ -85,7 +87,7 @@ NATIVE = ("jsonl", "jsonl.gz", "json")
 MAX_LINE_BYTES = 16 << 20  # longer lines send the file through streams.py
 
 
-def _load_native(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> bool:
+def _load_native(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, where: str = "") -> bool:
     """DuckDB reads the lines (its CSV reader, one column, strict: blank lines keep their
     numbers) or the array's elements; False when it refuses the file."""
     if fmt == "json":
@@ -98,7 +100,7 @@ def _load_native(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> bool:
                 f"auto_detect = false, strict_mode = true, max_line_size = {MAX_LINE_BYTES}, "
                 f"compression = {lit('gzip' if fmt == 'jsonl.gz' else 'none')}) with ordinality")
     try:
-        _load_lines(con, scan)
+        _load_lines(con, f"select * from ({scan}){where}")
         return True
     except duckdb.Error:
         con.execute("drop table if exists lines")
@@ -248,10 +250,16 @@ def map_records(con: duckdb.DuckDBPyConnection, select: str, what: str) -> list[
                            f"SELECT returns source_row, conversation or prompt, chosen, rejected")
     meta = [c for c in types if c not in KNOWN_OUTPUTS]
     con.execute(f"create or replace temp table mapped_out as {assemble_sql(types, meta)}")
+    # records a pair names in its `source_rows` (beside its own source_row) are part of that pair
+    listed = ("select unnest(from_json(meta->'source_rows', '[\"BIGINT\"]')) as source_row from mapped_out "
+              "where reason is null" if "source_rows" in meta else "select null::bigint as source_row where false")
+    con.execute(f"create or replace temp table covered_rows as select distinct source_row from ({listed}) "
+                f"semi join records using (source_row)")
     con.execute("""
         insert into mapped_out (source_row, reason, detail)
         select source_row, 'no_pair', 'the source''s SQL returned no row for this record'
-        from records anti join (select distinct source_row from mapped_out) using (source_row)
+        from records anti join (select source_row from mapped_out union select source_row from covered_rows)
+        using (source_row)
     """)
     strays = con.execute("select count(*), min(source_row) from mapped_out anti join records using (source_row)"
                          ).fetchall()[0]
