@@ -1,1 +1,2 @@
-"""The raw layer: the sources file, record streams, the source SELECTs (presets, sql/sources/) and ingest (raw_pairs, ingest_quarantine)."""
+"""The raw layer: the sources file, record streams, the source SELECTs (presets in sql/sources/)
+and ingest (raw_pairs, ingest_quarantine)."""

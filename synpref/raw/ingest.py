@@ -181,8 +181,10 @@ QUARANTINE_PARTS_SQL = """
                {label} as source_file, source_row, reason, detail, raw_text
         from (
             select q.source_row, q.reason, q.detail,
-                   case when length(r.record::varchar) > {limit} then left(r.record::varchar, {limit}) || '... [clipped, '
-                        || format('{{:,}}', length(r.record::varchar)) || ' chars in all]' else r.record::varchar end as raw_text
+                   case when length(r.record::varchar) > {limit}
+                        then left(r.record::varchar, {limit}) || '... [clipped, '
+                             || format('{{:,}}', length(r.record::varchar)) || ' chars in all]'
+                        else r.record::varchar end as raw_text
             from mapped_out q left join records r using (source_row)
             where q.reason is not null
             union all

@@ -53,7 +53,8 @@ def load_records(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, split: st
     `limit`: only the first rows of the file."""
     errors: list[LineError] = []
     first = f" limit {int(limit)}" if limit else ""  # the first rows: the caller keeps insertion order
-    if not (fmt in NATIVE and _load_native(con, path, fmt, first)):
+    native = fmt in NATIVE and _load_native(con, path, fmt, first)
+    if not native:
         stream = open_stream(path, fmt, split)
         con.register("record_stream", stream.reader())
         try:
@@ -70,7 +71,7 @@ def load_records(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, split: st
         errors += stream.errors
         kind = stream.kind
     else:
-        kind = "lines"
+        kind = "table" if fmt == "csv" else "lines"
     if kind == "lines":
         errors += _decide_refused_lines(con)
         con.execute("create or replace temp view records as "
@@ -83,13 +84,23 @@ def load_records(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, split: st
     return Loaded(count, sorted(errors, key=lambda e: e.row))
 
 
-NATIVE = ("jsonl", "jsonl.gz", "json")
+NATIVE = ("jsonl", "jsonl.gz", "json", "csv")
 MAX_LINE_BYTES = 16 << 20  # longer lines send the file through streams.py
 
 
 def _load_native(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, where: str = "") -> bool:
     """DuckDB reads the lines (its CSV reader, one column, strict: blank lines keep their
-    numbers) or the array's elements; False when it refuses the file."""
+    numbers), the array's elements, or a CSV file's rows (a header, commas, quotes: typed as
+    DuckDB infers them); False when it refuses the file."""
+    if fmt == "csv":
+        try:
+            con.execute(f"create or replace temp table rows as select * rename (ordinality as source_row) from "
+                        f"read_csv({lit(path)}, header = true, delim = ',', quote = '\"', strict_mode = true) "
+                        f"with ordinality{where}")
+            return True
+        except duckdb.Error:
+            con.execute("drop table if exists rows")
+            return False
     if fmt == "json":
         scan = (f"select ordinality as source_row, json::varchar as text, null::blob as line "
                 f"from read_json_objects({lit(path)}, format = 'array', maximum_object_size = {MAX_LINE_BYTES}) "
@@ -281,16 +292,17 @@ def assemble_sql(types: dict[str, str], meta: list[str]) -> str:
     cols = []
     for name, fs in f.items():
         cols += [f"{fs.text} as {name}_text", f"({fs.messages})::{wrapper.MESSAGE_TYPE} as {name}_msgs",
-                 f"{fs.error} as {name}_error", f"case when ({fs.error}) is not null then {fs.detail} end as {name}_detail"]
+                 f"{fs.error} as {name}_error",
+                 f"case when ({fs.error}) is not null then {fs.detail} end as {name}_detail"]
     prep = "".join(", " + p for fs in f.values() for p in fs.prep)
     prep2 = "".join(", " + p for fs in f.values() for p in fs.prep2)
     given = ("quarantine_reason" in types, "quarantine_detail" in types)
-    known = "[" + ", ".join(lit(r) for r in sorted(reasons.INGEST_REASONS)) + "]"
-    reason = (f"case when quarantine_reason is null then null when list_contains({known}, quarantine_reason::varchar) "
+    known = f"list_contains([{', '.join(lit(r) for r in sorted(reasons.INGEST_REASONS))}], quarantine_reason::varchar)"
+    reason = (f"case when quarantine_reason is null then null when {known} "
               f"then quarantine_reason::varchar else '{reasons.EXCLUDED}' end") if given[0] else "null::varchar"
     detail = "quarantine_detail::varchar" if given[1] else "null::varchar"
     if given[0]:  # a reason of the source's own is kept in the detail
-        detail = (f"case when quarantine_reason is null then null when list_contains({known}, quarantine_reason::varchar) "
+        detail = (f"case when quarantine_reason is null then null when {known} "
                   f"then {detail} else quarantine_reason::varchar || coalesce(': ' || {detail}, '') end")
     meta_sql = ("to_json({" + ", ".join(f"{lit(m)}: {_ident(m)}" for m in meta) + "})") if meta else "null::json"
     empty = f"[]::{wrapper.MESSAGE_TYPE}"

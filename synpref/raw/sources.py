@@ -48,7 +48,7 @@ import yaml
 
 from synpref.raw.presets import json_path, load_preset, macros_fingerprint, preset_names
 
-FORMATS = ("jsonl", "jsonl.gz", "json", "parquet", "hf_dataset")
+FORMATS = ("jsonl", "jsonl.gz", "json", "parquet", "csv", "hf_dataset")
 
 DEFAULT_MAX_FIELD_CHARS = 1_000_000
 # A source's name is a file-name field of its parts: no separators, no "--" (it delimits fields).
@@ -112,7 +112,7 @@ class Source:
         if path.is_dir():
             return "hf_dataset"
         for fmt, suffixes in (("jsonl.gz", (".jsonl.gz", ".json.gz")), ("jsonl", (".jsonl", ".ndjson")),
-                              ("json", (".json",)), ("parquet", (".parquet",))):
+                              ("json", (".json",)), ("parquet", (".parquet",)), ("csv", (".csv", ".csv.gz"))):
             if name.endswith(suffixes):
                 return fmt
         raise SourcesError(f"source {self.name!r}: cannot tell the format of {path}; set `format:`")

@@ -10,6 +10,10 @@ file that cannot be read at all raises ``FileReadError`` naming it.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +70,8 @@ def open_stream(path: Path, fmt: str, split: str | None = None) -> RecordStream:
         stream = _parquet_stream(path)
     elif fmt == "hf_dataset":
         stream = _hf_stream(path, split)
+    elif fmt == "csv":
+        stream = _csv_stream(path)
     else:  # pragma: no cover - formats are checked when the sources file loads
         raise FileReadError(f"{path}: no reader for format {fmt!r}")
     return stream
@@ -238,6 +244,72 @@ def _hf_stream(path: Path, split: str | None) -> RecordStream:
     stream = RecordStream("table", _with_row(schema), iter(()))
     stream.batches = _table_batches(table.to_batches(max_chunksize=BATCH_ROWS), stream)
     return stream
+
+
+def _csv_stream(path: Path) -> RecordStream:
+    """A CSV file DuckDB refused, row by row with Python's csv module: a row whose fields do not
+    match the header, or that is not UTF-8, is an error row; the others are strings."""
+    opener = (lambda: io.TextIOWrapper(gzip.open(path, "rb"), "utf-8", "surrogateescape", newline="")) \
+        if path.name.lower().endswith(".gz") else (lambda: open(path, encoding="utf-8", errors="surrogateescape",
+                                                                 newline=""))
+    try:
+        f = opener()
+        header = next(csv.reader(f), None)
+    except (OSError, csv.Error) as e:
+        raise FileReadError(f"cannot read {path} as csv: {e}") from e
+    if header is None:
+        f.close()
+        return RecordStream("table", _with_row(pa.schema([])), iter(()))
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0][1:]
+    names = [h for h in header if h != "source_row"]
+    stream = RecordStream("table", _with_row(pa.schema([(h, pa.string()) for h in names])), iter(()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        rows: list[list] = []
+        with f:
+            reader = csv.reader(f)
+            for row_number, row in enumerate(_rows_or_errors(reader, path, stream), start=1):
+                stream.rows_seen[0] = row_number
+                if row is None:
+                    continue
+                if len(row) != len(header) or any(_ESCAPED.search(v) for v in row):
+                    bad_utf8 = any(_ESCAPED.search(v) for v in row)
+                    stream.errors.append(LineError(
+                        row_number, reasons.INVALID_UTF8 if bad_utf8 else reasons.INVALID_CSV,
+                        "not UTF-8" if bad_utf8 else f"row has {len(row)} fields, the header has {len(header)}",
+                        clip(",".join(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))))
+                    continue
+                rows.append([row_number] + [v for h, v in zip(header, row) if h != "source_row"])
+                if len(rows) >= BATCH_ROWS:
+                    yield _csv_batch(rows, stream.schema)
+                    rows = []
+        if rows:
+            yield _csv_batch(rows, stream.schema)
+
+    stream.batches = batches()
+    return stream
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")  # what surrogateescape made of a byte that is not UTF-8
+
+
+def _rows_or_errors(reader, path: Path, stream: RecordStream):
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # a broken quote: nothing after it can be trusted
+            stream.errors.append(LineError(reader.line_num, reasons.TRUNCATED_FILE,
+                                           f"{path}: the CSV breaks at line {reader.line_num}: {e}", ""))
+            return
+
+
+def _csv_batch(rows: list[list], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows))
+    return pa.record_batch([pa.array(columns[0], pa.int64())] +
+                           [pa.array(c, pa.string()) for c in columns[1:]], schema=schema)
 
 
 def raw_line_text(line: bytes) -> str:

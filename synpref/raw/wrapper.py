@@ -40,8 +40,11 @@ class Field:
 
 def _message_errors(msgs: str, content_type: str | None) -> str:
     """Each message's first problem (NULL when none), as a list."""
-    null_content = (f"when m.content_type = 'n' then {q(reasons.NULL_CONTENT)} when m.content is null then "
-                    f"{q(reasons.WRONG_TYPE)} " if content_type else f"when m.content is null then {q(reasons.NULL_CONTENT)} ")
+    if content_type:  # JSON: content_type tells a null content from one of another type
+        null_content = (f"when m.content_type = 'n' then {q(reasons.NULL_CONTENT)} "
+                        f"when m.content is null then {q(reasons.WRONG_TYPE)} ")
+    else:
+        null_content = f"when m.content is null then {q(reasons.NULL_CONTENT)} "
     return (f"list_transform({msgs}, lambda m: case when m is null then {q(reasons.BAD_CONVERSATION)} "
             f"when m.role is null then {q(reasons.WRONG_TYPE)} "
             f"when not list_contains({_ROLES_SQL}, m.role) then {q(reasons.UNKNOWN_ROLE)} "
@@ -129,8 +132,8 @@ def _field_sql(name: str, col: str, sql_type: str, kind: str) -> Field:
     string_error = f"case when length({string}) > {limit} then {q(reasons.FIELD_TOO_LARGE)} end"
     is_null = f"{value} is null or {value} = 'null'"
     if kind == "text":
-        error = (f"case when {is_null} then {q(reasons.NULL_CONTENT)} when {first} <> '\"' then {q(reasons.WRONG_TYPE)} "
-                 f"else {string_error} end")
+        error = (f"case when {is_null} then {q(reasons.NULL_CONTENT)} "
+                 f"when {first} <> '\"' then {q(reasons.WRONG_TYPE)} else {string_error} end")
     elif kind == "messages":
         error = (f"case when {is_null} then {q(reasons.NULL_CONTENT)} when {first} <> '[' then {q(reasons.WRONG_TYPE)} "
                  f"else {list_error} end")
