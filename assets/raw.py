@@ -11,6 +11,7 @@ from dagster_project.resources import LakeResource, QualityResource, SourcesReso
 from dagster_project.results import table_result
 from synpref.lake.duck import refresh_views
 from synpref.raw.ingest import ingest_sources
+from synpref.raw.mapping import MappingError
 from synpref.raw.readers import FileReadError
 from synpref.raw.sources import SourcesError
 
@@ -35,11 +36,14 @@ def ingest(context: dg.AssetExecutionContext, lake: LakeResource, sources: Sourc
         summary = ingest_sources(
             the_lake, config, log=context.log.info,
             progress=lambda file, n: context.log.debug(f"{file}: {n:,} records"))
-    except (SourcesError, FileReadError) as e:
+    except (SourcesError, FileReadError, MappingError) as e:  # the sources file, a file or a source's SQL
         raise dg.Failure(description=str(e)) from e
     refresh_views(the_lake)
     per_file = {f"{f.source}: {f.file}": f.read for f in summary.files}
-    common = {"sources_file": in_lake(the_lake, config.path), "seconds": round(time.perf_counter() - start, 2),
+    seconds = time.perf_counter() - start
+    ingested = sum(f.read for f in summary.files if not f.reused)
+    common = {"sources_file": in_lake(the_lake, config.path), "seconds": round(seconds, 2),
+              "records_per_second": round(ingested / max(seconds, 1e-3)),  # of the files ingested, not reused
               "rows_read": summary.read, "files": len(summary.files),
               "files_reused": sum(f.reused for f in summary.files)}
     yield table_result(context, lake, quality, "raw_pairs", {

@@ -110,6 +110,10 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
         ids = {"label": lit(label), "source": lit(source.name)}
         with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
             con.execute(RAW_PARTS_SQL.format(**ids, target=lit(raw_tmp), index=_pair_index(con)))
+            # the few quarantined records' text first: a join would read every record's
+            con.execute("create or replace temp table quarantined_texts as select source_row, record::varchar as text "
+                        "from records semi join (select source_row from mapped_out where reason is not null) "
+                        "using (source_row)")
             con.execute(QUARANTINE_PARTS_SQL.format(**ids, target=lit(quar_tmp)))
         counts = mapped_counts(con)
     result = FileResult(source=source.name, file=label, part=part, read=read, raw=counts.pairs,
@@ -181,11 +185,11 @@ QUARANTINE_PARTS_SQL = """
                {label} as source_file, source_row, reason, detail, raw_text
         from (
             select q.source_row, q.reason, q.detail,
-                   case when length(r.record::varchar) > {limit}
-                        then left(r.record::varchar, {limit}) || '... [clipped, '
-                             || format('{{:,}}', length(r.record::varchar)) || ' chars in all]'
-                        else r.record::varchar end as raw_text
-            from mapped_out q left join records r using (source_row)
+                   case when length(r.text) > {limit}
+                        then left(r.text, {limit}) || '... [clipped, ' || format('{{:,}}', length(r.text))
+                             || ' chars in all]'
+                        else r.text end as raw_text
+            from mapped_out q left join quarantined_texts r using (source_row)
             where q.reason is not null
             union all
             select source_row, reason, detail, raw_text from line_errors
