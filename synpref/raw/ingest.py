@@ -105,11 +105,11 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
     quar_final = lake.table_dir("ingest_quarantine") / f"{part}.parquet"
     with stage_connection(lake, DuckSettings(memory_limit=MEMORY_LIMIT)) as con:
         read = map_file(con, source, path)
-        if progress:
-            progress(label, read)
         ids = {"label": lit(label), "source": lit(source.name)}
         with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
             con.execute(RAW_PARTS_SQL.format(**ids, target=lit(raw_tmp), index=_pair_index(con)))
+            if progress:  # the file is read and mapped; its parts are still hidden
+                progress(label, read)
             # the few quarantined records' text first: a join would read every record's
             con.execute("create or replace temp table quarantined_texts as select source_row, record::varchar as text "
                         "from records semi join (select source_row from mapped_out where reason is not null) "
