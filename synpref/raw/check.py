@@ -59,7 +59,7 @@ def _check_file(source: Source, path: Path, sample: int, show: int, scratch: Pat
         con.execute(f"set temp_directory = {lit(scratch)}")
         con.execute("set preserve_insertion_order = true")  # the file's first records, in order
         try:
-            check.records = map_file(con, source, path, limit=sample)
+            check.records = map_file(con, source, path, limit=sample, confined_to=[scratch])
         except (MappingError, FileReadError, duckdb.Error) as e:
             check.error = str(e)
             return check

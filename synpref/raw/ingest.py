@@ -20,13 +20,13 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from synpref.lake import LAKE_PREFIX, Lake, atomic_path, sweep_scratch
+from synpref.lake import LAKE_PREFIX, Lake, atomic_path, cache_base, sweep_scratch
 from synpref.lake.duck import DuckSettings, lit, stage_connection
 from synpref.raw import reasons
-from synpref.raw.mapping import load_records, map_records, set_variables, uses_source
+from synpref.raw.mapping import confine, load_records, map_records, set_variables, uses_source
 from synpref.raw.presets import macros_sql
 from synpref.raw.readers import DETAIL_LIMIT, RAW_TEXT_LIMIT, FileReadError, clip
-from synpref.raw.sources import Source, SourcesConfig
+from synpref.raw.sources import Source, SourcesConfig, allowed_roots
 from synpref.raw.streams import LineError
 
 INGEST_VERSION = "2"  # bump when the mapping logic changes, so old parts are rebuilt
@@ -104,7 +104,8 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
     raw_final = lake.table_dir("raw_pairs") / f"{part}.parquet"
     quar_final = lake.table_dir("ingest_quarantine") / f"{part}.parquet"
     with stage_connection(lake, DuckSettings(memory_limit=MEMORY_LIMIT)) as con:
-        read = map_file(con, source, path)
+        confined = [raw_final.parent, quar_final.parent, lake.tmp_dir, cache_base() / "scratch"]
+        read = map_file(con, source, path, confined_to=confined)
         ids = {"label": lit(label), "source": lit(source.name)}
         with atomic_path(raw_final) as raw_tmp, atomic_path(quar_final) as quar_tmp:
             con.execute(RAW_PARTS_SQL.format(**ids, target=lit(raw_tmp), index=_pair_index(con)))
@@ -123,10 +124,12 @@ def ingest_file(lake: Lake, source: Source, path: Path, part: str,
     return result
 
 
-def map_file(con: duckdb.DuckDBPyConnection, source: Source, path: Path, limit: int | None = None) -> int:
+def map_file(con: duckdb.DuckDBPyConnection, source: Source, path: Path, limit: int | None = None,
+             confined_to: list | None = None) -> int:
     """The file's records through the source's SELECT into `mapped_out` (pairs and quarantine rows)
     and `line_errors` (rows that never became a record); returns the records read. `limit`: only
-    the file's first records (synpref sources check)."""
+    the file's first records (synpref sources check). With SYNPREF_SOURCE_ROOTS set, the SELECT
+    may touch files only there and under `confined_to` (where this connection writes)."""
     con.execute(macros_sql())
     set_variables(con, source.variables())
     try:
@@ -137,6 +140,9 @@ def map_file(con: duckdb.DuckDBPyConnection, source: Source, path: Path, limit: 
     errors = loaded.errors
     if loaded.records == 0 and not errors:
         errors = [LineError(0, reasons.EMPTY_FILE, f"{path} holds no records", "")]
+    roots = allowed_roots()
+    if roots is not None:
+        confine(con, [*roots, *(confined_to or [])])
     map_records(con, source.select(), f"source {source.name!r}")
     _line_errors_table(con, errors)
     return loaded.records + len(errors)

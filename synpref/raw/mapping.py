@@ -26,7 +26,7 @@ from synpref.raw import reasons, wrapper
 from synpref.raw.readers import DETAIL_LIMIT, TOO_DEEP, clip, decode_json
 from synpref.raw.streams import LineError, open_stream, raw_line_text
 
-SAMPLE_RECORDS = 20_480  # records the typed view's columns are inferred from (DuckDB's read_json default)
+DEEP_TYPING = 128  # records with this many opening brackets are left out of the typing of `source`
 DEEP_BRACKETS = 512  # lines with more opening brackets are checked in Python for nesting depth
 RESERVED = ("source_row", "record")
 KNOWN_OUTPUTS = {"source_row", "conversation", "prompt", "chosen", "rejected", "quarantine_reason",
@@ -202,18 +202,36 @@ def uses_source(select: str) -> bool:
 
 
 def _typed_view(con: duckdb.DuckDBPyConnection) -> None:
-    """`source`: the records with their top-level fields as columns, typed from a sample."""
-    structure = con.execute(f"select json_group_structure(record) from "
-                            f"(select record from records limit {SAMPLE_RECORDS})").fetchall()[0][0]
+    """`source`: the records with their top-level fields as columns, typed from every record (a
+    field that holds strings in some and objects in others is JSON, not text). Keys that differ
+    only in case keep the first (DuckDB's columns ignore case); all fields stay in `record`.
+    DuckDB cannot type a value nested deeper than 128 levels (and fails the database trying):
+    records that may hold one are left out of the typing, and a field that may hold one is NULL."""
+    deep = _deep("record")
+    structure = con.execute(f"select json_group_structure(record) from records where not ({deep})").fetchall()[0][0]
     fields = json.loads(structure) if structure else {}
-    fields = {k: _widen(v) for k, v in (fields.items() if isinstance(fields, dict) else [])
-              if k not in RESERVED and k}
-    if fields:
-        spec = lit(json.dumps(fields))
+    typed: dict = {}
+    for key, value in (fields.items() if isinstance(fields, dict) else []):
+        if key and key not in RESERVED and key.lower() not in {k.lower() for k in typed}:
+            typed[key] = _widen(value)
+    if typed:
+        # a deep record is typed field by field: only a field nested too deep is NULL
+        values = {k: f"json_extract(record, {lit(json_path_of(k))})" for k in typed}
+        by_field = ", ".join(f"{_ident(k)} := case when {_deep(values[k])} then null "
+                             f"else json_transform({values[k]}, {lit(json.dumps(t))}) end" for k, t in typed.items())
         con.execute(f"create or replace temp view source as select source_row, record, "
-                    f"unnest(json_transform(record, {spec})) from records")
+                    f"unnest(case when {deep} then struct_pack({by_field}) "
+                    f"else json_transform(record, {lit(json.dumps(typed))}) end) from records")
     else:
         con.execute("create or replace temp view source as select source_row, record from records")
+
+
+def _deep(value: str) -> str:
+    return f"strlen({value}) - strlen(replace(replace({value}, '[', ''), '{{', '')) >= {DEEP_TYPING}"
+
+
+def json_path_of(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _widen(structure):
@@ -248,19 +266,32 @@ def set_variables(con: duckdb.DuckDBPyConnection, variables: dict) -> None:
 
 def map_records(con: duckdb.DuckDBPyConnection, select: str, what: str) -> list[str]:
     """The SELECT over `source`/`records` -> `mapped_out`; returns the meta column names."""
+    select = one_select(select, what)
+    if con.execute("select count(*) from records").fetchall()[0][0] == 0:  # nothing to map (an empty file)
+        con.execute(f"create or replace temp table mapped_out as {EMPTY_OUT}")
+        con.execute("create or replace temp table covered_rows (source_row bigint)")
+        return []
     try:
         con.execute(f"create or replace temp view mapped as {select}")
-        described = con.execute("select column_name, column_type from (describe mapped)").fetchall()
+        types = dict(con.execute("select column_name, column_type from (describe mapped)").fetchall())
     except duckdb.Error as e:
-        raise MappingError(f"{what}: the SQL does not run: {str(e).splitlines()[0][:500]}") from None
-    types = dict(described)
+        raise MappingError(f"{what}: the SQL does not run: {_first_line(e)}") from None
     missing = [c for c in ("source_row", "chosen", "rejected") if c not in types]
     if missing:
         raise MappingError(f"{what}: the SQL returns no {', '.join(missing)} column"
                            f"{'s' if len(missing) > 1 else ''} (it returns {', '.join(types)}); a source's "
                            f"SELECT returns source_row, conversation or prompt, chosen, rejected")
+    untyped = {c: t for c, t in types.items() if t.strip('"') == "NULL" and c in KNOWN_OUTPUTS}
+    if untyped:  # `null as chosen`: a column of no type is null text (or null messages)
+        casts = ", ".join(f"{_ident(c)}::{wrapper.MESSAGE_TYPE if c == 'conversation' else 'VARCHAR'} as {_ident(c)}"
+                          for c in untyped)
+        con.execute(f"create or replace temp view mapped as select * replace ({casts}) from ({select})")
+        types.update({c: wrapper.MESSAGE_TYPE if c == "conversation" else "VARCHAR" for c in untyped})
     meta = [c for c in types if c not in KNOWN_OUTPUTS]
-    con.execute(f"create or replace temp table mapped_out as {assemble_sql(types, meta)}")
+    try:
+        con.execute(f"create or replace temp table mapped_out as {assemble_sql(types, meta)}")
+    except duckdb.Error as e:
+        raise MappingError(f"{what}: the SQL fails while it runs: {_first_line(e)}") from None
     # records a pair names in its `source_rows` (beside its own source_row) are part of that pair
     listed = ("select unnest(from_json(meta->'source_rows', '[\"BIGINT\"]')) as source_row from mapped_out "
               "where reason is null" if "source_rows" in meta else "select null::bigint as source_row where false")
@@ -278,6 +309,38 @@ def map_records(con: duckdb.DuckDBPyConnection, select: str, what: str) -> list[
         raise MappingError(f"{what}: the SQL returns {strays[0]:,} rows whose source_row is no record of the "
                            f"file (e.g. {strays[1]}); return the source_row of the record each row comes from")
     return meta
+
+
+EMPTY_OUT = (f"select null::bigint as source_row, null::varchar as reason, null::varchar as detail, "
+             f"null::{wrapper.MESSAGE_TYPE} as conversation, null::varchar as chosen, null::varchar as rejected, "
+             f"null::{wrapper.MESSAGE_TYPE} as rejected_conversation, null::json as meta where false")
+
+
+def one_select(sql: str, what: str) -> str:
+    """The source's SQL, which must be exactly one SELECT: a second statement (`; copy ... to`)
+    would run with the ingest's rights."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise MappingError(f"{what}: the SQL does not run: {_first_line(e)}") from None
+    kinds = [st.type.name for st in statements]
+    if kinds != ["SELECT"]:
+        raise MappingError(f"{what}: the SQL must be one SELECT statement; it holds "
+                           f"{', '.join(kinds) or 'no statement'}")
+    return sql.strip().rstrip(";")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:500]
+
+
+def confine(con: duckdb.DuckDBPyConnection, folders: list) -> None:
+    """Let the source's SQL read and write only under `folders` (SYNPREF_SOURCE_ROOTS, the lake's
+    parts and scratch): a sources file from elsewhere cannot read other files into `meta`."""
+    con.execute("set autoload_known_extensions = false")
+    con.execute(f"set allowed_directories = [{', '.join(lit(f) for f in folders)}]")
+    con.execute("set enable_external_access = false")
+    con.execute("set lock_configuration = true")
 
 
 def assemble_sql(types: dict[str, str], meta: list[str]) -> str:
@@ -307,7 +370,7 @@ def assemble_sql(types: dict[str, str], meta: list[str]) -> str:
     meta_sql = ("to_json({" + ", ".join(f"{lit(m)}: {_ident(m)}" for m in meta) + "})") if meta else "null::json"
     empty = f"[]::{wrapper.MESSAGE_TYPE}"
     if "conversation" in f:
-        prefix = "conversation_msgs"
+        prefix = f"coalesce(conversation_msgs, {empty})"
     elif "prompt" in f:
         prefix = (f"coalesce(prompt_msgs, case when prompt_text is not null "
                   f"then [{{'role': 'user', 'content': prompt_text}}] else {empty} end)")
@@ -320,7 +383,8 @@ def assemble_sql(types: dict[str, str], meta: list[str]) -> str:
             checks.append((f"{name}_final_error", f"{name}_final_detail"))
     checks.append(("empty_error", "empty_detail"))
     reason_sql = "coalesce(" + ", ".join(r for r, _ in checks) + ")"
-    detail_sql = "coalesce(" + ", ".join(d for _, d in checks) + ")"
+    # the detail of the check that gave the reason (a given reason may come without one)
+    detail_sql = "case " + " ".join(f"when {r} is not null then {d}" for r, d in checks) + " end"
     final = {}
     for side in ("chosen", "rejected"):
         final[side] = (
@@ -337,7 +401,8 @@ def assemble_sql(types: dict[str, str], meta: list[str]) -> str:
             select *{prep2}
             from prep
         ), fields as (
-            select source_row, {reason} as given_reason, {detail} as given_detail, {', '.join(cols)},
+            select cast(source_row as bigint) as source_row, {reason} as given_reason, {detail} as given_detail,
+                   {', '.join(cols)},
                    {meta_sql} as meta
             from prep2
         ), sides as (

@@ -359,6 +359,9 @@ def relocate(sources_file: str | Path, dest: str | Path) -> Path:
 
     for entry in doc.get("sources") or []:
         entry["path"] = moved(str(entry["path"]))
+        sql = entry.get("sql")
+        if isinstance(sql, str) and sql.strip().endswith(".sql") and "\n" not in sql.strip():  # a file of SQL
+            entry["sql"] = moved(sql.strip())
     deco = doc.get("decontamination") or {}
     prompts = deco.get("benchmark_prompts")
     if prompts:

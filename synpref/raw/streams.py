@@ -104,8 +104,9 @@ def _chunks(path: Path, fmt: str) -> Iterator[bytes]:
 
 
 def _jsonl_batches(path: Path, fmt: str, stream: RecordStream) -> Iterator[pa.RecordBatch]:
-    """Lines in big chunks; blank lines are skipped but keep their numbers (source_row is the
-    line number). A gzip cut short keeps what came before and records where it broke."""
+    """Lines in big chunks, ended by \n (a \r before it is JSON whitespace); blank lines are skipped
+    but keep their numbers (source_row is the line number). A gzip cut short keeps what came
+    before and records where it broke."""
     try:
         chunks = _chunks(path, fmt)
     except OSError as e:
