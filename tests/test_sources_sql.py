@@ -702,3 +702,17 @@ def test_a_null_conversation_is_quarantined(lake, tmp_path):
     )
     assert [p["source_row"] for p in rows(lake, "raw_pairs")] == [1]
     assert [(q["source_row"], q["reason"]) for q in rows(lake, "ingest_quarantine")] == [(2, "bad_conversation")]
+
+
+def test_a_confined_ingest_still_writes_its_parts_and_quarantine(lake, tmp_path, monkeypatch):
+    """Under SYNPREF_SOURCE_ROOTS the SELECT is confined; the ingest's own writes (parts, the
+    quarantine of a bad line) still land."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "d.jsonl", GOOD)
+    with (tmp_path / "data" / "d.jsonl").open("ab") as f:
+        f.write(b"{not json\n")
+    src = write_sources(tmp_path / "data" / "sources.yaml", [{"name": "mine", "path": "d.jsonl", "sql": SIMPLE_SQL}])
+    monkeypatch.setenv("SYNPREF_SOURCE_ROOTS", str(tmp_path / "data"))
+    summary, _ = run_stages(lake, src)
+    assert (summary.read, summary.raw, summary.quarantined) == (2, 1, 1)
+    assert [q["reason"] for q in rows(lake, "ingest_quarantine")] == ["invalid_json"]

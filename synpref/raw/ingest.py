@@ -4,7 +4,8 @@ Each source file becomes one Parquet part per table, named after the file and a
 fingerprint of its content stamp and mapping. A part is written to a temporary name and
 renamed into place, then a manifest records it as done; a rerun skips parts whose
 manifest exists (resume), and drops parts of files that are no longer listed.
-Invariant per file: records read = raw rows + quarantined rows.
+Invariant per file: records read = records paired + records quarantined (one pair or one
+quarantine row per record for the four shapes).
 Rows name a file inside the lake (the demo's landing/) relative to the lake root, so a lake
 moved or copied elsewhere (keeping modification times) reuses its parts; see `file_label`.
 """
@@ -140,11 +141,11 @@ def map_file(con: duckdb.DuckDBPyConnection, source: Source, path: Path, limit: 
     errors = loaded.errors
     if loaded.records == 0 and not errors:
         errors = [LineError(0, reasons.EMPTY_FILE, f"{path} holds no records", "")]
+    _line_errors_table(con, errors)
     roots = allowed_roots()
     if roots is not None:
         confine(con, [*roots, *(confined_to or [])])
     map_records(con, source.select(), f"source {source.name!r}")
-    _line_errors_table(con, errors)
     return loaded.records + len(errors)
 
 

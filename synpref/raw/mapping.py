@@ -1,10 +1,10 @@
 """A source file through DuckDB: its records, the source's SELECT over them, the checks, the outputs.
 
-1. ``load_records``: the file's record stream into the temp table ``records (source_row,
-   record JSON)``; text formats are parsed by DuckDB, and the few lines it refuses are
-   decided in Python, so each gets its exact reason (invalid UTF-8, invalid JSON, nested too
-   deep, a lone surrogate) and the rest still land. ``source`` is the same rows with the
-   record's top-level fields as columns (as DuckDB infers them).
+1. ``load_records``: the file's records into the temp view ``records (source_row, record
+   JSON)``; DuckDB reads and parses them, and the few lines it refuses are decided in Python,
+   so each gets its exact reason (invalid UTF-8, invalid JSON, nested too deep, a lone
+   surrogate) and the rest still land. ``source`` is the same rows with the record's
+   top-level fields as columns (as DuckDB infers them).
 2. ``map_records``: the source's SELECT (a preset under sql/sources/, or the user's own)
    becomes the view ``mapped``; wrapper.py's checks turn it into ``mapped_out`` (one row
    per pair or quarantine row), and every record the SELECT returned nothing for gets a
@@ -49,7 +49,7 @@ def load_records(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, split: st
     itself (in parallel, no Python per line); a file its readers refuse as a whole (a line
     that is not UTF-8, mixed line ends, a JSON array with a syntax error, a gzip cut short)
     is read again through streams.py, which finds each bad row's own reason. `typed`: also
-    make the `source` view (its columns are inferred from a sample, which costs a scan).
+    make the `source` view (its columns are typed from every record, which costs a scan).
     `limit`: only the first rows of the file."""
     errors: list[LineError] = []
     first = f" limit {int(limit)}" if limit else ""  # the first rows: the caller keeps insertion order
