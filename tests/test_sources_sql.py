@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from conftest import rows, run_stages, write_jsonl, write_sources
@@ -716,3 +717,16 @@ def test_a_confined_ingest_still_writes_its_parts_and_quarantine(lake, tmp_path,
     summary, _ = run_stages(lake, src)
     assert (summary.read, summary.raw, summary.quarantined) == (2, 1, 1)
     assert [q["reason"] for q in rows(lake, "ingest_quarantine")] == ["invalid_json"]
+
+
+def test_the_readme_shows_the_tested_examples():
+    """The README's Sources section holds the two SELECTs these tests run (whitespace aside)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Sources"):readme.index("## Where to go next")]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    shown = [s["sql"] for b in blocks for s in (b["sources"] if isinstance(b, dict) else b) if "sql" in s]
+    flat = {" ".join(sql.split()) for sql in shown}
+    assert " ".join(MESSAGE_LIST_SQL.split()) in flat and " ".join(LABEL_SQL.split()) in flat
