@@ -111,6 +111,14 @@ def _swap_in_store(lake: Lake, staged: Path) -> None:
             remove(part)
 
 
+def _with_meta(con, lake: Lake) -> None:
+    """raw_pairs parts written before sources kept `meta` (or by other tools) read as meta NULL."""
+    columns = {c for (c,) in con.execute("select column_name from (describe raw_pairs)").fetchall()}
+    if "meta" not in columns:
+        con.execute(f"create or replace temp view raw_pairs as select *, null::json as meta "
+                    f"from read_parquet({lit(lake.table_glob('raw_pairs'))}, union_by_name = true)")
+
+
 def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=lambda msg: None,
                  force: bool = False, rows_per_bucket: int = ROWS_PER_BUCKET) -> SilverSummary:
     if not lake.has_table("raw_pairs"):
@@ -128,6 +136,7 @@ def build_silver(lake: Lake, deco, settings: DuckSettings = DuckSettings(), log=
     try:
         with stage_connection(lake, settings) as con:
             con.execute(sql_files.load("macros"))
+            _with_meta(con, lake)
             prompts = deco.prompts()
             con.register("benchmark_prompts_arrow", pa.table({"prompt": pa.array(prompts, pa.string())}))
             con.execute("create temp table benchmark_prompts as select * from benchmark_prompts_arrow")
