@@ -1,18 +1,14 @@
-"""Format readers: turn one source file into records, one error record per bad row.
-
-A reader yields ``Record``s. A row that cannot be decoded becomes a record with an
-``error`` (reason, detail) and its raw text; a file that cannot be read at all raises
-``FileReadError`` naming the file. Nothing is held whole in memory except JSON arrays,
-which the format itself forces to be parsed at once.
+"""Python's JSON decoding, for what DuckDB's readers refuse: one line's JSON (`decode_json`),
+and a JSON array element by element (`read_json_array`: an element that cannot be decoded
+becomes a ``Record`` with an ``error`` (reason, detail) and its raw text; a file that cannot be
+read at all raises ``FileReadError`` naming it). The array is held whole: the format forces it.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -107,59 +103,9 @@ def _skip_value(text: str, pos: int) -> int:
     return len(text)
 
 
-def read_records(path: Path, fmt: str, split: str | None = None) -> Iterator[Record]:
-    readers = {"jsonl": _read_jsonl, "jsonl.gz": _read_jsonl, "json": _read_json_array,
-               "parquet": _read_parquet, "hf_dataset": _read_hf_dataset}
-    empty = True
-    for record in readers[fmt](path, fmt, split):
-        empty = False
-        yield record
-    if empty:
-        yield Record(row=0, raw_text="", error=(reasons.EMPTY_FILE, f"{path} holds no records"))
-
-
-def _read_jsonl(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
-    opener = gzip.open if fmt == "jsonl.gz" else open
-    try:
-        f = opener(path, "rb")
-    except OSError as e:
-        raise FileReadError(f"cannot open {path}: {e}") from e
-    row = 0
-    with f:
-        lines = iter(f)
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
-                if row == 0:
-                    raise FileReadError(f"cannot read {path} as {fmt}: {e}") from e
-                # A gzip cut short: keep what came before, record where it broke.
-                yield Record(row=row + 1, raw_text="",
-                             error=(reasons.TRUNCATED_FILE, f"{path} ends early after line {row}: {e}"))
-                return
-            row += 1
-            line = line.rstrip(b"\r\n")  # the terminator is not part of the record
-            if row == 1 and line.startswith(BOM):
-                line = line[len(BOM):]
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield Record(row=row, raw_text=clip(line.decode("utf-8", errors="replace")),
-                             error=(reasons.INVALID_UTF8, f"not UTF-8 at byte {e.start}"))
-                continue
-            value, error = decode_json(text)
-            if error is not None:
-                yield Record(row=row, raw_text=clip(text), error=error)
-                continue
-            yield Record(row=row, value=value, raw_text=text)
-
-
-def _read_json_array(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
-    """Element by element, so one element too deep to decode is quarantined, not the file."""
+def read_json_array(path: Path) -> Iterator[Record]:
+    """A JSON array element by element, so one element too deep to decode (or not UTF-8) is
+    quarantined, not the file; each good element keeps its text."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -221,53 +167,3 @@ def _broken_array(path: Path, row: int, error: json.JSONDecodeError) -> Iterator
     yield Record(row=row, raw_text="", error=(
         reasons.TRUNCATED_FILE, f"{path}: the JSON array breaks at line {error.lineno} column {error.colno} "
                                 f"({error.msg}); the records from #{row} on cannot be read"))
-
-
-def _read_table_batches(batches, path: Path) -> Iterator[Record]:
-    row = 0
-    for batch in batches:
-        for value in batch.to_pylist():
-            row += 1
-            yield Record(row=row, value=value, raw_text=None)
-
-
-def _read_parquet(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
-    """Row group by row group: a damaged group becomes one quarantine row saying which rows
-    it held, and the groups after it are still read."""
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-        groups = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
-    except Exception as e:  # pyarrow raises several types for a bad file
-        raise FileReadError(f"cannot read {path} as parquet: {e}") from e
-    row = 0
-    for i, n in enumerate(groups):
-        first, done = row + 1, 0
-        try:
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[i]):
-                values = batch.to_pylist()
-                for value in values:
-                    row += 1
-                    yield Record(row=row, value=value, raw_text=None)
-                done += len(values)
-        except Exception as e:  # thrift, decompression, checksum errors: all mean a damaged group
-            lost = n - done
-            yield Record(row=first + done, raw_text="", error=(
-                reasons.CORRUPT_DATA, f"{path}: row group {i + 1} of {len(groups)} (rows {first:,}-{first + n - 1:,}) "
-                                      f"is damaged from row {first + done:,}: {lost:,} records lost: {e}"))
-            row = first + n - 1
-
-
-def _read_hf_dataset(path: Path, fmt: str, split: str | None) -> Iterator[Record]:
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as e:
-        raise FileReadError(f"cannot load {path} as a `datasets` folder (save_to_disk): {e}") from e
-    if isinstance(ds, datasets.DatasetDict):
-        if split is None:
-            raise FileReadError(f"{path} is a DatasetDict with splits {list(ds)}; set `split:` in the source")
-        ds = ds[split]
-    yield from _read_table_batches(ds.data.to_batches(max_chunksize=BATCH_ROWS), path)

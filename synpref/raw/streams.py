@@ -22,7 +22,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from synpref.raw import reasons
-from synpref.raw.readers import BATCH_ROWS, BOM, FileReadError, clip, read_records
+from synpref.raw.readers import BATCH_ROWS, BOM, FileReadError, clip, read_json_array
 
 LINES = pa.schema([("source_row", pa.int64()), ("line", pa.binary())])
 CHUNK_BYTES = 16 << 20  # read this much of a text file at a time
@@ -45,7 +45,6 @@ class RecordStream:
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch]
     errors: list[LineError] = field(default_factory=list)
-    rows_seen: list[int] = field(default_factory=lambda: [0])  # rows read so far, errors included
     failure: Exception | None = None  # what stopped the batches (DuckDB reports it only as text)
 
     def reader(self) -> pa.RecordBatchReader:
@@ -128,7 +127,6 @@ def _jsonl_batches(path: Path, fmt: str, stream: RecordStream) -> Iterator[pa.Re
                 yield _lines_batch(rows, lines)
             stream.errors.append(LineError(row + 1, reasons.TRUNCATED_FILE,
                                            f"{path} ends early after line {row}: {e}", ""))
-            stream.rows_seen[0] = row + 1
             return
         if chunk is None:
             break
@@ -144,7 +142,6 @@ def _jsonl_batches(path: Path, fmt: str, stream: RecordStream) -> Iterator[pa.Re
         if len(rows) >= LINE_BATCH:
             yield _lines_batch(rows, lines)
             rows, lines = [], []
-        stream.rows_seen[0] = row
     if rest.strip():  # the last line without a newline
         row += 1
         rows.append(row)
@@ -153,16 +150,14 @@ def _jsonl_batches(path: Path, fmt: str, stream: RecordStream) -> Iterator[pa.Re
         row += 1
     if rows:
         yield _lines_batch(rows, lines)
-    stream.rows_seen[0] = row
 
 
 def _json_array_batches(path: Path, stream: RecordStream) -> Iterator[pa.RecordBatch]:
-    """A JSON array element by element (readers.read_records): each element's text goes on to
+    """A JSON array element by element (readers.read_json_array): each element's text goes on to
     DuckDB; an element Python cannot decode (bad UTF-8, nested too deep) is an error row."""
     rows: list[int] = []
     texts: list[bytes] = []
-    for rec in read_records(path, "json"):
-        stream.rows_seen[0] = max(stream.rows_seen[0], rec.row)
+    for rec in read_json_array(path):
         if rec.error is not None:
             stream.errors.append(LineError(rec.row, *rec.error, rec.raw_text))
             continue
@@ -184,7 +179,6 @@ def _table_batches(batches, stream: RecordStream, first_row: int = 1) -> Iterato
         numbers = pa.array(range(row, row + n), pa.int64())
         yield pa.RecordBatch.from_arrays([numbers, *batch.columns], schema=stream.schema)
         row += n
-        stream.rows_seen[0] = row - 1
 
 
 def _with_row(schema: pa.Schema) -> pa.Schema:
@@ -220,7 +214,6 @@ def _parquet_stream(path: Path) -> RecordStream:
                     f"{path}: row group {i + 1} of {len(groups)} (rows {first:,}-{first + n - 1:,}) is damaged "
                     f"from row {first + done:,}: {n - done:,} records lost: {e}"), ""))
             first += n
-            stream.rows_seen[0] = first - 1
 
     stream.batches = batches()
     return stream
@@ -271,7 +264,6 @@ def _csv_stream(path: Path) -> RecordStream:
         with f:
             reader = csv.reader(f)
             for row_number, row in enumerate(_rows_or_errors(reader, path, stream), start=1):
-                stream.rows_seen[0] = row_number
                 if row is None:
                     continue
                 if len(row) != len(header) or any(_ESCAPED.search(v) for v in row):
