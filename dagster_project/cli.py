@@ -11,7 +11,7 @@ import click
 
 from dagster_project.annotate_cli import annotate
 from dagster_project.sources_cli import sources
-from dagster_project.cli_options import lake_option, use_lake
+from dagster_project.cli_options import group_lake_option, lake_option, use_lake
 from synpref.filtered.filtering import RULES
 from synpref.lake import Lake
 from synpref.lake.user_query import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S
@@ -19,8 +19,15 @@ from synpref.lake.user_query import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S
 
 
 @click.group()
-def main() -> None:
-    """SynPref: curate preference pairs for reward models in a Parquet + DuckDB lake."""
+@group_lake_option
+@click.option("-v", "--verbose", is_flag=True, help="Stream every log line (Dagster events, vLLM, DeepSpeed) "
+                                                    "to the console instead of <lake>/logs/.")
+@click.pass_context
+def main(ctx: click.Context, lake_dir: str | None, verbose: bool) -> None:
+    """SynPref: curate preference pairs for reward models in a Parquet + DuckDB lake.
+
+    --lake goes before or after the command: `synpref --lake L tables` = `synpref tables --lake L`."""
+    ctx.obj = {"verbose": verbose}
 
 
 DEMO_RM = {"epochs": 1, "max_length": 128}  # a short reward-model run keeps the demo quick on a CPU
@@ -32,41 +39,55 @@ DEMO_RM = {"epochs": 1, "max_length": 128}  # a short reward-model run keeps the
 @click.option("--rounds", default=2, show_default=True, help="Stage 1 rounds.")
 @click.option("--seed-gold", default=48, show_default=True, help="Pairs labelled before round 1 (the seed gold set).")
 @click.option("--to-humans", default=16, show_default=True, help="Retrieved pairs sent to humans per round.")
+@click.option("-v", "--verbose", is_flag=True, help="Stream every log line instead of writing them to <lake>/logs/.")
 @lake_option
-def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, lake_dir: str) -> None:
+@click.pass_context
+def demo(ctx: click.Context, pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, verbose: bool,
+         lake_dir: str) -> None:
     """Generate seeded demo data and run the whole method on it: the lake, Stage 1 rounds with
-    SIMULATED human annotators, Stage 2 over every shard, and the curated export."""
+    SIMULATED human annotators, Stage 2 over every shard, and the curated export.
+
+    The console shows one line per stage; the Dagster events, vLLM and DeepSpeed output go to
+    <lake>/logs/demo-<time>.log (named at the end), or to the console with -v."""
     from dagster_project import pipeline
+    from dagster_project.console import StageConsole
     from dagster_project.run import print_quarantine, print_retention, print_tables
     from synpref.demo import generate_demo
     from synpref.demo.simulated import simulate_annotators
     from synpref.raw.sources import relocate
-    from tqdm import tqdm
 
     lake = use_lake(lake_dir)
     landing = lake.home / "landing" / "demo"  # files to ingest are read from a local disk
-    with tqdm(total=pairs, desc="generating demo pairs", unit="pair") as bar:
-        summary = generate_demo(landing, pairs=pairs, seed=seed,
-                                progress=lambda done, total: bar.update(done - bar.n))
-    relocate(summary.sources_file, lake.default_sources_file)
-    click.echo(f"demo data: {summary.records:,} records in {landing}")
+    with StageConsole(lake, "demo", verbose or (ctx.obj or {}).get("verbose", False)) as console:
+        def step(title: str, run, jobs: tuple[str, ...] = ()):
+            with console.stage(title, jobs) as outcome:
+                value = run()
+                outcome["ok"] = bool(value)
+            if not value:
+                for failure in pipeline.FAILURES:
+                    console.echo(f"    {failure}")
+                console.echo(f"the full log: {console.log_path}" if not console.verbose else "")
+                sys.exit(1)
+            return value
 
-    def step(title: str, ok) -> None:
-        click.echo(f"==> {title}: {'done' if ok else 'FAILED'}")
-        if not ok:
-            print_tables(lake)
-            sys.exit(1)
-
-    step("the lake (ingest, silver, attributes, embeddings)", pipeline.run(lake, "ingest_and_clean"))
-    step("the seed set queued for humans", pipeline.queue_seed(lake, seed_gold))
-    click.echo(f"    {simulate_annotators(lake, origin='seed'):,} SIMULATED human labels on the seed set "
-               f"(from the generator's known truth; marked simulated in human_labels and gold_pairs)")
-    for _ in range(rounds):
-        key = pipeline.start_round(lake, to_humans=to_humans, simulated_humans=True, model_overrides=DEMO_RM)
-        step(f"Stage 1 {key or 'round'}: the round RM, error-driven retrieval, queues, SIMULATED human labels", key)
-        step(f"Stage 1 {key}: gold rebuilt, the LLM judges, the round's figures", pipeline.finish_round(lake, key))
-    step("Stage 2: the gold RM, every shard scored, judged and filtered, the curated export",
-         pipeline.run_stage2(lake, model_overrides=DEMO_RM).ok)
+        summary = step(f"{pairs:,} seeded demo records",
+                       lambda: generate_demo(landing, pairs=pairs, seed=seed))
+        relocate(summary.sources_file, lake.default_sources_file)
+        step("the lake (ingest, silver, attributes, embeddings)",
+             lambda: pipeline.run(lake, "ingest_and_clean"), ("ingest_and_clean",))
+        step("the seed set queued for humans", lambda: pipeline.queue_seed(lake, seed_gold) is not None,
+             ("queue_for_humans",))
+        console.echo(f"    {simulate_annotators(lake, origin='seed'):,} SIMULATED human labels on the seed set "
+                     f"(from the generator's known truth; marked simulated in human_labels and gold_pairs)")
+        for number in range(1, rounds + 1):
+            key = step(f"Stage 1 round {number}: the round RM, error-driven retrieval, queues, SIMULATED human "
+                       f"labels", lambda: pipeline.start_round(lake, to_humans=to_humans, simulated_humans=True,
+                                                               model_overrides=DEMO_RM, echo=console.echo),
+                       ("stage1_round",))
+            step(f"Stage 1 {key}: gold rebuilt, the LLM judges, the round's figures",
+                 lambda: pipeline.finish_round(lake, key), ("stage1_round_finish",))
+        step("Stage 2: the gold RM, every shard scored, judged and filtered, the curated export",
+             lambda: pipeline.run_stage2(lake, model_overrides=DEMO_RM).ok, ("stage2_models", "stage2", "export"))
     print_tables(lake)
     print_quarantine(lake)
     print_retention(lake)
@@ -87,6 +108,8 @@ Query the curated pairs with SQL (read-only):
 Human labels in this demo are SIMULATED; to label for real in the browser:
     {synpref} annotate add-annotator $USER --lake {at}
     {synpref} annotate serve --lake {at}""")
+    if not console.verbose:
+        click.echo(f"The full log of this run (Dagster events, vLLM, DeepSpeed): {console.log_path}")
 
 
 def _duckdb_hint(lake: Lake) -> str:
@@ -239,7 +262,9 @@ def sql(query: str, fmt: str, max_rows: int, timeout_s: float, memory_limit: str
 def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
     """Run the data-quality suites (and reconciliations) on TABLES, or on every table.
 
-    Exits non-zero when a blocking check fails; warnings are printed and do not fail.
+    Exits non-zero when a blocking check fails; warnings are printed and do not fail. `mostly` is
+    the share of rows an expectation needs to pass (`all`: every row); the result `within` is a pass
+    with unexpected rows inside that allowance.
     """
     from synpref.checks.checking import run_checks
     from synpref.checks.quality import docs_index
@@ -251,14 +276,15 @@ def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
         raise click.ClickException(str(e)) from e
     if not rows:
         raise click.ClickException(f"no tables to check under {lake.root}")
-    click.echo(f"{'table':<18} {'check':<58} {'kind':<9} {'result':<7} detail")
+    click.echo(f"{'table':<18} {'check':<58} {'kind':<9} {'mostly':>6} {'result':<7} detail")
     for r in rows:
-        result = "ok" if r.success else "FAILED"
-        click.echo(f"{r.table:<18} {r.check:<58} {'blocking' if r.blocking else 'warning':<9} {result:<7} {r.detail}")
-    blocking = [r for r in rows if r.blocking and not r.success]
-    warnings = [r for r in rows if not r.blocking and not r.success]
-    click.echo(f"\n{len(rows)} checks: {len(blocking)} blocking failed, {len(warnings)} warnings. "
-               f"Data Docs: {docs_index(lake)}")
+        mostly = f"{r.mostly:.2f}" if r.mostly is not None else "all"
+        click.echo(f"{r.table:<18} {r.check:<58} {r.kind:<9} {mostly:>6} {r.result:<7} {r.detail}")
+    blocking = sum(1 for r in rows if r.blocking and not r.success)
+    warnings = sum(1 for r in rows if not r.blocking and not r.success)
+    within = sum(1 for r in rows if r.result == "within")
+    click.echo(f"\n{len(rows)} checks: {blocking} blocking failed, {warnings} warnings failed, {within} passed with "
+               f"unexpected rows inside their `mostly` allowance (result `within`). Data Docs: {docs_index(lake)}")
     sys.exit(1 if blocking else 0)
 
 
@@ -411,6 +437,8 @@ def list_models(lake_dir: str) -> None:
     rows = rm_models.list_models(Lake.at(lake_dir))
     if not rows:
         click.echo("no reward models yet (synpref train)")
+        return
+    click.echo(f"{'model':<24} {'version':<8} status")
     for name, version, complete in rows:
         click.echo(f"{name:<24} {version:<8} {'complete' if complete else 'unfinished'}")
 
@@ -457,9 +485,8 @@ def push(target: str, lake_dir: str) -> None:
 def ui(port: int, lake_dir: str) -> None:
     """Serve the Dagster UI for this lake on 127.0.0.1 (dagster dev)."""
     use_lake(lake_dir)
-    dagster = Path(sys.executable).with_name("dagster")
-    os.execv(str(dagster), [str(dagster), "dev", "-m", "dagster_project.definitions",
-                            "-h", "127.0.0.1", "-p", str(port)])
+    os.execv(sys.executable, [sys.executable, "-m", "dagster_project.dagster_cli", "dev",
+                              "-m", "dagster_project.definitions", "-h", "127.0.0.1", "-p", str(port)])
 
 
 main.add_command(annotate)

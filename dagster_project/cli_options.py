@@ -7,8 +7,10 @@ import click
 
 from synpref.lake import LAKE_ENV, Lake, resolve_root
 
+DEFAULT_LAKE = "lake"
 
-def _checked_root(ctx, param, value: str) -> str:
+
+def _checked(ctx, param, value: str) -> str:
     """A usage error, not a traceback, for a root that cannot be a lake (a URL no store serves)."""
     try:
         resolve_root(value)
@@ -17,9 +19,28 @@ def _checked_root(ctx, param, value: str) -> str:
     return value
 
 
-lake_option = click.option(
-    "--lake", "lake_dir", envvar=LAKE_ENV, default="lake", show_default=True, callback=_checked_root,
-    help=f"Lake root: a folder, or an object-store URL such as s3://bucket/lake (or ${LAKE_ENV}).")
+def _group_lake(ctx, param, value: str | None) -> str | None:
+    return value if value is None else _checked(ctx, param, value)
+
+
+def _command_lake(ctx, param, value: str | None) -> str:
+    """--lake after the subcommand wins; else the one given before it (`synpref --lake X tables`,
+    which has read $SYNPREF_LAKE already); else $SYNPREF_LAKE; else ./lake."""
+    if value is None:
+        parent = ctx.parent
+        while parent is not None and parent.params.get("lake_dir") is None:
+            parent = parent.parent
+        value = parent.params["lake_dir"] if parent is not None else os.environ.get(LAKE_ENV) or DEFAULT_LAKE
+    return _checked(ctx, param, value)
+
+
+LAKE_HELP = f"Lake root: a folder, or an object-store URL such as s3://bucket/lake (default ${LAKE_ENV}, else ./lake)."
+
+# on the `synpref` group: `synpref --lake X COMMAND`
+group_lake_option = click.option("--lake", "lake_dir", envvar=LAKE_ENV, default=None, callback=_group_lake,
+                                 help=LAKE_HELP)
+# on every command: `synpref COMMAND --lake X`
+lake_option = click.option("--lake", "lake_dir", default=None, callback=_command_lake, help=LAKE_HELP)
 
 
 def use_lake(lake_dir: str) -> Lake:

@@ -33,6 +33,8 @@ from synpref.lake.shards import shard_keys
 
 # (asset, check) -> passed, for every check run by run() in this process (the demo's summary)
 CHECKS: dict[tuple[str, str], bool] = {}
+# what failed in run() in this process, one line each (a quiet console repeats them)
+FAILURES: list[str] = []
 
 
 def execute(lake: Lake, job: str, partition_key: str | None = None, ops: dict | None = None,
@@ -61,12 +63,14 @@ def run(lake: Lake, job: str, partition_key: str | None = None, ops: dict | None
     """execute(), its failures and blocking check failures said on stderr, its checks kept in CHECKS."""
     result = execute(lake, job, partition_key, ops, tags, partition_range)
     for failure in failures(result):
+        FAILURES.append(f"FAILED {failure}")
         click.echo(f"FAILED {failure}", err=True)
     evaluations = result.get_asset_check_evaluations()
     CHECKS.update({(e.asset_key.to_user_string(), e.check_name): e.passed for e in evaluations})
     blocking = [e for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     for e in blocking:
-        click.echo(f"FAILED check {e.asset_key.to_user_string()}:{e.check_name}", err=True)
+        FAILURES.append(f"FAILED check {e.asset_key.to_user_string()}:{e.check_name}")
+        click.echo(FAILURES[-1], err=True)
     return result.success and not blocking
 
 
@@ -94,7 +98,7 @@ def rounds_started(instance: dg.DagsterInstance) -> list[str]:
 
 
 def start_round(lake: Lake, to_humans: int = stage1.RoundSettings.to_humans, simulated_humans: bool = False,
-                model_overrides: dict | None = None) -> str | None:
+                model_overrides: dict | None = None, echo=click.echo) -> str | None:
     """Add the next round (round-N) and run its start: the round RM, retrieval, the queues.
     `simulated_humans` (demo lakes only): simulated annotators then label the round's pairs for
     humans, into the label journal, as people on the annotation page would."""
@@ -108,8 +112,8 @@ def start_round(lake: Lake, to_humans: int = stage1.RoundSettings.to_humans, sim
         "round_reward_model": {"config": model_overrides or {}},
         "stage1_retrievals": {"config": {"to_humans": to_humans}}})
     if ok and simulated_humans:
-        click.echo(f"    {simulate_annotators(lake, origin=key):,} SIMULATED human labels on {key}'s pairs "
-                   f"(journaled like the annotation page's)")
+        echo(f"    {simulate_annotators(lake, origin=key):,} SIMULATED human labels on {key}'s pairs "
+             f"(journaled like the annotation page's)")
     return key if ok else None
 
 
@@ -152,7 +156,7 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
                partition_range=(fold_keys()[0], fold_keys()[-1])):
         return Stage2Result(False, 1)
     keys = shard_keys()
-    command = [str(Path(sys.executable).with_name("dagster")), "job", "execute",
+    command = [sys.executable, "-m", "dagster_project.dagster_cli", "job", "execute",
                "-m", "dagster_project.definitions", "-j", "stage2",
                "--tags", json.dumps({"launched_by": "synpref-cli", "dagster/asset_partition_range_start": keys[0],
                                      "dagster/asset_partition_range_end": keys[-1]})]
@@ -175,5 +179,6 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     # the shards' run is another process's: its checks count in the summary too
     record_checks(instance, [r for r in instance.get_run_ids() if r not in before])
     if done.returncode != 0:
+        FAILURES.append(f"FAILED the stage2 run over the shards (`dagster job execute` exited {done.returncode})")
         return Stage2Result(False, done.returncode)
     return Stage2Result(run(lake, "export"), 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -50,6 +51,20 @@ def test_materialize_prints_the_tables(built_lake):
     assert listed == {"raw_pairs": ["raw", "15", "1"], "ingest_quarantine": ["raw", "0", "1"],
                       "silver_decisions": ["silver", "15", "1"], "silver_pairs": ["silver", "12", "1"],
                       "silver_quarantine": ["silver", "3", "1"]}
+
+
+def test_lake_goes_before_or_after_the_command(built_lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNPREF_LAKE", str(tmp_path / "elsewhere"))
+    after = CliRunner().invoke(main, ["tables", "--lake", str(built_lake)])
+    before = CliRunner().invoke(main, ["--lake", str(built_lake), "tables"])
+    assert before.exit_code == 0 and before.output == after.output and "silver_pairs" in before.output
+    # after the command wins over before it, and either over $SYNPREF_LAKE
+    both = CliRunner().invoke(main, ["--lake", str(tmp_path / "nowhere"), "tables", "--lake", str(built_lake)])
+    assert both.output == after.output
+    env_only = CliRunner().invoke(main, ["tables"])
+    assert "no tables yet" in env_only.output and "elsewhere" in env_only.output
+    nested = CliRunner().invoke(main, ["--lake", str(built_lake), "sql", "select count(*) as n from silver_pairs"])
+    assert nested.exit_code == 0 and "12" in nested.output
 
 
 def test_sql_prints_the_count(built_lake):
@@ -103,6 +118,15 @@ def test_check_passes_with_warnings_and_fails_on_a_blocking_violation(built_lake
     ok = CliRunner().invoke(main, ["check", "--lake", str(lake_dir)])
     assert ok.exit_code == 0, ok.output
     assert "0 blocking failed" in ok.output and "source_share" in ok.output  # one source: a warning only
+    # every row says the share of rows its expectation needs; the summary sums the rows as shown
+    rows = re.findall(r" (blocking|warning) +(all|[01]\.\d\d) (ok|within|FAILED) +(\d+) of", ok.output)
+    assert len(rows) == int(re.search(r"(\d+) checks:", ok.output)[1]) - ok.output.count("reconcile: ")
+    failed_warnings = sum(kind == "warning" and result == "FAILED" for kind, _, result, _ in rows)
+    assert failed_warnings >= 1 and f"{failed_warnings} warnings failed" in ok.output
+    # a pass with unexpected rows is `within` its allowance, never a bare ok
+    assert all(unexpected == "0" for _, _, result, unexpected in rows if result == "ok")
+    within = sum(result == "within" for _, _, result, _ in rows)
+    assert f"{within} passed with unexpected rows" in ok.output
     assert "Data Docs:" in ok.output
     tamper(Lake.at(lake_dir), "silver_pairs", "select * replace ((select min(pair_id) from {t}) as pair_id) from {t}")
     bad = CliRunner().invoke(main, ["check", "silver_pairs", "--lake", str(lake_dir)])

@@ -18,6 +18,19 @@ class CheckRow:
     blocking: bool
     success: bool
     detail: str
+    mostly: float | None = None  # the share of rows that must pass (None: every row)
+    unexpected: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "blocking" if self.blocking else "warning"
+
+    @property
+    def result(self) -> str:
+        """ok, FAILED, or `within` for a pass with unexpected rows inside its `mostly` allowance."""
+        if not self.success:
+            return "FAILED"
+        return "within" if self.unexpected else "ok"
 
 
 def run_checks(lake: Lake, tables: list[str] | None = None, batch_rows: int = 100_000,
@@ -34,7 +47,9 @@ def run_checks(lake: Lake, tables: list[str] | None = None, batch_rows: int = 10
             detail = f"{o.unexpected_count:,} of {o.element_count:,} unexpected"
             if o.sample_ids:
                 detail += f"; e.g. {', '.join(o.sample_ids[:3])}"
-            rows.append(CheckRow(table, o.expectation, o.blocking, o.success, detail))
+            if o.mostly is not None and o.element_count:
+                detail += f" ({o.unexpected_count / o.element_count:.1%}; up to {1 - o.mostly:.0%} allowed)"
+            rows.append(CheckRow(table, o.expectation, o.blocking, o.success, detail, o.mostly, o.unexpected_count))
     reconciliations = {
         "raw_pairs": lambda: reconcile_ingest(lake),
         "silver_pairs": lambda: reconcile_silver(lake),

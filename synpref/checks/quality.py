@@ -44,6 +44,7 @@ class ExpectationOutcome:
     unexpected_count: int
     element_count: int
     sample_ids: list[str] = field(default_factory=list)
+    mostly: float | None = None  # the share of rows that must pass; None: every row
 
     @property
     def blocking(self) -> bool:
@@ -106,7 +107,8 @@ class _Tally:
             success = (checked - self.unexpected) / checked >= self.mostly
         else:
             success = not self.batch_failed
-        return ExpectationOutcome(self.label, self.severity, success, self.unexpected, self.elements, self.sample)
+        return ExpectationOutcome(self.label, self.severity, success, self.unexpected, self.elements, self.sample,
+                                  self.mostly)
 
 
 def gx_context(lake: Lake):
