@@ -1,4 +1,5 @@
-"""The `synpref` command: demo, materialize, sql, check, queue, train, score, models, tables, ui, annotate, sources."""
+"""The `synpref` command: demo, materialize, sql, check, queue, train, score, export, models, tables, ui, annotate,
+sources."""
 
 from __future__ import annotations
 
@@ -426,6 +427,29 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
             click.echo(f"{rows:,} pairs scored into {target}")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
+
+
+@main.command()
+@click.option("--for", "trainer", type=click.Choice(["trl"]), default="trl", show_default=True,
+              help="The trainer the dataset is for: TRL's RewardTrainer.")
+@click.option("--tokenizer", required=True,
+              help="The reward model's backbone (a local model folder, or 'minilm'): with a chat template the "
+                   "pairs stay messages, without one they come tokenized.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The datasets folder to write (replaced whole)  [default: <lake>/export/trl_dataset]")
+@click.option("--max-length", type=click.IntRange(min=8), default=None,
+              help="Tokens per sequence at most, for a tokenizer without a chat template  "
+                   "[default: its model_max_length, at most 512]")
+@lake_option
+def export(trainer: str, tokenizer: str, out: Path | None, max_length: int | None, lake_dir: str) -> None:
+    """Write the curated export as a `datasets` folder a trainer takes as it is (datasets.load_from_disk)."""
+    from synpref.filtered.trl_export import export_for_trl
+
+    try:
+        info = export_for_trl(Lake.at(lake_dir), tokenizer, out, max_length)
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{info.rows:,} curated pairs for TRL ({info.form}) in {info.path}")
 
 
 @main.command("models")

@@ -22,6 +22,6 @@ pip_install -e '.[cpu,dev,distributed]'
 # and break transformers; triton is unused on the CPU.
 "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
 # fail here, not later, if the install broke
-"$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, synpref"
+"$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, trl, synpref"
 touch "$STAMP"
 echo "==> $VENV ready"

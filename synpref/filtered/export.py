@@ -90,16 +90,26 @@ def export_curated(lake: Lake, duck: DuckSettings = DuckSettings(), with_dataset
 
 
 def _save_dataset(lake: Lake) -> None:
-    """The export as a `datasets` folder, swapped in whole (Arrow files memory-mapped, not loaded)."""
+    """The export as a `datasets` folder (Arrow files memory-mapped, not loaded)."""
     from datasets import Dataset
 
-    final = dataset_dir(lake)
-    staging = final.with_name(f".{final.name}.tmp-{scratch.tag()}")
     cache = lake.tmp_dir / "datasets-cache"
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
         source = lake.local_copy(export_path(lake))  # a store's file is read from a local copy
-        Dataset.from_parquet(str(source), cache_dir=str(cache)).save_to_disk(str(staging))
+        save_dataset_folder(Dataset.from_parquet(str(source), cache_dir=str(cache)), dataset_dir(lake))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def save_dataset_folder(dataset, final: Path, files: dict[str, str] | None = None) -> None:
+    """`dataset.save_to_disk(final)` plus `files` (name: text) beside it, swapped in whole: a
+    reader never sees half a folder."""
+    staging = final.with_name(f".{final.name}.tmp-{scratch.tag()}")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_to_disk(str(staging))
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text)
         old = final.with_name(f".{final.name}.old-{scratch.tag()}")
         if final.exists():
             final.rename(old)
@@ -107,4 +117,3 @@ def _save_dataset(lake: Lake) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(cache, ignore_errors=True)
