@@ -381,36 +381,34 @@ def train(name: str, pairs: str, eval_set: str, holdout_fraction: float, config_
 @click.option("--pairs", required=True, help="A lake table (silver_pairs, gold_pairs...) or a Parquet/JSONL/JSON "
                                              "file of pairs.")
 @click.option("--version", default=None, help="The lake model's version (default its latest complete one).")
-@click.option("--out", default=None, help="Output Parquet for a pairs file (default ./<file>.rm_predictions.parquet).")
+@click.option("--out", default=None, help="Output Parquet for a pairs file: its columns and the scores "
+                                           "(default ./<file>.rm_predictions.parquet).")
+@click.option("--by", default=None, metavar="COLUMN", help="A pairs file: accuracy also per value of this column "
+                                                           "of the file (e.g. category).")
 @click.option("--shards", default=None, help="Shards of a lake table to score, e.g. 0,3 (default all).")
 @click.option("--max-tokens", default=8192, show_default=True, help="Padded tokens per batch.")
 @click.option("--max-batch", default=64, show_default=True, help="Rows per batch at most.")
 @lake_option
-def score(model: str, pairs: str, version: str | None, out: str | None, shards: str | None, max_tokens: int,
-          max_batch: int, lake_dir: str) -> None:
+def score(model: str, pairs: str, version: str | None, out: str | None, by: str | None, shards: str | None,
+          max_tokens: int, max_batch: int, lake_dir: str) -> None:
     """Score pairs with a reward model: a lake table into rm_predictions, shard by shard
-    (resumable), or a pairs file into a Parquet file."""
-    import functools
-
+    (resumable), or a pairs file into a Parquet file of its columns and the scores, printing the
+    accuracy (share of pairs with p_chosen > 0.5; a tie, 0.5, is wrong) overall and --by a column."""
     from tqdm import tqdm
 
-    from models.scorer import ScorerConfig, make_scorer
-    from synpref.rm import rm_models
     from synpref.lake.duck import refresh_views
     from synpref.lake import TABLE_LAYERS
-    from synpref.rm.rm_predictions import score_file, score_shard
+    from synpref.rm.pairs_file import accuracy_rows
+    from synpref.rm.rm_predictions import score_shard
     from synpref.lake.shards import N_SHARDS
 
     lake = Lake.at(lake_dir)
-    try:
-        ref = rm_models.external(model) if Path(model).is_dir() else rm_models.resolve(lake, model, version)
-    except (LookupError, ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
-    cached_scorer = functools.cache(
-        lambda: make_scorer(ref.path, ScorerConfig(max_tokens=max_tokens, max_batch=max_batch)))
-    click.echo(f"model {ref.name} {ref.version} ({ref.path})")
+    ref, cached_scorer = _scoring_model(lake, model, version, max_tokens, max_batch)
     try:
         if pairs in TABLE_LAYERS:
+            if by:
+                raise click.UsageError("--by is for a pairs file (a lake model's accuracy by source, task category "
+                                       "and objectivity is in rm_eval)")
             wanted = [int(s) for s in shards.split(",")] if shards else list(range(N_SHARDS))
             done = skipped = 0
             for shard in tqdm(wanted, desc=f"scoring {pairs}", unit="shard"):
@@ -421,10 +419,9 @@ def score(model: str, pairs: str, version: str | None, out: str | None, shards: 
             click.echo(f"{done:,} pairs of {pairs} in rm_predictions ({skipped:,} were scored already)")
         else:
             target = Path(out or f"{Path(pairs).name.split('.')[0]}.rm_predictions.parquet")
-            with tqdm(desc=f"scoring {pairs}", unit="pair") as bar:
-                rows = score_file(Path(pairs), ref, cached_scorer, target, log=lambda _: bar.update(
-                    cached_scorer().stats.sequences // 2 - bar.n))
+            rows = _score_pairs_file(Path(pairs), ref, cached_scorer, target, by)
             click.echo(f"{rows:,} pairs scored into {target}")
+            _print_accuracy(accuracy_rows(target, by), by)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -450,6 +447,86 @@ def export(trainer: str, tokenizer: str, out: Path | None, max_length: int | Non
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"{info.rows:,} curated pairs for TRL ({info.form}) in {info.path}")
+
+def _scoring_model(lake: Lake, model: str, version: str | None, max_tokens: int, max_batch: int):
+    """The model to score with (a lake model's name, or a model folder), and its scorer, loaded once
+    when first asked for."""
+    import functools
+
+    from models.scorer import ScorerConfig, make_scorer
+    from synpref.rm import rm_models
+
+    try:
+        ref = rm_models.external(model) if Path(model).is_dir() else rm_models.resolve(lake, model, version)
+    except (LookupError, ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"model {ref.name} {ref.version} ({ref.path})")
+    return ref, functools.cache(lambda: make_scorer(ref.path, ScorerConfig(max_tokens=max_tokens,
+                                                                          max_batch=max_batch)))
+
+
+def _score_pairs_file(pairs: Path, ref, cached_scorer, target: Path, by: str | None) -> int:
+    from tqdm import tqdm
+
+    from synpref.rm.pairs_file import check_breakdown, score_file
+
+    if by:
+        check_breakdown(pairs, by)  # before the scoring, not after it
+    with tqdm(desc=f"scoring {pairs}", unit="pair") as bar:
+        return score_file(pairs, ref, cached_scorer, target, log=lambda _: bar.update(
+            cached_scorer().stats.sequences // 2 - bar.n))
+
+
+def _print_accuracy(records: list[dict], by: str | None) -> None:
+    """Accuracy overall and per value of the --by column, from rm_eval's figures on the pairs."""
+    (overall,) = [r for r in records if r["breakdown"] == "overall"]
+    click.echo(f"accuracy (p_chosen > 0.5) {overall['accuracy']:.4f} on {overall['pairs']:,} pairs")
+    groups = [r for r in records if by and r["breakdown"] == by]
+    if groups:
+        width = max(len(by), *(len(r["group_value"]) for r in groups))
+        click.echo(f"{by:<{width}} {'pairs':>7} {'accuracy':>9}")
+        for r in groups:
+            click.echo(f"{r['group_value']:<{width}} {r['pairs']:>7,} {r['accuracy']:>9.4f}")
+
+
+@main.command("eval")
+@click.option("--model", "model", required=True, help="A reward model of the lake (its name) or a model folder.")
+@click.option("--pairs", required=True, help="A Parquet/JSONL/JSON file of labelled pairs (an outside benchmark).")
+@click.option("--version", default=None, help="The lake model's version (default its latest complete one).")
+@click.option("--by", default=None, metavar="COLUMN", help="Accuracy also per value of this column of the file.")
+@click.option("--eval-set", "eval_set", default=None, help="The set's name in rm_eval (default the file's name "
+                                                           "less its suffixes).")
+@click.option("--out", default=None, help="Keep the per-pair scores (the file's columns and the scores) here.")
+@click.option("--max-tokens", default=8192, show_default=True, help="Padded tokens per batch.")
+@click.option("--max-batch", default=64, show_default=True, help="Rows per batch at most.")
+@lake_option
+def eval_command(model: str, pairs: str, version: str | None, by: str | None, eval_set: str | None,
+                 out: str | None, max_tokens: int, max_batch: int, lake_dir: str) -> None:
+    """Evaluate a reward model on a pairs file into the lake's rm_eval, as the eval set named after
+    the file, beside gold: accuracy (p_chosen > 0.5; a tie, 0.5, is wrong), mean margin and
+    calibration, overall and --by a column. Evaluating the version on the set again replaces its rows."""
+    import tempfile
+
+    from synpref.lake.duck import refresh_views
+    from synpref.rm.pairs_file import accuracy_rows, eval_set_name, write_outside_eval
+
+    lake = Lake.at(lake_dir)
+    if not lake.root.exists():
+        raise click.ClickException(f"no lake at {lake.root}")
+    path = Path(pairs)
+    try:
+        name = eval_set_name(path, eval_set)
+        ref, cached_scorer = _scoring_model(lake, model, version, max_tokens, max_batch)
+        with tempfile.TemporaryDirectory(prefix="synpref-eval-") as tmp:
+            target = Path(out) if out else Path(tmp) / "scores.parquet"
+            _score_pairs_file(path, ref, cached_scorer, target, by)
+            records = accuracy_rows(target, by)
+        written = write_outside_eval(lake, ref, name, path.name, records)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e
+    refresh_views(lake)
+    click.echo(f"{ref.name} {ref.version} on {name}: {len(records)} rows of rm_eval ({written})")
+    _print_accuracy(records, by)
 
 
 @main.command("models")

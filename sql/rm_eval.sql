@@ -1,27 +1,25 @@
--- rm_eval: a reward model's accuracy, mean margin and calibration on its evaluation pairs,
--- overall and by source, task category and objectivity, plus the reliability bins (confidence_bin).
--- Reads eval_scores(pair_id, source, task_category, objectivity, reward_chosen, reward_rejected, p_chosen).
+-- rm_eval: a reward model's accuracy, mean margin and calibration on its evaluation pairs, overall and by
+-- each breakdown (source, task category... or a pairs file's column), plus the reliability bins (confidence_bin).
+-- Reads eval_scores(breakdown, group_value, reward_chosen, reward_rejected, p_chosen): every pair once with
+-- breakdown 'overall' (group 'all') and once per other breakdown (rm_eval.register_eval_scores).
 with scored as (
     select
-        coalesce(source, 'unknown') as source,
-        coalesce(task_category, 'unknown') as task_category,
-        coalesce(objectivity, 'unknown') as objectivity,
+        breakdown,
+        group_value,
         reward_chosen - reward_rejected as margin,
         p_chosen,
         greatest(p_chosen, 1 - p_chosen) as confidence,
-        -- right when the model prefers the chosen (human-preferred) response; a tie is wrong
-        (reward_chosen > reward_rejected)::int as correct,
+        -- right when the model gives the chosen (human-preferred) response p > 0.5; a tie (0.5) is wrong,
+        -- as Stage 1 counts it (p <= 0.5: the RM was wrong)
+        (p_chosen > 0.5)::int as correct,
         -- calibrated: the side the model prefers is right as often as its confidence says (5 bins over [0.5, 1])
         least(floor((greatest(p_chosen, 1 - p_chosen) - 0.5) * 10), 4)::int as bin
     from eval_scores
 ),
 binned as (
     select
-        case when grouping(source) = 0 then 'source'
-             when grouping(task_category) = 0 then 'task_category'
-             when grouping(objectivity) = 0 then 'objectivity'
-             else 'overall' end as breakdown,
-        coalesce(source, task_category, objectivity, 'all') as group_value,
+        breakdown,
+        group_value,
         bin,
         count(*) as n,
         sum(correct) as correct,
@@ -30,7 +28,7 @@ binned as (
         sum(p_chosen) as p_chosen,
         sum((1 - p_chosen) ^ 2) as squared_error
     from scored
-    group by grouping sets ((bin), (source, bin), (task_category, bin), (objectivity, bin))
+    group by breakdown, group_value, bin
 ),
 groups as (
     select

@@ -29,7 +29,7 @@ from synpref.rm import rm_models
 from synpref.lake import schemas
 from synpref.lake import Lake
 from synpref.checks.quality import validate_table
-from synpref.rm.rm_eval import evaluate_reward_model
+from synpref.rm.rm_eval import accuracy_by_set, evaluate_reward_model, evaluated
 from synpref.rm.rm_predictions import part_path, score_shard
 from synpref.rm.rm_training import train_reward_model
 from synpref.lake.shards import N_SHARDS, shard_key
@@ -317,7 +317,10 @@ VIOLATIONS = [
     ("rm_eval", "select * replace (accuracy * 2 as accuracy) from {t}",
      "expect_column_values_to_be_between(accuracy)", True),
     ("rm_eval", "select * replace ('train' as eval_set) from {t}",
-     "expect_column_values_to_be_in_set(eval_set)", True),
+     "expect_column_values_to_be_in_set(own_eval_set)", True),
+    # gold rows passed off as an outside set's: readers could no longer tell the own sets by name
+    ("rm_eval", "select * replace ('gold.jsonl' as pairs_file) from {t}",
+     "expect_column_values_to_be_in_set(outside_set_named_like_own)", True),
     ("rm_eval", "select * from {t} union all (select * from {t} where breakdown = 'overall')",
      "expect_column_values_to_be_unique(eval_key)", True),
     ("rm_eval", "select * replace (0 as pairs) from {t}", "expect_column_values_to_be_between(pairs)", True),
@@ -354,6 +357,107 @@ def test_score_command_on_a_lake_table_and_on_a_pairs_file(scored_copy, tmp_path
     assert bad.exit_code == 1 and "need columns ['rejected']" in bad.output
     missing = CliRunner().invoke(main, ["score", "--model", "nobody", "--pairs", "silver_pairs", "--lake", lake])
     assert missing.exit_code == 1 and "no complete reward model 'nobody'" in missing.output
+
+
+def _benchmark_file(path: Path) -> Path:
+    """An outside benchmark's pairs: an id, a category, and in category `flipped` the labels
+    swapped, so a model that learnt the toy signal gets those wrong and the others right."""
+    pairs = []
+    for i, r in enumerate(toy_preference_records(12, seed=11)):
+        flipped = i % 3 == 0
+        pairs.append({"id": f"b-{i}", "category": "flipped" if flipped else "straight", "prompt": r["prompt"],
+                      "chosen": r["rejected"] if flipped else r["chosen"],
+                      "rejected": r["chosen"] if flipped else r["rejected"]})
+    return write_jsonl(path, pairs)
+
+
+def _printed_accuracy(output: str, by: str) -> tuple[str, dict[str, tuple[int, float]]]:
+    """(the overall accuracy line, {group: (pairs, accuracy)}) from the accuracy a command printed."""
+    lines = output.splitlines()
+    overall = next(line for line in lines if line.startswith("accuracy (p_chosen > 0.5)"))
+    header = lines.index(next(line for line in lines if line.split()[:3] == [by, "pairs", "accuracy"]))
+    groups = {}
+    for line in lines[header + 1:]:
+        if not line.strip():
+            break
+        group, pairs, accuracy = line.split()
+        groups[group] = (int(pairs), float(accuracy))
+    return overall, groups
+
+
+def _accuracy_from(scores: list[dict], by: str) -> tuple[str, dict[str, tuple[int, float]]]:
+    """The same, computed here from the output's p_chosen (a tie, 0.5, is wrong)."""
+    right = [s["p_chosen"] > 0.5 for s in scores]
+    groups = {}
+    for value in {s[by] for s in scores}:
+        mine = [r for r, s in zip(right, scores) if s[by] == value]
+        groups[value] = (len(mine), round(float(np.mean(mine)), 4))
+    return f"accuracy (p_chosen > 0.5) {np.mean(right):.4f} on {len(scores):,} pairs", groups
+
+
+def test_score_keeps_a_pairs_files_columns_and_prints_accuracy_by_a_column(scored, tmp_path):
+    bench = _benchmark_file(tmp_path / "bench.jsonl")
+    out = tmp_path / "scores.parquet"
+    lake = ["--lake", str(scored.root)]
+    result = CliRunner().invoke(main, ["score", "--model", "baseline", "--pairs", str(bench), "--out", str(out),
+                                       "--by", "category", *lake])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.column_names == ["pair_id", "id", "category", "prompt", "chosen", "rejected", *[
+        c for c in schemas.RM_PREDICTIONS.names if c != "pair_id"]]
+    scores = table.to_pylist()
+    given = [json.loads(line) for line in bench.read_text().splitlines()]
+    assert [{k: s[k] for k in given[0]} for s in scores] == given  # every column and value, in the file's order
+    assert [s["pair_id"] for s in scores] == [f"row-{i}" for i in range(1, 13)]
+    overall, groups = _printed_accuracy(result.output, "category")
+    assert (overall, groups) == _accuracy_from(scores, "category")
+    assert groups["straight"][1] >= 0.9 and groups["flipped"][1] <= 0.1  # the breakdown follows the labels
+    # a column the file lacks: refused before any scoring
+    missing = CliRunner().invoke(main, ["score", "--model", "baseline", "--pairs", str(bench), "--out",
+                                        str(tmp_path / "none.parquet"), "--by", "topic", *lake])
+    assert missing.exit_code == 1 and "bench.jsonl has no column 'topic'" in missing.output
+    assert not (tmp_path / "none.parquet").exists()
+
+
+def test_eval_writes_an_outside_set_beside_gold_that_a_rerun_replaces(scored_copy, tmp_path):
+    bench = _benchmark_file(tmp_path / "bench.jsonl")
+    lake = ["--lake", str(scored_copy.root)]
+    order = "eval_set, breakdown, group_value"
+    gold = rows(scored_copy, "rm_eval", order=order)
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(main, ["eval", "--model", "baseline", "--pairs", str(bench), "--by", "category",
+                                       "--out", str(out), *lake])
+    assert result.exit_code == 0, result.output
+    got = rows(scored_copy, "rm_eval", order=order)
+    assert [r for r in got if r["eval_set"] == "gold"] == gold  # gold's rows untouched
+    outside = [r for r in got if r["eval_set"] != "gold"]
+    assert {(r["model"], r["model_version"], r["eval_set"], r["pairs_file"]) for r in outside} == {
+        ("baseline", "v001", "bench", "bench.jsonl")}
+    assert {r["breakdown"] for r in outside} == {"overall", "category", "confidence_bin"}
+    overall, groups = _accuracy_from(pq.read_table(out).to_pylist(), "category")
+    assert overall in result.output and _printed_accuracy(result.output, "category")[1] == groups
+    by = {(r["breakdown"], r["group_value"]): r for r in outside}
+    assert {g: (by["category", g]["pairs"], round(by["category", g]["accuracy"], 4)) for g in groups} == groups
+    assert by["overall", "all"]["pairs"] == 12
+    assert validate_table(scored_copy, "rm_eval", batch_rows=50, build_docs=False).success
+    # the lake's views show it beside gold
+    listed = CliRunner().invoke(main, ["sql", "select distinct eval_set from rm_eval order by 1", *lake])
+    assert listed.exit_code == 0 and "bench" in listed.output and "gold" in listed.output
+    # and so does the rm_eval asset's metadata (its table of every version's accuracy per set)
+    assert [(r["eval_set"], r["pairs"]) for r in accuracy_by_set(scored_copy)] == [("gold", N_GOLD), ("bench", 12)]
+    # again, without --by: the set's rows replaced, not added to
+    again = CliRunner().invoke(main, ["eval", "--model", "baseline", "--pairs", str(bench), *lake])
+    assert again.exit_code == 0, again.output
+    outside = [r for r in rows(scored_copy, "rm_eval", order=order) if r["eval_set"] == "bench"]
+    assert {r["breakdown"] for r in outside} == {"overall", "confidence_bin"}
+    assert len(rows(scored_copy, "rm_eval", order=order)) == len(gold) + len(outside)
+    # an outside set does not pass for the version's evaluation: without gold rows it still waits for one
+    assert evaluated(scored_copy) == {("baseline", "v001")}
+    (scored_copy.table_dir("rm_eval") / "baseline--v001.parquet").unlink()
+    assert evaluated(scored_copy) == set()
+    taken = CliRunner().invoke(main, ["eval", "--model", "baseline", "--pairs", str(bench), "--eval-set", "gold",
+                                      *lake])
+    assert taken.exit_code == 1 and "names the lake's own evaluation set" in taken.output
 
 
 def test_train_and_models_commands(scored_copy, tiny_rm_config_file):

@@ -14,7 +14,7 @@ from dagster_project.resources import LakeResource, QualityResource, ScorerResou
 from dagster_project.results import table_result
 from synpref.rm import rm_models
 from synpref.lake.duck import refresh_views
-from synpref.rm.rm_eval import PAIRS, TABLE as EVAL, evaluate_reward_model, evaluated
+from synpref.rm.rm_eval import PAIRS, TABLE as EVAL, accuracy_by_set, evaluate_reward_model, evaluated
 from synpref.rm.rm_predictions import score_shard
 from synpref.lake.shards import parse_shard_key
 
@@ -33,7 +33,7 @@ class EvalConfig(dg.Config):
     specs=[dg.AssetSpec(EVAL, deps=TRAINED_BY, kinds={"pytorch", "parquet"},
                         description="Each reward model version's accuracy on gold pairs (else its held-out pairs): "
                                     "overall, by source, task category and objectivity; mean margin; calibration; "
-                                    "accuracy per checkpoint."),
+                                    "accuracy per checkpoint. Outside benchmark sets (synpref eval) sit beside them."),
            dg.AssetSpec(PAIRS, deps=TRAINED_BY, kinds={"pytorch", "parquet"},
                         description="Each evaluated version's scores on its evaluation pairs (rewards and p_chosen "
                                     "per pair): what Stage 1 retrieval starts from.")],
@@ -57,7 +57,10 @@ def evaluate_reward_models(context: dg.AssetExecutionContext, config: EvalConfig
     models = [{"model": s.model, "version": s.version, "eval_set": s.eval_set, "pairs": s.pairs,
                "accuracy": s.accuracy} for s in summaries]
     metadata = {"evaluated_now": len(summaries),
-                "models": records_table(models, ["model", "version", "eval_set", "pairs", "accuracy"])}
+                "models": records_table(models, ["model", "version", "eval_set", "pairs", "accuracy"]),
+                # outside benchmark sets (synpref eval) beside gold, for every version evaluated so far
+                "accuracy_by_eval_set": records_table(accuracy_by_set(the_lake), [
+                    "model", "model_version", "eval_set", "pairs", "accuracy", "ece"])}
     if len(summaries) == 1:  # one model: its breakdowns and reliability plot
         metadata.update(_breakdowns(summaries[0]))
     yield table_result(context, lake, quality, EVAL, metadata)

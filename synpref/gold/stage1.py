@@ -174,8 +174,10 @@ def _recorded_queues(lake: Lake, key: str, p_by_gold_pair: list[tuple[str, float
 def record_round(lake: Lake, key: str, ref: ModelRef) -> dict:
     """The round's figures, after its labels came in: one row of stage1_rounds (replacing an older one)."""
     queues = _recorded_queues(lake, key, gold_p(lake, ref.name, ref.version))
+    # the round RM's own set (not an outside benchmark it was also evaluated on: synpref eval)
     (gold_accuracy,), = _query(lake, "select accuracy from rm_eval where model = $m and model_version = $v "
-                                     "and breakdown = 'overall'", {"m": ref.name, "v": ref.version})
+                                     "and breakdown = 'overall' and eval_set in ('gold', 'holdout')",
+                               {"m": ref.name, "v": ref.version})
     gold_before = ref.spec["eval"]["rows"]  # the gold the round's RM was picked and evaluated on
     simulated_humans = bool(lake.has_table("human_labels") and _query(
         lake, "select count(*) from human_labels where simulated and pair_id in "

@@ -33,6 +33,11 @@ def lit(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def ident(name: str) -> str:
+    """A SQL identifier for a column name from outside (a pairs file's column): quoted, quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 @contextlib.contextmanager
 def closed_on_error(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """For a function that prepares a connection and hands it out open: closes it if the

@@ -126,8 +126,10 @@ RM_PREDICTIONS = pa.schema([
 RM_EVAL = pa.schema([
     ("model", pa.string()),
     ("model_version", pa.string()),
-    ("eval_set", pa.string()),  # gold | holdout
-    ("breakdown", pa.string()),  # overall | source | task_category | objectivity | confidence_bin | checkpoint
+    ("eval_set", pa.string()),  # gold | holdout, or an outside set's name (synpref eval: its file's stem)
+    # overall | source | task_category | objectivity | confidence_bin | checkpoint; an outside set: overall,
+    # confidence_bin and the pairs file's column it was broken down by (synpref eval --by)
+    ("breakdown", pa.string()),
     ("group_value", pa.string()),
     ("pairs", pa.int64()),
     ("accuracy", pa.float64()),
@@ -137,6 +139,7 @@ RM_EVAL = pa.schema([
     ("brier", pa.float64()),  # mean (1 - p_chosen)^2
     ("ece", pa.float64()),  # expected calibration error over 5 confidence bins
     ("evaluated_at", pa.timestamp("us", tz="UTC")),
+    ("pairs_file", pa.string()),  # an outside set's pairs file (its name); null for gold and holdout
 ])
 
 # Stage 1: what each round's error-driven retrieval found, and where each pair went.

@@ -7,6 +7,7 @@ overall and by source, task category and objectivity (from the latest pair attri
 the reliability bins and, from the training log, the accuracy of each evaluated checkpoint.
 One part per model version, replaced when the version is evaluated again; the per-pair
 scores go to rm_eval_pairs (pairs_table eval_gold / eval_holdout), in rm_predictions' form.
+Outside sets (`synpref eval`: a benchmark's pairs file) sit beside them: synpref/rm/outside_eval.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 import sql
 from synpref.lake import schemas
 from synpref.silver.attributes import register_latest_attributes
-from synpref.lake.duck import connect as duck_connect, lit, register_tables
+from synpref.lake.duck import connect as duck_connect, ident, lit, register_tables
 from synpref.lake import Lake, atomic_path
 from synpref.rm.rm_models import ModelRef
 from synpref.rm.rm_predictions import write_predictions
@@ -32,6 +33,8 @@ from synpref.rm.rm_predictions import write_predictions
 TABLE = "rm_eval"
 PAIRS = "rm_eval_pairs"
 GOLD = "gold_pairs"
+OWN_SETS = ("gold", "holdout")  # the lake's own evaluation sets; any other eval_set is an outside one
+BREAKDOWNS = ("source", "task_category", "objectivity")
 
 
 @dataclass
@@ -97,13 +100,11 @@ def evaluate_reward_model(lake: Lake, ref: ModelRef, make_scorer: Callable,
         log(f"evaluating {ref.name} {ref.version} on {pairs.num_rows:,} {kind} pairs")
         columns = pairs.to_pydict()
         scores = make_scorer().score(columns["conversation"], columns["chosen"], columns["rejected"])
-        eval_scores = pa.table({
-            "pair_id": pairs["pair_id"], "source": pairs["source"], "task_category": pairs["task_category"],
-            "objectivity": pairs["objectivity"], "reward_chosen": scores[0], "reward_rejected": scores[1],
-            "p_chosen": scores[2]})
-        con.register("eval_scores", eval_scores)
-        metrics = con.sql(sql.load("rm_eval")).to_arrow_table()
-    rows = _rows(ref, kind, metrics.to_pylist() + _checkpoint_rows(ref))
+        scored = pa.table({**{b: pairs[b] for b in BREAKDOWNS}, "reward_chosen": scores[0],
+                           "reward_rejected": scores[1], "p_chosen": scores[2]})
+        con.register("scored_pairs", scored)
+        metrics = eval_metrics(con, "scored_pairs", BREAKDOWNS)
+    rows = eval_rows(ref, kind, metrics + _checkpoint_rows(ref))
     path = lake.table_dir(TABLE) / f"{ref.name}--{ref.version}.parquet"
     with atomic_path(path) as tmp:
         pq.write_table(rows, tmp, compression="zstd")
@@ -113,18 +114,42 @@ def evaluate_reward_model(lake: Lake, ref: ModelRef, make_scorer: Callable,
                        round(time.perf_counter() - start, 3))
 
 
-def _rows(ref: ModelRef, kind: str, records: list[dict]) -> pa.Table:
+def eval_metrics(con, scored: str, breakdowns=()) -> list[dict]:
+    """sql/rm_eval.sql's figures over a relation of scored pairs (reward_chosen, reward_rejected,
+    p_chosen, and the breakdowns' columns): overall, per value of each breakdown column (null:
+    'unknown') and per confidence bin."""
+    scores = "reward_chosen, reward_rejected, p_chosen"
+    parts = [f"select 'overall' as breakdown, 'all' as group_value, {scores} from {scored}"] + [
+        f"select {lit(b)}, coalesce({ident(b)}::varchar, 'unknown'), {scores} from {scored}" for b in breakdowns]
+    con.execute(f"create or replace temp view eval_scores as {' union all '.join(parts)}")
+    return con.sql(sql.load("rm_eval")).to_arrow_table().to_pylist()
+
+
+def eval_rows(ref: ModelRef, eval_set: str, records: list[dict], pairs_file: str | None = None) -> pa.Table:
     now = datetime.now(timezone.utc)
     return pa.Table.from_pylist([{
-        **{f.name: None for f in schemas.RM_EVAL}, **r,
-        "model": ref.name, "model_version": ref.version, "eval_set": kind, "evaluated_at": now,
+        **{f.name: None for f in schemas.RM_EVAL}, **r, "model": ref.name, "model_version": ref.version,
+        "eval_set": eval_set, "evaluated_at": now, "pairs_file": pairs_file,
     } for r in records], schema=schemas.RM_EVAL)
 
 
 def evaluated(lake: Lake) -> set[tuple[str, str]]:
-    """(model, version) of every version with rm_eval rows."""
+    """(model, version) of every version evaluated on the lake's own set (gold or holdout): one
+    evaluated only on an outside set still waits for its gold evaluation."""
     if not lake.has_table(TABLE):
         return set()
     with duck_connect(lake) as con:
         return set(con.execute(f"select distinct model, model_version from read_parquet("
-                               f"{lit(lake.table_glob(TABLE))})").fetchall())
+                               f"{lit(lake.table_glob(TABLE))}, union_by_name = true) "
+                               f"where eval_set in ({', '.join(map(lit, OWN_SETS))})").fetchall())
+
+
+def accuracy_by_set(lake: Lake) -> list[dict]:
+    """Every evaluated version's overall accuracy on each of its sets, gold and outside ones side by side."""
+    if not lake.has_table(TABLE):
+        return []
+    with duck_connect(lake) as con:
+        rel = con.sql(f"select model, model_version, eval_set, pairs, accuracy, ece from read_parquet("
+                      f"{lit(lake.table_glob(TABLE))}, union_by_name = true) where breakdown = 'overall' "
+                      f"order by model, model_version, eval_set not in ({', '.join(map(lit, OWN_SETS))}), eval_set")
+        return [dict(zip(rel.columns, r)) for r in rel.fetchall()]

@@ -13,7 +13,6 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import duckdb
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synpref.lake import schemas
-from synpref.lake.duck import DuckSettings, lit, stage_connection
+from synpref.lake.duck import DuckSettings, stage_connection
 from synpref.lake import TABLE_LAYERS, Lake, LakePath, atomic_path, parquet_rows
 from synpref.rm.memory import trim_heap
 from synpref.rm.rm_models import ModelRef
@@ -63,18 +62,21 @@ def prediction_rows(ref: ModelRef, pairs_table: str, pair_ids: list[str], reward
     }, schema=schemas.RM_PREDICTIONS)
 
 
-def write_scored(path: LakePath, chunks: Iterable[dict], scorer, to_rows: Callable[..., pa.Table],
-                 expected: int | None = None, log: Callable[[str], None] = lambda msg: None) -> int:
-    """Score chunks of pairs (dicts of column lists) into one Parquet file, written under a
-    temporary name and renamed only when every pair is in it (and as many as expected)."""
+def write_scored(path: LakePath, chunks: Iterable[pa.RecordBatch], scorer, to_rows: Callable[..., pa.Table],
+                 schema: pa.Schema = schemas.RM_PREDICTIONS, expected: int | None = None,
+                 log: Callable[[str], None] = lambda msg: None,
+                 inputs: tuple[str, str, str] = ("conversation", "chosen", "rejected")) -> int:
+    """Score chunks of pairs (batches with the `inputs` columns: conversation, chosen, rejected;
+    `to_rows(batch, reward_chosen, reward_rejected, p_chosen)` makes the rows to write) into one
+    Parquet file, written under a temporary name and renamed only when every pair is in it (and as
+    many as expected)."""
     written = 0
     with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, to_rows([], np.empty(0), np.empty(0), np.empty(0)).schema,
-                              compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for chunk in chunks:
-                scores = scorer.score(chunk["conversation"], chunk["chosen"], chunk["rejected"])
-                writer.write_table(to_rows(chunk["pair_id"], *scores))
-                written += len(chunk["pair_id"])
+                scores = scorer.score(*(chunk[c].to_pylist() for c in inputs))
+                writer.write_table(to_rows(chunk, *scores))
+                written += chunk.num_rows
                 trim_heap()  # else the shard's RSS grows with every chunk (heap fragmentation)
                 log(f"{path.name}: {written:,} pairs scored")
         if expected is not None and written != expected:
@@ -82,11 +84,13 @@ def write_scored(path: LakePath, chunks: Iterable[dict], scorer, to_rows: Callab
     return written
 
 
-def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> Iterator[dict]:
-    """The rows of a query as dicts of column lists, chunk_pairs rows at a time."""
-    for batch in con.sql(sql).to_arrow_reader(chunk_pairs):
-        if batch.num_rows:
-            yield batch.to_pydict()
+def stream_pairs(con: duckdb.DuckDBPyConnection, sql: str, chunk_pairs: int) -> Iterator[pa.RecordBatch]:
+    """The rows of a query, chunk_pairs rows at a time."""
+    yield from nonempty(con.sql(sql).to_arrow_reader(chunk_pairs))
+
+
+def nonempty(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    return (b for b in batches if b.num_rows)
 
 
 def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pairs_table: str = "silver_pairs",
@@ -116,7 +120,8 @@ def score_shard(lake: Lake, ref: ModelRef, shard: int, make_scorer: Callable, pa
         before = (scorer.stats.tokens, scorer.stats.padded_tokens) if scorer else (0, 0)
         rows = write_scored(path, stream_pairs(con, f"select {', '.join(PAIR_COLUMNS)} from {pairs_table} {where}",
                                                chunk_pairs),
-                            scorer, lambda *a: prediction_rows(ref, pairs_table, *a), expected, log)
+                            scorer, lambda batch, *s: prediction_rows(ref, pairs_table, batch["pair_id"].to_pylist(),
+                                                                      *s), expected=expected, log=log)
     tokens, padded = ((scorer.stats.tokens - before[0], scorer.stats.padded_tokens - before[1]) if scorer
                       else (0, 0))
     return ShardSummary(shard, pairs_table, rows, False, path, round(time.perf_counter() - start, 3), tokens,
@@ -136,39 +141,3 @@ def write_predictions(lake: Lake, ref: ModelRef, pairs_table: str, label: str, p
 def scored_shards(lake: Lake, ref: ModelRef, pairs_table: str = "silver_pairs") -> list[int]:
     """The shards of pairs_table the model has scored."""
     return [s for s in range(N_SHARDS) if part_path(lake, ref, pairs_table, shard_key(s)).exists()]
-
-
-FILE_READERS = {".parquet": "read_parquet", ".jsonl": "read_json_auto", ".json": "read_json_auto",
-                ".gz": "read_json_auto"}
-
-
-def score_file(path: Path, ref: ModelRef, make_scorer: Callable, out: Path, chunk_pairs: int = 2048,
-               log: Callable[[str], None] = lambda msg: None) -> int:
-    """Score a pairs file (Parquet, JSONL or JSON: chosen, rejected, and conversation or prompt;
-    pair_id if it has one, else its row number) into an rm_predictions-shaped Parquet file."""
-    path = Path(path)
-    reader = FILE_READERS.get(path.suffix.lower())
-    if reader is None or not path.is_file():
-        raise ValueError(f"{path}: not a Parquet, JSONL or JSON file of pairs")
-    with duckdb.connect() as con:
-        con.execute(f"create view pairs_file as select * from {reader}({lit(path)})")
-        columns = {c[0] for c in con.execute("describe pairs_file").fetchall()}
-        if "conversation" in columns:
-            conversation = "conversation"
-        elif "prompt" in columns:
-            conversation = "[{'role': 'user', 'content': prompt}]"
-        else:
-            raise ValueError(f"{path}: pairs need a conversation (list of role/content) or a prompt column")
-        missing = {"chosen", "rejected"} - columns
-        if missing:
-            raise ValueError(f"{path}: pairs need columns {sorted(missing)}")
-        ((rows, incomplete),) = con.execute(
-            f"select count(*), count(*) filter (where chosen is null or rejected is null or {conversation} is null) "
-            f"from pairs_file").fetchall()
-        if incomplete:
-            raise ValueError(f"{path}: {incomplete} of {rows} pairs lack chosen, rejected or the conversation")
-        pair_id = "pair_id::varchar" if "pair_id" in columns else "'row-' || (row_number() over ())::varchar"
-        sql = f"select {pair_id} as pair_id, {conversation} as conversation, chosen, rejected from pairs_file"
-        scorer = make_scorer()
-        return write_scored(Path(out), stream_pairs(con, sql, chunk_pairs), scorer,
-                            lambda *a: prediction_rows(ref, path.name, *a), rows, log)
