@@ -14,6 +14,7 @@ characters: xgrammar lets raw ones into JSON strings, which strict JSON parsing 
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -28,6 +29,9 @@ MAX_POSITIONS = 8192  # the judge prompt with 8 examples: about 6k tokens of thi
 CONSTANT_UNIT = 0.1
 QUOTE_PREFERENCE = 0.5
 FAVOUR_WEIGHT = 1000.0  # make_tiny_llm(favour=...): far above any random logit
+# The field in the model's config.json that says it is this random test model: stages record
+# it with what the model wrote (pair_attributes.test_model), and the annotation page warns.
+TEST_MODEL_FIELD = "synpref_test_model"
 # The files whose presence means a finished model folder (written last: the weights).
 COMPLETE_MARKERS = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
 
@@ -117,6 +121,16 @@ def make_tiny_llm(out_dir: Path, seed: int = 0, favour: str | None = None) -> Pa
     return out_dir
 
 
+def is_test_model(model: str) -> bool:
+    """Whether `model` (a local model folder; a served name is never one) is a random test model,
+    as its config.json says."""
+    try:
+        with (Path(model) / "config.json").open() as f:
+            return json.load(f).get(TEST_MODEL_FIELD) is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _is_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in COMPLETE_MARKERS)
 
@@ -165,6 +179,7 @@ def _random_llama(tokenizer, seed: int, favour: str | None = None):
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
         dtype="float32",
+        **{TEST_MODEL_FIELD: True},  # kept in config.json, wherever the folder is copied or served from
     )
     model = LlamaForCausalLM(config).eval()
     _bias_output_head(model, tokenizer, favour)

@@ -1,6 +1,9 @@
 """The annotation page in a real browser: Playwright drives Debian's chromium (headless) against
-`synpref annotate serve`. Sign in, label pairs by clicks and keys, find them in gold_pairs; and a
-script inside a response is shown as text, never run."""
+`synpref annotate serve`. Sign in, label pairs by clicks and keys, find them in gold_pairs; a
+script inside a response is shown as text, never run; markdown shows as code and lists; and
+attributes a random test LLM wrote carry a banner saying they are noise.
+
+SYNPREF_SCREENSHOTS=<folder> saves screenshots of the banner and of a code block there."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import shutil
 
 import pytest
 from playwright.sync_api import expect
+
+from pathlib import Path
 
 from support.annotation import pair_ids, silver_lake, simple_records, stored_labels, write_attributes
 from synpref.gold.annotate.process import AnnotationServer
@@ -110,9 +115,15 @@ def _gold(lake):
     return rows(lake, "gold_pairs", order="pair_id")
 
 
+def _screenshot(page, name: str) -> None:
+    if folder := os.environ.get("SYNPREF_SCREENSHOTS"):
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
 def test_a_script_inside_a_response_is_shown_as_text_never_run(lake, tmp_path, page):
+    # markdown around the payload too: in a list item and as a link's text with a javascript: target
     silver_lake(lake, tmp_path, [{"prompt": f"Say hi {PAYLOAD}", "chosen": f"Hi! {PAYLOAD}",
-                                  "rejected": f"No. {PAYLOAD}"}])
+                                  "rejected": f"- No. {PAYLOAD}\n- [{PAYLOAD}](javascript:alert(3))"}])
     (pid,) = pair_ids(lake)
     write_attributes(lake, {pid: ("objective", "low")}, guideline=f"Prefer a greeting. {PAYLOAD}")
     queue_for_humans(lake, "test", pair_ids=[pid])
@@ -125,7 +136,8 @@ def test_a_script_inside_a_response_is_shown_as_text_never_run(lake, tmp_path, p
         texts = [page.text_content(s) for s in ("#candidate-1", "#candidate-2", "#conversation", "#pair-guideline")]
         assert all(PAYLOAD in text for text in texts), texts
         assert "&lt;script&gt;" in page.inner_html("#candidate-1")  # escaped, i.e. text
-        assert page.locator("#task script, #task img, #task iframe").count() == 0
+        assert page.locator("#task script, #task img, #task iframe, #task a").count() == 0
+        assert page.locator(".candidates li").count() == 2  # the list is a list; its items hold text only
         page.wait_for_timeout(300)  # an onerror handler would have fired by now
         assert page.evaluate("window.__pwned === undefined") and dialogs == []
         csp = page.goto(server.url + "/").headers["content-security-policy"]
@@ -153,3 +165,69 @@ def test_a_label_past_its_lease_is_refused_and_the_page_moves_on(lake, tmp_path,
     finally:
         assert server.shutdown()
     assert len(stored_labels(lake)) == 1
+
+
+def test_attributes_from_the_test_llm_carry_a_banner_and_others_do_not(lake, tmp_path, page):
+    silver_lake(lake, tmp_path, simple_records(3))
+    noise, real, bare = pair_ids(lake)
+    # the queue shows objective pairs first, then subjective ones, then pairs without attributes
+    write_attributes(lake, {noise: ("objective", "low")}, model="tiny", test_model=True)
+    write_attributes(lake, {real: ("subjective", "low")}, model="Qwen/Qwen3-32B", test_model=False)
+    queue_for_humans(lake, "test", select_sql="select pair_id from silver_pairs")
+    token = add_annotator(lake, "dora")
+    server = AnnotationServer(lake, tmp_path / "server.log")
+    banner = page.locator("#test-model-banner")
+    try:
+        _sign_in(page, server, token)
+        assert page.text_content("#pair-id") == noise
+        expect(banner).to_be_visible()
+        expect(banner).to_contain_text("randomly initialised test LLM: they are noise, not guidance")
+        expect(page.locator("#attr-model")).to_have_text("tiny")
+        _screenshot(page, "page-banner.png")
+        page.click("#choose-1")
+        expect(page.locator("#pair-id")).to_have_text(real)
+        expect(banner).to_be_hidden()  # hidden again for the next pair, not left over
+        expect(page.locator("#attr-model")).to_have_text("Qwen/Qwen3-32B")
+        page.click("#choose-1")
+        expect(page.locator("#pair-id")).to_have_text(bare)
+        expect(banner).to_be_hidden()
+        expect(page.locator("#attr-task_category")).to_have_text("—")
+    finally:
+        assert server.shutdown()
+
+
+CODE = ("def sort_items(items):\n    return sorted(items, key=lambda x: x < 0)\n"
+        f"# a long line: {'it scrolls inside its block ' * 12}")
+
+
+def test_markdown_in_a_response_shows_as_code_and_lists(lake, tmp_path, page):
+    chosen = (f"Use `sorted`:\n\n```python\n{CODE}\n```\n\n- it returns a new list\n- the input stays as it was\n\n"
+              "See [the docs](https://docs.python.org/3/howto/sorting.html), not [this](javascript:window.__pwned=3).")
+    silver_lake(lake, tmp_path, [{"prompt": "Write a **Python** function that sorts a list.", "chosen": chosen,
+                                  "rejected": "1. Call `items.sort()`\n2. Return `items`"}])
+    queue_for_humans(lake, "test", select_sql="select pair_id from silver_pairs")
+    token = add_annotator(lake, "erin")
+    server = AnnotationServer(lake, tmp_path / "server.log")
+    try:
+        _sign_in(page, server, token)
+        code = page.locator(".candidates pre > code")
+        expect(code).to_have_count(1)
+        assert code.text_content() == CODE + "\n"  # the code as written, < and indentation included
+        assert code.get_attribute("class") == "language-python"
+        items = page.locator(".candidates li")
+        assert sorted(items.all_text_contents()) == sorted(["it returns a new list", "the input stays as it was",
+                                                            "Call items.sort()", "Return items"])
+        assert page.locator(".candidates ol > li").count() == 2 and page.locator(".candidates ul > li").count() == 2
+        expect(page.locator("#conversation strong")).to_have_text("Python")  # the prompt's markdown too
+        link = page.locator(".candidates a")
+        expect(link).to_have_count(1)  # the javascript: one is left as text
+        assert link.get_attribute("href") == "https://docs.python.org/3/howto/sorting.html"
+        assert link.get_attribute("target") == "_blank"
+        assert "[this](javascript:window.__pwned=3)" in page.text_content(".candidates")
+        # the long code line scrolls inside its block instead of widening its candidate
+        assert page.locator(".candidates pre").evaluate("e => e.scrollWidth > e.clientWidth")
+        widths = page.locator(".candidates article").evaluate_all("es => es.map(e => e.clientWidth)")
+        assert abs(widths[0] - widths[1]) <= 1, widths
+        _screenshot(page, "page-code.png")
+    finally:
+        assert server.shutdown()

@@ -21,7 +21,7 @@ RUN = textwrap.dedent("""
     import sys
     from models.annotator import default_config_path, load_config, load_annotator
     from models.attributes import annotate, load_prompt
-    from models.tiny_llm import make_tiny_llm
+    from models.tiny_llm import is_test_model, make_tiny_llm
     from synpref.silver.attributes import annotate_pending
     from synpref.lake import Lake
     import dataclasses
@@ -29,15 +29,16 @@ RUN = textwrap.dedent("""
     config = dataclasses.replace(load_config(default_config_path()), model=str(make_tiny_llm(lake.root / "models" / "tiny-llm")))
     for shard in [int(k) for k in sys.argv[3:]] or [None]:  # the given shards, else every pending pair
         s = annotate_pending(lake, lambda: load_annotator(config), annotate, load_prompt(), model="tiny",
-                             chunk_rows=int(sys.argv[2]), log=lambda m: print(m, flush=True), shard=shard)
+                             chunk_rows=int(sys.argv[2]), log=lambda m: print(m, flush=True), shard=shard,
+                             test_model=is_test_model(config.model))
         print("DONE", s.annotated, s.cached, flush=True)
 """)
 
 
-def _attribute_rows(lake) -> list[tuple[str, str]]:
+def _attribute_rows(lake, columns: str = "pair_id, status") -> list[tuple]:
     con = duckdb.connect()
     try:
-        return con.execute(f"select pair_id, status from read_parquet({lit(lake.table_glob('pair_attributes'))}) "
+        return con.execute(f"select {columns} from read_parquet({lit(lake.table_glob('pair_attributes'))}) "
                            f"where model = 'tiny'").fetchall()
     finally:
         con.close()
@@ -68,6 +69,7 @@ def test_shards_annotated_by_two_processes_at_once_cover_every_pair_once(lake, t
     assert [r.returncode for r in runs] == [0, 0], [o[-3000:] for o in outs]
     ids = [pair_id for pair_id, _ in _attribute_rows(lake)]
     assert len(ids) == len(set(ids)) == 24
+    assert set(_attribute_rows(lake, "test_model")) == {(True,)}  # the tiny model's rows say they are noise
     # each shard's step annotated exactly its own pairs
     per_shard = [int(line.split()[1]) for out in outs for line in out.splitlines() if line.startswith("DONE")]
     assert per_shard == [sum(shard_of(i) == k for i in ids) for k in range(N_SHARDS)]

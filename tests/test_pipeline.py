@@ -41,6 +41,8 @@ def test_demo_runs_both_stages_and_every_count_reconciles(demo):
     assert "retention by source" in stdout and "http://127.0.0.1:3000" in stdout and "filtered_pairs" in stdout
     assert "duplicate" in stdout  # the planted defects show in the quarantine table
     assert "SIMULATED" in stdout
+    # the demo's attributes come from the tiny random LLM, and every row says so (the page's banner)
+    assert _one(lake, "select bool_and(test_model), min(model) from pair_attributes") == (True, "tiny")
     # the printed query, pasted into a shell as it stands (the lake's path holds a quote and a space)
     (query,) = [line.strip() for line in stdout.splitlines() if " sql --lake " in line and "filtered_pairs" in line]
     pasted = subprocess.run(["bash", "-c", query + " --format csv"], capture_output=True, text=True, env=env)

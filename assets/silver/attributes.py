@@ -39,17 +39,20 @@ def annotate_shard(context: dg.OpExecutionContext, config: AttributesConfig, lak
                    annotator: AnnotatorResource, shard: int) -> dict:
     from models.annotator import load_annotator
     from models.attributes import annotate, load_prompt
+    from models.tiny_llm import is_test_model
 
     the_lake = lake.lake()
     configured = annotator.configured()
     model_id = configured.model
+    settings = annotator.settings(the_lake)  # the model folder itself (the tiny one made by the plan step)
     prompt = load_prompt(config.prompt_version or configured.prompt_version)
     context.log.info(f"{shard_key(shard)}: annotating pending pairs with {model_id}, prompt {prompt.version}")
     limit = math.ceil(config.limit / N_SHARDS) if config.limit else None
     summary = annotate_pending(
-        the_lake, lambda: load_annotator(annotator.settings(the_lake)), annotate, prompt, model=model_id,
+        the_lake, lambda: load_annotator(settings), annotate, prompt, model=model_id,
         chunk_rows=config.chunk_rows, limit=limit, max_attempts=config.max_attempts,
-        log=lambda msg: context.log.info(f"{shard_key(shard)}: {msg}"), shard=shard)
+        log=lambda msg: context.log.info(f"{shard_key(shard)}: {msg}"), shard=shard,
+        test_model=is_test_model(settings.model))
     return {"shard": shard, "annotated": summary.annotated, "cached": summary.cached, "ok": summary.ok,
             "failed": summary.failed, "errors": summary.errors, "seconds": summary.seconds,
             "model": model_id, "prompt_version": prompt.version}

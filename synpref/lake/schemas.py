@@ -30,6 +30,9 @@ INGEST_QUARANTINE = pa.schema([
 PAIR_ATTRIBUTES = pa.schema([
     ("pair_id", pa.string()),
     ("model", pa.string()),
+    # the model is a random test LLM (its config.json says so): the attributes are noise.
+    # Null in parts written before the column existed.
+    ("test_model", pa.bool_()),
     ("prompt_version", pa.string()),
     ("status", pa.string()),  # ok | failed
     ("task_category", pa.string()),

@@ -29,16 +29,20 @@ from synpref.lake.shards import N_SHARDS, shard_sql
 
 TABLE = "pair_attributes"
 
-# Each pair's latest successful attribute row (any model or prompt version).
+# Each pair's latest successful attribute row (any model or prompt version), with the model
+# that wrote it. The empty select names test_model for lakes whose parts all predate it.
 LATEST_ATTRIBUTES_SQL = """
-select pair_id, task_category, objectivity, controversiality, desired_attributes, annotation_guideline
-from read_parquet({glob}, union_by_name = true)
+select pair_id, task_category, objectivity, controversiality, desired_attributes, annotation_guideline,
+       model, test_model
+from (select * from read_parquet({glob}, union_by_name = true)
+      union all by name select null::boolean as test_model where false)
 where status = 'ok'
 qualify row_number() over (partition by pair_id order by annotated_at desc) = 1
 """
 _NO_ATTRIBUTES_SQL = ("select null::varchar as pair_id, null::varchar as task_category, "
                       "null::varchar as objectivity, null::varchar as controversiality, "
-                      "null::varchar[] as desired_attributes, null::varchar as annotation_guideline where false")
+                      "null::varchar[] as desired_attributes, null::varchar as annotation_guideline, "
+                      "null::varchar as model, null::boolean as test_model where false")
 
 
 def register_latest_attributes(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -84,10 +88,11 @@ def pending_pairs(lake: Lake, model: str, prompt_version: str, limit: int | None
         return con.execute(sql, {"model": model, "version": prompt_version} if done else {})
 
 
-def _rows(results, model: str, prompt_version: str) -> pa.Table:
+def _rows(results, model: str, prompt_version: str, test_model: bool) -> pa.Table:
     now = datetime.now(timezone.utc)
     return pa.Table.from_pylist([{
-        "pair_id": r.pair_id, "model": model, "prompt_version": prompt_version, "status": r.status,
+        "pair_id": r.pair_id, "model": model, "test_model": test_model, "prompt_version": prompt_version,
+        "status": r.status,
         "task_category": r.task_category, "objectivity": r.objectivity, "controversiality": r.controversiality,
         "desired_attributes": r.desired_attributes, "annotation_guideline": r.annotation_guideline,
         "attempts": r.attempts, "error": r.error, "raw_output": r.raw_output, "annotated_at": now,
@@ -96,9 +101,11 @@ def _rows(results, model: str, prompt_version: str) -> pa.Table:
 
 def annotate_pending(lake: Lake, make_annotator: Callable, annotate: Callable, prompt, model: str,
                      chunk_rows: int = 256, limit: int | None = None, max_attempts: int = 3,
-                     log=lambda msg: None, shard: int | None = None, n_shards: int = N_SHARDS) -> AttributesSummary:
+                     log=lambda msg: None, shard: int | None = None, n_shards: int = N_SHARDS,
+                     test_model: bool = False) -> AttributesSummary:
     """Annotate every pending silver pair (of one shard, or all), a chunk at a time; the
-    annotator is made only if needed."""
+    annotator is made only if needed. `test_model`: the model is a random test LLM
+    (models.tiny_llm.is_test_model), recorded in every row so readers can tell noise."""
     start = time.perf_counter()
     pending = 0
     counts: dict[str, int] = {}
@@ -112,7 +119,7 @@ def annotate_pending(lake: Lake, make_annotator: Callable, annotate: Callable, p
                 results = annotate(annotator, pairs, prompt, max_attempts=max_attempts)
                 part = lake.table_dir(TABLE) / f"part-{uuid.uuid4().hex[:12]}.parquet"
                 with atomic_path(part) as tmp:
-                    pq.write_table(_rows(results, model, prompt.version), tmp, compression="zstd")
+                    pq.write_table(_rows(results, model, prompt.version, test_model), tmp, compression="zstd")
                 pending += len(pairs)
                 for r in results:
                     key = "ok" if r.status == "ok" else r.error or "failed"

@@ -46,11 +46,13 @@ def silver_texts(lake: Lake) -> dict[str, tuple[str, str]]:
         con.close()
 
 
-def write_attributes(lake: Lake, attributes: dict[str, tuple[str, str]], guideline: str = "Check the sum.") -> None:
-    """pair_attributes rows (status ok) with the given (objectivity, controversiality) per pair."""
+def write_attributes(lake: Lake, attributes: dict[str, tuple[str, str]], guideline: str = "Check the sum.",
+                     model: str = "test", test_model: bool | None = None) -> None:
+    """pair_attributes rows (status ok) with the given (objectivity, controversiality) per pair,
+    written by `model` (`test_model`: a random test LLM, as the stage records it)."""
     now = datetime.now(timezone.utc)
     write_part(lake, "pair_attributes", pa.Table.from_pylist([{
-        "pair_id": pid, "model": "test", "prompt_version": "attributes-v1", "status": "ok",
+        "pair_id": pid, "model": model, "test_model": test_model, "prompt_version": "attributes-v1", "status": "ok",
         "task_category": "math", "objectivity": obj, "controversiality": contro,
         "desired_attributes": ["correct arithmetic"], "annotation_guideline": guideline, "attempts": 1,
         "error": None, "raw_output": "{}", "annotated_at": now} for pid, (obj, contro) in attributes.items()],

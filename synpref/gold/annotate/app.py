@@ -2,8 +2,9 @@
 
 Every request needs an annotator's token (the sign-in cookie, or `Authorization: Bearer`);
 without a valid one the answer is 401 (for a page, the sign-in form). Texts reach the page
-as JSON and are put in with textContent, never as HTML; the Content-Security-Policy allows
-only the app's own script file, so nothing inside a response can run.
+as JSON: conversation turns and responses also as HTML rendered from their markdown here, with
+no HTML of their own let through (markdown.py); everything else is put in with textContent. The
+Content-Security-Policy allows only the app's own script file, so nothing inside a response can run.
 
 A label is journaled (written and fsynced) before the page is told it was saved; the journal
 is sealed into human_labels at start (recovering a killed server's labels), every
@@ -35,6 +36,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 
 from synpref.gold.annotate.guideline import load_guideline
+from synpref.gold.annotate.markdown import render_markdown
 from synpref.gold.annotate.state import AnnotationState
 from synpref.gold.annotate.tickets import TicketError, TicketSigner
 from synpref.gold.annotators import Tokens
@@ -260,7 +262,9 @@ def create_app(lake: Lake, settings: ServeSettings = ServeSettings(), log=print)
         chosen_first = rng.random() < 0.5  # a fresh coin per showing: the order never follows the label
         shown = "chosen_first" if chosen_first else "rejected_first"
         candidates = [pair["chosen"], pair["rejected"]] if chosen_first else [pair["rejected"], pair["chosen"]]
-        return {"pair": {"pair_id": pair["pair_id"], "conversation": pair["conversation"], "candidates": candidates,
+        conversation = [{**m, "content_html": render_markdown(m["content"])} for m in pair["conversation"]]
+        return {"pair": {"pair_id": pair["pair_id"], "conversation": conversation, "candidates": candidates,
+                         "candidates_html": [render_markdown(c) for c in candidates],
                          "attributes": pair["attributes"], "origin": pair["origin"]},
                 "ticket": live["signer"].issue(pair["pair_id"], annotator, shown),
                 "progress": progress.as_dict()}

@@ -26,14 +26,17 @@ from synpref.lake import Lake
 
 QUEUE_SQL = f"""
 select q.pair_id, q.origin, q.priority, s.conversation, s.chosen, s.rejected,
-       a.task_category, a.objectivity, a.controversiality, a.desired_attributes, a.annotation_guideline
+       a.task_category, a.objectivity, a.controversiality, a.desired_attributes, a.annotation_guideline,
+       a.model, a.test_model
 from (select pair_id, arg_min(origin, queued_at) as origin, min(priority) as priority, min(queued_at) as queued_at
       from {QUEUE} group by pair_id) as q
 join silver_pairs as s using (pair_id)
 left join latest_attributes as a using (pair_id)
 order by q.priority, q.queued_at, q.pair_id
 """
-ATTRIBUTES = ("task_category", "objectivity", "controversiality", "desired_attributes", "annotation_guideline")
+# with the model that wrote them, and whether it is a random test LLM (the page then warns)
+ATTRIBUTES = ("task_category", "objectivity", "controversiality", "desired_attributes", "annotation_guideline",
+              "model", "test_model")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-// The annotation page: fetch the next pair, show it as text (textContent only, never HTML),
-// send the choice, and say "Saved" only after the server answered that the label is on disk.
+// The annotation page: fetch the next pair and show it, send the choice, and say "Saved" only
+// after the server answered that the label is on disk. Conversation turns and responses go in
+// as the HTML the server rendered from their markdown (markdown.py lets none of their own HTML
+// through); every other text with textContent, never as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -29,8 +31,8 @@ function renderConversation(messages) {
     role.className = "role";
     role.textContent = message.role;
     const content = document.createElement("div");
-    content.className = "content";
-    content.textContent = message.content;
+    content.className = "content markdown";
+    content.innerHTML = message.content_html;
     item.append(role, content);
     box.append(item);
   }
@@ -45,14 +47,16 @@ function render(data) {
   const pair = data.pair;
   $("pair-id").textContent = pair.pair_id;
   renderConversation(pair.conversation);
-  $("candidate-1").textContent = pair.candidates[0];
-  $("candidate-2").textContent = pair.candidates[1];
+  $("candidate-1").innerHTML = pair.candidates_html[0];
+  $("candidate-2").innerHTML = pair.candidates_html[1];
   const a = pair.attributes || {};
+  $("test-model-banner").hidden = a.test_model !== true;
   setText("attr-task_category", a.task_category);
   setText("attr-objectivity", a.objectivity);
   setText("attr-controversiality", a.controversiality);
   setText("attr-desired_attributes", (a.desired_attributes || []).join("; "));
   setText("pair-guideline", a.annotation_guideline);
+  setText("attr-model", a.model);
   $("comment").value = "";
   window.scrollTo(0, 0);
 }
