@@ -42,37 +42,23 @@ DEMO_RM = {"epochs": 1, "max_length": 128}  # a short reward-model run keeps the
 @click.option("--to-humans", default=16, show_default=True, help="Retrieved pairs sent to humans per round.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream every log line instead of writing them to <lake>/logs/.")
 @lake_option
-@click.pass_context
-def demo(ctx: click.Context, pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, verbose: bool,
-         lake_dir: str) -> None:
+def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, verbose: bool, lake_dir: str) -> None:
     """Generate seeded demo data and run the whole method on it: the lake, Stage 1 rounds with
     SIMULATED human annotators, Stage 2 over every shard, and the curated export.
 
     The console shows one line per stage; the Dagster events, vLLM and DeepSpeed output go to
     <lake>/logs/demo-<time>.log (named at the end), or to the console with -v."""
     from dagster_project import pipeline
-    from dagster_project.console import StageConsole
-    from dagster_project.run import print_quarantine, print_retention, print_tables
+    from dagster_project.summaries import print_quarantine, print_retention, print_tables
     from synpref.demo import generate_demo
     from synpref.demo.simulated import simulate_annotators
     from synpref.raw.sources import relocate
 
     lake = use_lake(lake_dir)
     landing = lake.home / "landing" / "demo"  # files to ingest are read from a local disk
-    with StageConsole(lake, "demo", verbose or (ctx.obj or {}).get("verbose", False)) as console:
-        def step(title: str, run, jobs: tuple[str, ...] = ()):
-            with console.stage(title, jobs) as outcome:
-                value = run()
-                outcome["ok"] = bool(value)
-            if not value:
-                for failure in pipeline.FAILURES:
-                    console.echo(f"    {failure}")
-                console.echo(f"the full log: {console.log_path}" if not console.verbose else "")
-                sys.exit(1)
-            return value
-
-        summary = step(f"{pairs:,} seeded demo records",
-                       lambda: generate_demo(landing, pairs=pairs, seed=seed))
+    with _stage_console(lake, "demo", verbose) as console:
+        step = console.run
+        summary = step(f"{pairs:,} seeded demo records", lambda: generate_demo(landing, pairs=pairs, seed=seed))
         relocate(summary.sources_file, lake.default_sources_file)
         step("the lake (ingest, silver, attributes, embeddings)",
              lambda: pipeline.run(lake, "ingest_and_clean"), ("ingest_and_clean",))
@@ -88,7 +74,10 @@ def demo(ctx: click.Context, pairs: int, seed: int, rounds: int, seed_gold: int,
             step(f"Stage 1 {key}: gold rebuilt, the LLM judges, the round's figures",
                  lambda: pipeline.finish_round(lake, key), ("stage1_round_finish",))
         step("Stage 2: the gold RM, every shard scored, judged and filtered, the curated export",
-             lambda: pipeline.run_stage2(lake, model_overrides=DEMO_RM).ok, ("stage2_models", "stage2", "export"))
+             # the shards one after another in one process: at the demo's size a process per step
+             # (imports, an engine start) costs more than two cores win running them side by side
+             lambda: pipeline.run_stage2(lake, model_overrides=DEMO_RM, in_process=True).ok,
+             ("stage2_models", "stage2", "export"))
     print_tables(lake)
     print_quarantine(lake)
     print_retention(lake)
@@ -109,8 +98,14 @@ Query the curated pairs with SQL (read-only):
 Human labels in this demo are SIMULATED; to label for real in the browser:
     {synpref} annotate add-annotator $USER --lake {at}
     {synpref} annotate serve --lake {at}""")
-    if not console.verbose:
-        click.echo(f"The full log of this run (Dagster events, vLLM, DeepSpeed): {console.log_path}")
+    console.say_log()
+
+
+def _stage_console(lake: Lake, name: str, verbose: bool = False):
+    """The console of a command that runs stages: quiet, with the logs in <lake>/logs/, unless -v."""
+    from dagster_project.console import StageConsole
+
+    return StageConsole(lake, name, verbose or (click.get_current_context().find_root().obj or {}).get("verbose"))
 
 
 def _duckdb_hint(lake: Lake) -> str:
@@ -138,28 +133,37 @@ def round_command(to_humans: int, seed_gold: int, finish_key: str | None, simula
 
     lake = use_lake(lake_dir)
     synpref = Path(sys.executable).with_name("synpref")
-    if finish_key:
-        sys.exit(0 if pipeline.finish_round(lake, finish_key) else 1)
-    if not pipeline.run(lake, "gold"):
-        sys.exit(1)
-    if not stage1.gold_count(lake):
-        queued = pipeline.queue_seed(lake, seed_gold)
-        if queued is None:
-            sys.exit(1)
-        if not simulate_humans:
-            click.echo(f"no gold pairs yet: {queued:,} seed pairs queued for humans. Label them "
-                       f"(`{synpref} annotate serve --lake {lake.root}`), then run `synpref round` again.")
+    finish = "Stage 1 {}: gold rebuilt, the LLM judges, the round's figures"
+    with _stage_console(lake, "round") as console:
+        if finish_key:
+            console.run(finish.format(finish_key), lambda: pipeline.finish_round(lake, finish_key),
+                        ("stage1_round_finish",))
+            console.say_log()
             return
-        click.echo(f"{simulate_annotators(lake, origin=stage1.SEED_ORIGIN):,} SIMULATED labels on the seed set")
-        if not pipeline.run(lake, "gold"):
-            sys.exit(1)
-    key = pipeline.start_round(lake, to_humans=to_humans, simulated_humans=simulate_humans)
-    if not key:
-        sys.exit(1)
-    if simulate_humans:
-        sys.exit(0 if pipeline.finish_round(lake, key) else 1)
-    click.echo(f"{key} started: label its pairs (`{synpref} annotate serve --lake {lake.root}`), then "
-               f"`{synpref} round --finish {key} --lake {lake.root}`")
+        console.run("gold: journaled labels sealed, gold_pairs rebuilt", lambda: pipeline.run(lake, "gold"), ("gold",))
+        if not stage1.gold_count(lake):
+            queued = {}
+            console.run("the seed set queued for humans",
+                        lambda: (queued.setdefault("n", pipeline.queue_seed(lake, seed_gold))) is not None,
+                        ("queue_for_humans",))
+            if not simulate_humans:
+                console.echo(f"no gold pairs yet: {queued['n']:,} seed pairs queued for humans. Label them "
+                             f"(`{synpref} annotate serve --lake {lake.root}`), then run `synpref round` again.")
+                console.say_log()
+                return
+            console.echo(f"    {simulate_annotators(lake, origin=stage1.SEED_ORIGIN):,} SIMULATED labels on the "
+                         f"seed set")
+            console.run("gold: the seed labels sealed, gold_pairs rebuilt", lambda: pipeline.run(lake, "gold"),
+                        ("gold",))
+        key = console.run("Stage 1, the next round: the round RM, error-driven retrieval, queues", lambda: (
+            pipeline.start_round(lake, to_humans=to_humans, simulated_humans=simulate_humans, echo=console.echo)),
+            ("stage1_round",))
+        if simulate_humans:
+            console.run(finish.format(key), lambda: pipeline.finish_round(lake, key), ("stage1_round_finish",))
+        else:
+            console.echo(f"{key} started: label its pairs (`{synpref} annotate serve --lake {lake.root}`), then "
+                         f"`{synpref} round --finish {key} --lake {lake.root}`")
+    console.say_log()
 
 
 @main.command()
@@ -168,20 +172,29 @@ def round_command(to_humans: int, seed_gold: int, finish_key: str | None, simula
               help="Run config YAML of the sharded run, e.g. the Celery or Kubernetes executor (README).")
 @click.option("--rule", default=None, type=click.Choice(sorted(RULES)),
               help="The filter's rule (default paper: the gold RM and the best RM or the judges agree).")
+@click.option("--in-process", is_flag=True, help="Every shard in this one process, one after another (a small "
+                                                "lake on a few cores: no process start or engine load per step).")
 @lake_option
-def stage2(max_concurrent: int | None, run_config: Path | None, rule: str | None, lake_dir: str) -> None:
+def stage2(max_concurrent: int | None, run_config: Path | None, rule: str | None, in_process: bool,
+           lake_dir: str) -> None:
     """Stage 2 over every shard: the gold RM and fold models, the out-of-fold scores, the judges, the
     filter, the export."""
     from dagster_project import pipeline
-    from dagster_project.run import print_retention
+    from dagster_project.summaries import print_retention
 
-    if max_concurrent and run_config:
-        raise click.UsageError("--max-concurrent is the multiprocess executor's; set it in --run-config instead")
+    if (max_concurrent or in_process) and run_config:
+        raise click.UsageError("--max-concurrent and --in-process choose the local executor; set it in "
+                               "--run-config instead")
+    if max_concurrent and in_process:
+        raise click.UsageError("--max-concurrent is the multiprocess executor's, not --in-process's")
     lake = use_lake(lake_dir)
-    result = pipeline.run_stage2(lake, max_concurrent=max_concurrent, run_config=run_config, rule=rule)
-    if result.ok:
-        print_retention(lake)
-    sys.exit(0 if result.ok else 1)
+    with _stage_console(lake, "stage2") as console:
+        console.run("Stage 2: the gold RM, every shard scored, judged and filtered, the curated export",
+                    lambda: pipeline.run_stage2(lake, max_concurrent=max_concurrent, run_config=run_config,
+                                                rule=rule, in_process=in_process).ok,
+                    ("stage2_models", "stage2", "export"))
+    print_retention(lake)
+    console.say_log()
 
 
 @main.command()
@@ -191,7 +204,8 @@ def stage2(max_concurrent: int | None, run_config: Path | None, rule: str | None
 @lake_option
 def materialize(select: str, sources_file: str | None, lake_dir: str) -> None:
     """Run the Dagster assets (in-process) on the lake."""
-    from dagster_project.run import materialize_assets, print_tables
+    from dagster_project.run import materialize_assets
+    from dagster_project.summaries import print_tables
 
     lake = use_lake(lake_dir)
     ok = materialize_assets(lake, select=select, sources_file=sources_file)
@@ -207,9 +221,10 @@ def job(name: str | None, partition: str | None, lake_dir: str) -> None:
     """Run one of the project's named jobs (a stage) on the lake; without NAME, list them."""
     from dagster_project import pipeline
     from dagster_project.jobs import JOBS
-    from dagster_project.run import print_tables
+    from dagster_project.summaries import print_tables
 
     if name is None:
+        click.echo(f"{'job':<20} what it runs")
         for job_name, (assets, description) in JOBS.items():
             click.echo(f"{job_name:<20} {description}\n{'':<20} assets: {', '.join(assets)}")
         return
@@ -221,9 +236,11 @@ def job(name: str | None, partition: str | None, lake_dir: str) -> None:
     lake = use_lake(lake_dir)
     # the jobs over the pool's shards or the folds run them all in one run (single-run backfills)
     keys = {"stage2": shard_keys(), "stage2_models": fold_keys()}.get(name)
-    ok = pipeline.run(lake, name, partition_key=partition, partition_range=(keys[0], keys[-1]) if keys else None)
+    with _stage_console(lake, name) as console:
+        console.run(f"{name}{f' {partition}' if partition else ''}: {JOBS[name][1]}", lambda: pipeline.run(
+            lake, name, partition_key=partition, partition_range=(keys[0], keys[-1]) if keys else None), (name,))
     print_tables(lake)
-    sys.exit(0 if ok else 1)
+    console.say_log()
 
 
 @main.command()
@@ -548,7 +565,7 @@ def list_models(lake_dir: str) -> None:
 @lake_option
 def tables(lake_dir: str) -> None:
     """List the lake's tables with their row counts (and bring its DuckDB views up to date)."""
-    from dagster_project.run import print_tables
+    from dagster_project.summaries import print_tables
     from synpref.lake.duck import try_refresh_views
 
     lake = Lake.at(lake_dir)

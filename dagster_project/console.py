@@ -55,6 +55,10 @@ class StageConsole:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
+        # Python's own streams too, where they are not the descriptors (a notebook, a test's capture)
+        self._streams = (sys.stdout, sys.stderr)
+        sys.stdout = open(1, "w", buffering=1, closefd=False, errors="replace")
+        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="replace")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -62,6 +66,7 @@ class StageConsole:
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = self._streams
         os.dup2(self._saved[0], 1)
         os.dup2(self._saved[1], 2)
         for fd in self._saved:
@@ -69,6 +74,11 @@ class StageConsole:
         self._saved = []
         self.console.file.close()
         self.console = Console(highlight=False)
+
+    def say_log(self) -> None:
+        """The last line of a quiet command: where everything else went."""
+        if not self.verbose:
+            self.echo(f"The full log of this run (Dagster events, vLLM, DeepSpeed): {self.log_path}")
 
     def echo(self, text: str = "") -> None:
         """A line for the user: on the terminal, and in the log beside the lines it summarises."""
@@ -89,7 +99,9 @@ class StageConsole:
         else:
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("steps"), TimeElapsedColumn(), TimeRemainingColumn(),
-                          console=self.console, transient=True) as progress:
+                          console=self.console, transient=True,
+                          # the log keeps what Python prints: rich would show it above the bar
+                          redirect_stdout=False, redirect_stderr=False) as progress:
                 task = progress.add_task(title, total=_expected_steps(jobs))
                 watcher = _StepWatcher(start, lambda done: progress.update(task, completed=done))
                 watcher.start()
@@ -98,6 +110,22 @@ class StageConsole:
                 finally:
                     watcher.stop()
         self.echo(f"==> {title}: {'done' if outcome['ok'] else 'FAILED'} ({_duration(time.time() - start)})")
+
+    def run(self, title: str, work, jobs: tuple[str, ...] = ()):
+        """work() as one stage; its value if truthy, else the failures are said and the command
+        exits 1."""
+        from dagster_project import pipeline
+
+        with self.stage(title, jobs) as outcome:
+            value = work()
+            outcome["ok"] = bool(value)
+        if not value:
+            for failure in pipeline.FAILURES:
+                self.echo(f"    {failure}")
+            if not self.verbose:
+                self.echo(f"the full log: {self.log_path}")
+            sys.exit(1)
+        return value
 
 
 def _expected_steps(jobs: tuple[str, ...]) -> int | None:

@@ -147,15 +147,21 @@ class Stage2Result:
 
 
 def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: int | None = None,
-               run_config: Path | None = None, rule: str | None = None) -> Stage2Result:
+               run_config: Path | None = None, rule: str | None = None, in_process: bool = False) -> Stage2Result:
     """The gold RM and the fold models, then every shard through scoring, the judges and the
-    filter (one run: a `dagster asset materialize` over the shard range, under the multiprocess
-    executor or the one `run_config` selects, e.g. Celery), then the export. `rule` picks the
-    filter's rule (synpref/filtered/filtering.py RULES; default the paper's)."""
+    filter (one run over the shard range, under the multiprocess executor or the one
+    `run_config` selects, e.g. Celery; `in_process`: every step in one process, one after
+    another), then the export. `rule` picks the filter's rule (synpref/filtered/filtering.py
+    RULES; default the paper's)."""
     if not run(lake, "stage2_models", ops={"gold_reward_model": {"config": model_overrides or {}}},
                partition_range=(fold_keys()[0], fold_keys()[-1])):
         return Stage2Result(False, 1)
     keys = shard_keys()
+    if in_process and not run_config:  # in this process, as the other stages run
+        ops = {"filtered_pairs": {"ops": {"filter_one_shard": {"config": {"rule": rule}}}}} if rule else None
+        if not run(lake, "stage2", ops=ops, partition_range=(keys[0], keys[-1])):
+            return Stage2Result(False, 1)
+        return Stage2Result(run(lake, "export"), 0)
     command = [sys.executable, "-m", "dagster_project.dagster_cli", "job", "execute",
                "-m", "dagster_project.definitions", "-j", "stage2",
                "--tags", json.dumps({"launched_by": "synpref-cli", "dagster/asset_partition_range_start": keys[0],
@@ -163,6 +169,8 @@ def run_stage2(lake: Lake, model_overrides: dict | None = None, max_concurrent: 
     config = yaml.safe_load(_on_this_lake(run_config, lake).read_text()) if run_config else {}
     if max_concurrent:
         config["execution"] = {"config": {"multiprocess": {"max_concurrent": int(max_concurrent)}}}
+    if in_process:  # a run config's other settings, with every step in the one process
+        config["execution"] = {"config": {"in_process": {}}}
     if rule:  # merged into whatever the run config sets for the filter
         op = config.setdefault("ops", {}).setdefault("filtered_pairs", {}).setdefault("ops", {})
         op.setdefault("filter_one_shard", {}).setdefault("config", {})["rule"] = rule

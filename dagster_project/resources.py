@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -115,9 +116,16 @@ class EmbedderResource(dg.ConfigurableResource):
     batch_size: int = Field(default=64)
 
     def make(self):
-        from models.embedder import Embedder, EmbedderConfig
+        """The embedder, loaded once per process: the shards a process runs one after another
+        (the in-process executor) share it rather than each loading the model again."""
+        return _embedder(self.model, self.batch_size)
 
-        return Embedder(EmbedderConfig(model=self.model, batch_size=self.batch_size))
+
+@functools.cache
+def _embedder(model: str | None, batch_size: int):
+    from models.embedder import Embedder, EmbedderConfig
+
+    return Embedder(EmbedderConfig(model=model, batch_size=batch_size))
 
 
 class TrainerResource(dg.ConfigurableResource):

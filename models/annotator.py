@@ -11,6 +11,7 @@ config work without it.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -233,11 +234,37 @@ class SharedEngines:
             engine.close()
         self._engines.clear()
 
+    def lend(self, config: AnnotatorConfig, make: Callable[[], "Annotator"]) -> "Annotator":
+        """As get(), for a caller that closes what it is given: its close() leaves the engine
+        here, for the next step (the pool's owner closes it)."""
+        return _Lent(self.get(config, make))
+
     def __enter__(self) -> "SharedEngines":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Lent:
+    """An engine of a pool, lent: everything but close() goes to the engine."""
+
+    def __init__(self, engine: "Annotator"):
+        self._engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def close(self) -> None:
+        pass
+
+
+# The engines of this process, kept from one step to the next: under the in-process executor a
+# pool-wide asset's shards run one after another, and loading the model once per shard cost each
+# shard an engine start (seconds on a CPU, more on a GPU). The asset's last step closes them
+# (vLLM's CPU worker holds torch's threads while it lives), and so does the process's exit.
+PROCESS_ENGINES = SharedEngines()
+atexit.register(PROCESS_ENGINES.close)
 
 
 def generate_isolating_rejects(generate: Callable[[list], list], conversations: list) -> list:

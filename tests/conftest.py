@@ -269,9 +269,11 @@ def demo(tmp_path_factory, tiny_rm_config_file):
     tmp = tmp_path_factory.mktemp("demo")
     env = demo_env(tmp, tiny_rm_config_file)
     lake = tmp / "demo's lake"  # a quote and a space: every path must reach SQL and shells quoted
+    # stdout and stderr as one stream: the console a user sees
     out = subprocess.run([str(SYNPREF), "demo", "--pairs", "240", "--seed-gold", "24", "--to-humans", "8",
-                          "--lake", str(lake)], capture_output=True, text=True, timeout=1800, env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+                          "--lake", str(lake)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=1800, env=env)
+    assert out.returncode == 0, out.stdout[-6000:]
     return Lake.at(lake), out.stdout, env
 
 

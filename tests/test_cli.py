@@ -145,3 +145,35 @@ def test_sql_works_on_a_moved_lake(built_lake, tmp_path):
         assert _silver_count(moved) == 12
     finally:
         original.rename(built_lake)
+
+
+def test_the_quiet_console_keeps_stage_lines_and_sends_the_rest_to_the_log(tmp_path, capfd):
+    import subprocess
+    import sys
+
+    from dagster_project.console import StageConsole
+    from synpref.lake import Lake
+
+    def noisy_stage():
+        print("a library's chatter")
+        subprocess.run(["echo", "a child process's chatter"], check=True)
+        subprocess.run([sys.executable, "-c", "import warnings; warnings.warn('a warning')"], check=True)
+        return True
+
+    with StageConsole(Lake.at(tmp_path / "lake"), "test") as console:
+        console.run("the stage", noisy_stage)
+        console.echo("a line for the user")
+    console.say_log()
+    shown = capfd.readouterr()
+    assert re.search(r"^==> the stage: done \(\d+s\)$", shown.out, re.M) and "a line for the user" in shown.out
+    assert "chatter" not in shown.out + shown.err and "warning" not in shown.out + shown.err
+    assert shown.out.splitlines()[-1].endswith(str(console.log_path))
+    log = console.log_path.read_text()
+    assert "a library's chatter" in log and "a child process's chatter" in log and "UserWarning" in log
+    assert "==> the stage: done" in log  # the stage lines are in the log too, beside what they sum up
+
+    with pytest.raises(SystemExit) as exit_code, StageConsole(Lake.at(tmp_path / "lake"), "failing") as console:
+        console.run("a failing stage", lambda: False)
+    assert exit_code.value.code == 1
+    shown = capfd.readouterr().out
+    assert "==> a failing stage: FAILED" in shown and f"the full log: {console.log_path}" in shown

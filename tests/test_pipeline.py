@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -34,6 +35,22 @@ def _all(lake: Lake, sql: str) -> list[tuple]:
 
 def _one(lake: Lake, sql: str):
     return _all(lake, sql)[0]
+
+
+def test_the_demo_console_is_short_and_quiet_and_names_its_log(demo):
+    lake, console, _ = demo
+    lines = console.splitlines()
+    assert len(lines) < 200, console
+    # no library warning, Python's or vLLM's or torch's, reaches the console
+    assert not re.search(r"Warning\b|WARNING|\[W\d{4}", console), console
+    stages = [line for line in lines if line.startswith("==> ")]
+    assert len(stages) == 8 and all(re.search(r": done \((\d+m )?\d+s\)$", s) for s in stages), stages
+    # everything else is in the run's log, named on the last line
+    (log,) = re.findall(r"^The full log of this run .*: (.+)$", console, re.M)
+    assert lines[-1].endswith(log) and Path(log).parent == lake.home / "logs"
+    text = Path(log).read_text()
+    assert "dagster - INFO - ingest_and_clean" in text and "- stage2 -" in text  # Dagster's events, every run's
+    assert "starting:" in text and "vllm" in text.lower()  # the RM trainer's lines, the vLLM engine's
 
 
 def test_demo_runs_both_stages_and_every_count_reconciles(demo):

@@ -37,7 +37,7 @@ def plan_attribute_shards(lake: LakeResource, annotator: AnnotatorResource):
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
 def annotate_shard(context: dg.OpExecutionContext, config: AttributesConfig, lake: LakeResource,
                    annotator: AnnotatorResource, shard: int) -> dict:
-    from models.annotator import load_annotator
+    from models.annotator import PROCESS_ENGINES, load_annotator
     from models.attributes import annotate, load_prompt
     from models.tiny_llm import is_test_model
 
@@ -48,11 +48,15 @@ def annotate_shard(context: dg.OpExecutionContext, config: AttributesConfig, lak
     prompt = load_prompt(config.prompt_version or configured.prompt_version)
     context.log.info(f"{shard_key(shard)}: annotating pending pairs with {model_id}, prompt {prompt.version}")
     limit = math.ceil(config.limit / N_SHARDS) if config.limit else None
-    summary = annotate_pending(
-        the_lake, lambda: load_annotator(settings), annotate, prompt, model=model_id,
-        chunk_rows=config.chunk_rows, limit=limit, max_attempts=config.max_attempts,
-        log=lambda msg: context.log.info(f"{shard_key(shard)}: {msg}"), shard=shard,
-        test_model=is_test_model(settings.model))
+    try:  # one engine for the shards this process runs (collect_attributes closes it)
+        summary = annotate_pending(
+            the_lake, lambda: PROCESS_ENGINES.lend(settings, lambda: load_annotator(settings)), annotate, prompt,
+            model=model_id, chunk_rows=config.chunk_rows, limit=limit, max_attempts=config.max_attempts,
+            log=lambda msg: context.log.info(f"{shard_key(shard)}: {msg}"), shard=shard,
+            test_model=is_test_model(settings.model))
+    except BaseException:
+        PROCESS_ENGINES.close()  # an engine in an unknown state is not lent again
+        raise
     return {"shard": shard, "annotated": summary.annotated, "cached": summary.cached, "ok": summary.ok,
             "failed": summary.failed, "errors": summary.errors, "seconds": summary.seconds,
             "model": model_id, "prompt_version": prompt.version}
@@ -60,6 +64,9 @@ def annotate_shard(context: dg.OpExecutionContext, config: AttributesConfig, lak
 
 @dg.op(out=dg.Out(dg.Nothing))  # no IO manager: a run over several partitions has one output
 def collect_attributes(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]):
+    from models.annotator import PROCESS_ENGINES
+
+    PROCESS_ENGINES.close()  # the shards' engine, kept from shard to shard in this process
     the_lake = lake.lake()
     refresh_views(the_lake)
     errors: dict[str, int] = {}

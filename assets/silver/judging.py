@@ -76,7 +76,7 @@ def plan_judging(config: JudgingConfig):
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=1))
 def judge_shard(context: dg.OpExecutionContext, config: JudgingConfig, lake: LakeResource,
                   judges: JudgesResource, shard: int) -> dict:
-    from models.annotator import load_annotator
+    from models.annotator import PROCESS_ENGINES, load_annotator
     from models.judge import load_judge_prompt
     from synpref.silver.judging import judge_queued
 
@@ -88,9 +88,13 @@ def judge_shard(context: dg.OpExecutionContext, config: JudgingConfig, lake: Lak
     try:
         summary = judge_queued(the_lake, panel, prompt, lambda judge: load_annotator(with_local_model(
             judge.annotator, the_lake)), chunk_rows=config.chunk_rows, limit=config.limit, where=where,
-            rebuild_labels=False, log=context.log.info)
+            rebuild_labels=False, log=context.log.info, engines=PROCESS_ENGINES)  # the next shard's too
     except ValueError as e:
+        PROCESS_ENGINES.close()
         raise dg.Failure(description=str(e)) from e
+    except BaseException:
+        PROCESS_ENGINES.close()  # an engine in an unknown state is not lent again
+        raise
     return {"shard": shard, "judged": summary.judged, "errors": summary.errors,
             "with_examples": summary.with_examples, "seconds": summary.seconds,
             "pairs_judged": summary.pairs_judged}
@@ -98,6 +102,9 @@ def judge_shard(context: dg.OpExecutionContext, config: JudgingConfig, lake: Lak
 
 @dg.op(out=dg.Out(dg.Nothing))  # no IO manager: a run over several partitions has one output
 def collect_votes(context: dg.OpExecutionContext, lake: LakeResource, steps: list[dict]):
+    from models.annotator import PROCESS_ENGINES
+
+    PROCESS_ENGINES.close()  # the shards' engines, kept from shard to shard in this process
     the_lake = lake.lake()
     refresh_views(the_lake)
     judged: dict[str, int] = {}

@@ -113,10 +113,13 @@ def pending_sql(lake: Lake, where: str | None = None) -> str:
 
 def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows: int = 128,
                  limit: int | None = None, where: str | None = None, rebuild_labels: bool = True,
-                 log=lambda msg: None) -> JudgingSummary:
+                 log=lambda msg: None, engines=None) -> JudgingSummary:
     """Every judge of the panel on every queued pair it has not judged (those `where` picks,
     if given); then silver_labels is rebuilt, unless rebuild_labels is off (Stage 2's shards
-    judge in parallel and rebuild it once, after the last shard)."""
+    judge in parallel and rebuild it once, after the last shard). The judges' engines come from
+    `engines` (a SharedEngines its owner closes), else from a pool closed on return."""
+    from contextlib import nullcontext
+
     from models.annotator import SharedEngines
     from models.judge import judge_pairs
 
@@ -125,7 +128,8 @@ def judge_queued(lake: Lake, panel, prompt, make_annotator: Callable, chunk_rows
     start = time.perf_counter()
     summary = JudgingSummary(queued=_count(lake, f"select count(distinct pair_id) from {_scan(lake, QUEUE)}"))
     gold = GoldExamples.load(lake)
-    with SharedEngines() as engines:  # judges on one model load it once, however they sample
+    # judges on one model load it once, however they sample
+    with nullcontext(engines) if engines is not None else SharedEngines() as engines:
         for judge in panel.judges:
             key = judge.config_key(panel.prompt_version, panel.order_seed)
             annotator, judged, errors = None, 0, 0
