@@ -94,7 +94,9 @@ Query the curated pairs with SQL (read-only):
     {synpref} sql --lake {at} "select status, reason, count(*) as pairs, round(avg(p_gold), 3) as p_gold from filtered_pairs group by all order by pairs desc"
     {synpref} sql --lake {at} "select round, gold_accuracy, gold_pairs_after, to_humans, to_judges from stage1_rounds order by round_number"
     {synpref} sql --lake {at} "select stage, reason, source_file, source_row, detail from quarantine limit 10"
-{_duckdb_hint(lake)} The TRL-ready export: {lake.root / "filtered" / "curated_export"}
+{_duckdb_hint(lake)}
+The curated pairs: {lake.root / "filtered" / "curated_export"}; as a dataset TRL's RewardTrainer takes as it is:
+    {synpref} export --for trl --tokenizer minilm --lake {at}    (or --tokenizer MODEL_DIR)
 Human labels in this demo are SIMULATED; to label for real in the browser:
     {synpref} annotate add-annotator $USER --lake {at}
     {synpref} annotate serve --lake {at}""")
