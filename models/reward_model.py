@@ -99,6 +99,24 @@ def load_reward_model(path: str, dtype=None):
     return model, tokenizer
 
 
+def freeze_bottom_layers(model, layers: int) -> int:
+    """Keep the embeddings and the `layers` bottom transformer layers of a sequence-classification
+    model as they are (no gradient, so the backward pass stops above them); returns the number of
+    parameters left to train. An encoder (BERT: encoder.layer) or a decoder (Llama, Qwen: layers)."""
+    if layers <= 0:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    base = model.base_model
+    stack = getattr(getattr(base, "encoder", None), "layer", None) or getattr(base, "layers", None)
+    if stack is None:
+        raise ValueError(f"freeze_layers: no transformer layers found in {type(base).__name__}")
+    if layers > len(stack):
+        raise ValueError(f"freeze_layers is {layers}, and the backbone has {len(stack)} layers")
+    embeddings = getattr(base, "embeddings", None) or base.get_input_embeddings()
+    for module in (embeddings, *stack[:layers]):
+        module.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def input_format(tokenizer) -> str:
     return "chat_template" if getattr(tokenizer, "chat_template", None) else "pair_text"
 

@@ -36,6 +36,9 @@ class TrainConfig:
     head: str = "linear"  # linear | mlp
     head_l2: float = 0.03  # sklearn's C for the linear head: larger = weaker L2 (best of 0.01-1 on real pairs)
     max_length: int = 16_384  # tokens per sequence (prompt + response); paper: 16K
+    # the embeddings and this many bottom transformer layers keep the backbone's weights: the
+    # backward pass stops above them (0: every weight trains, as in the paper)
+    freeze_layers: int = 0
     # -- optimisation (paper: constant 3e-6 for the final runs)
     learning_rate: float = 3e-6
     lr_schedule: str = "constant"  # constant | linear (decay to 0 over the run, the paper's development runs)
@@ -73,6 +76,8 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1")
         if self.learning_rate <= 0:
             problems.append("learning_rate must be positive")
+        if self.freeze_layers < 0:
+            problems.append("freeze_layers must be 0 or more")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append("max_steps must be at least 1 (or None)")
         if problems:

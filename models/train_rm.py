@@ -44,9 +44,9 @@ import numpy as np
 
 from models.batching import length_grouped_micro_batches, rank_micro_batches
 from models.launch import free_port
-from models.reward_model import (LAKE_PREFIX, Encoded, PairEncoder, bt_loss, collate, concat, input_format,
-                                 lake_root_of, load_reward_model, recorded_backbone, resolve_backbone, rewards,
-                                 save_reward_model)
+from models.reward_model import (LAKE_PREFIX, Encoded, PairEncoder, bt_loss, collate, concat,
+                                 freeze_bottom_layers, input_format, lake_root_of, load_reward_model,
+                                 recorded_backbone, resolve_backbone, rewards, save_reward_model)
 from models.scorer import cpu_threads, score_encoded
 from models.train_config import (RunPaths, TrainConfig, deepspeed_config, load_config, lr_factor, make_config,
                                  parse_value, steps_per_epoch, total_steps)
@@ -302,6 +302,7 @@ def _train(args, config: TrainConfig, dist: Dist, paths: RunPaths, reporter: Rep
     if recorded.startswith(LAKE_PREFIX):
         config = replace(config, backbone=recorded)
     model, tokenizer = load_reward_model(backbone)
+    trainable = freeze_bottom_layers(model, config.freeze_layers)
     encoder = PairEncoder(tokenizer, config.max_length)
     train_pairs = load_pairs(args.train, encoder)
     eval_pairs = load_pairs(args.eval, encoder) if args.eval else None
@@ -325,7 +326,9 @@ def _train(args, config: TrainConfig, dist: Dist, paths: RunPaths, reporter: Rep
     reporter.info(f"{'resumed from step ' + str(step) if step else 'starting'}: {train_pairs.n:,} training pairs, "
                   f"{eval_pairs.n if eval_pairs else 0:,} eval pairs, {total:,} steps of {config.global_batch_size} "
                   f"pairs ({dist.world_size} processes x {config.micro_batch_size} pairs x {accumulation} "
-                  f"accumulation), {'bf16' if use_bf16 else 'fp32'}, {type(engine.optimizer).__name__}")
+                  f"accumulation), {'bf16' if use_bf16 else 'fp32'}, {type(engine.optimizer).__name__}, "
+                  f"{trainable:,} weights trained"
+                  + (f" (embeddings and {config.freeze_layers} bottom layers frozen)" if config.freeze_layers else ""))
     reporter.record("start", step=step, resumed_from=resumed_from, world_size=dist.world_size,
                     total_steps=total, train_pairs=train_pairs.n, config=config.to_dict())
     run_tokens = run_padded = 0

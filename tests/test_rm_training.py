@@ -166,3 +166,27 @@ def test_a_causal_lm_trains_on_its_chat_template(toy_files, tiny_model, tmp_path
     pairs = pq.read_table(toy_files / "eval.parquet").to_pydict()
     rc, rr, _ = Scorer(out / "best").score(pairs["conversation"], pairs["chosen"], pairs["rejected"])
     assert np.mean(rc > rr) == pytest.approx(metrics["best"]["accuracy"])
+
+
+def test_frozen_bottom_layers_keep_the_backbone_weights_and_the_top_still_learns(toy_files, tiny_encoder, tmp_path):
+    import torch
+    import yaml
+    from transformers import AutoModelForSequenceClassification
+
+    from conftest import TINY_RM_SETTINGS
+
+    config = tmp_path / "frozen.yaml"
+    config.write_text(yaml.safe_dump({"backbone": str(tiny_encoder), **TINY_RM_SETTINGS, "freeze_layers": 1}))
+    out = tmp_path / "frozen"
+    lines = _train(LaunchConfig(accelerator=CPU), ["--train", str(toy_files / "train.parquet"), "--eval",
+                                                   str(toy_files / "eval.parquet"), "--out", str(out),
+                                                   "--config", str(config)])
+    assert any("embeddings and 1 bottom layers frozen" in line for line in lines), lines[-10:]
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=1).state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(out / "best").state_dict()
+    frozen = [k for k in before if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    trained = [k for k in before if k.startswith("bert.encoder.layer.1.")]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not all(torch.equal(before[k], after[k]) for k in trained)
+    assert json.loads((out / "metrics.json").read_text())["best"]["accuracy"] >= 0.8  # the toy signal, still
