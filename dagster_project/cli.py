@@ -71,7 +71,7 @@ def demo(pairs: int, seed: int, rounds: int, seed_gold: int, to_humans: int, ver
                        f"labels", lambda: pipeline.start_round(lake, to_humans=to_humans, simulated_humans=True,
                                                                model_overrides=DEMO_RM, echo=console.echo),
                        ("stage1_round",))
-            step(f"Stage 1 {key}: gold rebuilt, the LLM judges, the round's figures",
+            step(f"Stage 1 round {number}: gold rebuilt, the LLM judges, the round's figures",
                  lambda: pipeline.finish_round(lake, key), ("stage1_round_finish",))
         step("Stage 2: the gold RM, every shard scored, judged and filtered, the curated export",
              # the shards one after another in one process: at the demo's size a process per step
@@ -298,7 +298,7 @@ def check(tables: tuple[str, ...], batch_rows: int, lake_dir: str) -> None:
         raise click.ClickException(f"no tables to check under {lake.root}")
     click.echo(f"{'table':<18} {'check':<58} {'kind':<9} {'mostly':>6} {'result':<7} detail")
     for r in rows:
-        mostly = f"{r.mostly:.2f}" if r.mostly is not None else "all"
+        mostly = f"{r.mostly:g}" if r.mostly is not None else "all"
         click.echo(f"{r.table:<18} {r.check:<58} {r.kind:<9} {mostly:>6} {r.result:<7} {r.detail}")
     blocking = sum(1 for r in rows if r.blocking and not r.success)
     warnings = sum(1 for r in rows if not r.blocking and not r.success)

@@ -264,7 +264,14 @@ class _Lent:
 # shard an engine start (seconds on a CPU, more on a GPU). The asset's last step closes them
 # (vLLM's CPU worker holds torch's threads while it lives), and so does the process's exit.
 PROCESS_ENGINES = SharedEngines()
-atexit.register(PROCESS_ENGINES.close)
+
+
+@atexit.register
+def _close_process_engines() -> None:
+    try:
+        PROCESS_ENGINES.close()
+    except Exception:  # vLLM's own exit handlers may have stopped the engine first
+        log.debug("closing the process's engines at exit", exc_info=True)
 
 
 def generate_isolating_rejects(generate: Callable[[list], list], conversations: list) -> list:

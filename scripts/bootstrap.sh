@@ -14,7 +14,8 @@ fi
 echo "==> building $VENV (takes a few minutes on a fresh machine)"
 [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
 # This machine's pip config names local wheel folders that may be absent: hide only that warning.
-pip_install() { "$VENV/bin/python" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+# PYTHONWARNINGS: setuptools' notice on every editable install, from the build backend, says nothing here.
+pip_install() { PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 pip_install --upgrade pip
 pip_install torch==2.13.0            # the CPU wheel kept on this kind of machine
 pip_install -e '.[cpu,dev,distributed]'

@@ -119,7 +119,7 @@ def test_check_passes_with_warnings_and_fails_on_a_blocking_violation(built_lake
     assert ok.exit_code == 0, ok.output
     assert "0 blocking failed" in ok.output and "source_share" in ok.output  # one source: a warning only
     # every row says the share of rows its expectation needs; the summary sums the rows as shown
-    rows = re.findall(r" (blocking|warning) +(all|[01]\.\d\d) (ok|within|FAILED) +(\d+) of", ok.output)
+    rows = re.findall(r" (blocking|warning) +(all|[01](?:\.\d+)?) (ok|within|FAILED) +(\d+) of", ok.output)
     assert len(rows) == int(re.search(r"(\d+) checks:", ok.output)[1]) - ok.output.count("reconcile: ")
     failed_warnings = sum(kind == "warning" and result == "FAILED" for kind, _, result, _ in rows)
     assert failed_warnings >= 1 and f"{failed_warnings} warnings failed" in ok.output

@@ -48,7 +48,8 @@ def run_checks(lake: Lake, tables: list[str] | None = None, batch_rows: int = 10
             if o.sample_ids:
                 detail += f"; e.g. {', '.join(o.sample_ids[:3])}"
             if o.mostly is not None and o.element_count:
-                detail += f" ({o.unexpected_count / o.element_count:.1%}; up to {1 - o.mostly:.0%} allowed)"
+                detail += (f" ({o.unexpected_count / o.element_count:.1%}; up to "
+                           f"{round((1 - o.mostly) * 100, 3):g}% allowed)")
             rows.append(CheckRow(table, o.expectation, o.blocking, o.success, detail, o.mostly, o.unexpected_count))
     reconciliations = {
         "raw_pairs": lambda: reconcile_ingest(lake),
