@@ -239,8 +239,9 @@ def job(name: str | None, partition: str | None, lake_dir: str) -> None:
     # the jobs over the pool's shards or the folds run them all in one run (single-run backfills)
     keys = {"stage2": shard_keys(), "stage2_models": fold_keys()}.get(name)
     with _stage_console(lake, name) as console:
-        console.run(f"{name}{f' {partition}' if partition else ''}: {JOBS[name][1]}", lambda: pipeline.run(
-            lake, name, partition_key=partition, partition_range=(keys[0], keys[-1]) if keys else None), (name,))
+        title = f"{name}{f' {partition}' if partition else ''}: {JOBS[name][1].rstrip('.')}"
+        console.run(title, lambda: pipeline.run(lake, name, partition_key=partition,
+                                                partition_range=(keys[0], keys[-1]) if keys else None), (name,))
     print_tables(lake)
     console.say_log()
 
