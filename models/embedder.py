@@ -32,7 +32,9 @@ class Embedder:
 
     def __init__(self, config: EmbedderConfig | None = None):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar per load says nothing
         self.config = config or EmbedderConfig()
         if self.config.threads:
             import torch
