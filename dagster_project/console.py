@@ -64,8 +64,8 @@ class StageConsole:
     def __exit__(self, *exc) -> None:
         if not self._saved:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):  # the wrappers __enter__ opened (they leave 1 and 2 open)
+            stream.close()
         sys.stdout, sys.stderr = self._streams
         os.dup2(self._saved[0], 1)
         os.dup2(self._saved[1], 2)
