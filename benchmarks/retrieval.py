@@ -1,6 +1,13 @@
 """Benchmark: MiniLM embedding throughput and the choice of LanceDB ANN index for retrieval.
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=. /tmp/fullvenv/bin/python benchmarks/retrieval.py --pairs 50000
+    HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/retrieval.py --pairs 50000
+    HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/retrieval.py --scale \
+        --rows 100000 1000000 4000000
+
+`--scale` (benchmarks/retrieval_scale.py) measures the pipeline's own index settings on
+generated clustered vectors at pool sizes, then on the real pairs of ../shared/data embedded
+by the PyTorch and the CPU default embedders, and writes results/retrieval_scale.json.
+The default mode, below, compares index kinds on one table of MiniLM-embedded pairs.
 
 Texts are `pair_text` of the first pairs of the silver table made by
 benchmarks/silver_stage.py (n1000000), else of freshly generated demo pairs. It measures
@@ -49,14 +56,15 @@ WORST_CASE_FLOOR = 0.5
 
 ROUNDS = 3  # latency rounds; the settings of one index take turns so background load hits all alike
 
-# (label, index to build, search settings tried on it). nprobes None / refine None:
-# LanceDB's own search defaults (refine 1 only re-ranks the k results it already has).
-# LanceDB sizes partitions itself: ~8k rows for IVF_FLAT/SQ/PQ (6 partitions here) and ~1M for
-# IVF_HNSW (one partition below that, so its rows vary refine and ef, not nprobes).
+# (label, index to build, search settings tried on it). refine None: 1 (only re-ranks the k
+# results it already has). Partitions left None are LanceDB's own choice (`lancedb_partitions`):
+# ~8k rows for IVF_FLAT/SQ/PQ (6 partitions at 50k) and ~1M for IVF_HNSW (one partition below
+# that, so its rows vary refine and ef, not nprobes). "the pipeline's rule" is IndexConfig():
+# partitions and nprobes from the row count (see --scale).
 CANDIDATES: list[tuple[str, IndexConfig, list[dict]]] = [
+    ("the pipeline's rule", IndexConfig(), [dict()]),
     ("IVF_PQ", IndexConfig(kind="IVF_PQ"),
-     [dict(nprobes=None, refine_factor=None), dict(nprobes=32, refine_factor=10),
-      dict(nprobes=64, refine_factor=20)]),
+     [dict(nprobes=32, refine_factor=10), dict(nprobes=64, refine_factor=20)]),
     ("IVF_FLAT", IndexConfig(kind="IVF_FLAT"),
      [dict(nprobes=n, refine_factor=None) for n in (1, 2, 4)]),
     ("IVF_SQ", IndexConfig(kind="IVF_SQ"),
@@ -71,6 +79,14 @@ CANDIDATES: list[tuple[str, IndexConfig, list[dict]]] = [
     ("IVF_HNSW_PQ", IndexConfig(kind="IVF_HNSW_PQ"),
      [dict(nprobes=1, refine_factor=r) for r in (10, 30)]),
 ]
+
+
+def lancedb_partitions(index: IndexConfig, rows: int) -> IndexConfig:
+    """The candidate with LanceDB's own partition count where it names none (the pipeline's
+    rule would otherwise size it: IndexConfig leaves None to plan_index)."""
+    if index.num_partitions or index == IndexConfig():
+        return index
+    return replace(index, num_partitions=1 if "HNSW" in index.kind else max(1, round(rows / 8192)))
 
 
 def load_texts(n: int) -> tuple[list[str], list[str], list[str]]:
@@ -175,8 +191,9 @@ def run_candidates(lake: Lake, queries: np.ndarray, where: str, stress: Lake) ->
              "recall_filtered": 1.0, "recall_random": 1.0, **measured(flat_ms)}]
     print(_row(rows[-1]), flush=True)
     for label, index, settings in CANDIDATES:
-        built = build_index(lake, replace(index, min_rows_for_index=0))
-        build_index(stress, replace(index, min_rows_for_index=0))
+        index = replace(lancedb_partitions(index, open_table(lake).count_rows()), min_rows_for_index=0)
+        built = build_index(lake, index)
+        build_index(stress, replace(index, recall_sample=0))
         table, stress_table = open_table(lake), open_table(stress)
         configs = [replace(index, **setting) for setting in settings]
         for setting, config, ms in zip(settings, configs, latencies_ms(table, queries, configs)):
@@ -190,8 +207,8 @@ def run_candidates(lake: Lake, queries: np.ndarray, where: str, stress: Lake) ->
 
 
 def _setting(setting: dict) -> str:
-    if setting["nprobes"] is None:
-        return "LanceDB defaults"
+    if not setting:
+        return "as recorded by the build"
     ef = f", ef {setting['ef']}" if setting.get("ef") else ""
     return f"nprobes {setting['nprobes']}, refine {setting['refine_factor'] or 1}{ef}"
 
@@ -208,12 +225,41 @@ def pick(rows: list[dict]) -> dict | None:
     return min(good, key=lambda r: r["p50_ms"]) if good else None
 
 
+def scale(sizes: list[int], n_queries: int) -> None:
+    import duckdb
+
+    import retrieval_scale
+    from rm_accuracy import SHARED, build_lake
+
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    result = retrieval_scale.run(sizes, n_queries, machine)
+    real = []
+    if SHARED.is_dir():
+        lake = Lake.at(retrieval_scale.WORK / "real_pairs")
+        build_lake(lake, SHARED, retrieval_scale.WORK)
+        pairs = duckdb.sql(f"select pair_id, conversation, source from read_parquet('{lake.table_glob('silver_pairs')}') "
+                           "order by pair_id").fetch_arrow_table().to_pydict()
+        print(f"real pairs: {len(pairs['pair_id']):,} silver pairs of {SHARED}", flush=True)
+        default = EmbedderConfig()
+        embedders = {"PyTorch fp32": lambda: Embedder(EmbedderConfig(backend="torch")),
+                     f"{default.backend} default": lambda: Embedder(default)}
+        real = retrieval_scale.real_pair_rows(lake, pairs, embedders, n_queries, lambda m: print(m, flush=True))
+    retrieval_scale.write(result, real)
+    print((retrieval_scale.RESULTS / "retrieval_scale.md").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--sample", type=int, default=3000, help="texts for the throughput runs")
+    parser.add_argument("--scale", action="store_true", help="the pool-size mode (see above)")
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 4_000_000],
+                        help="--scale: table sizes")
     args = parser.parse_args()
+    if args.scale:
+        scale(args.rows, args.queries)
+        return
     WORK.mkdir(parents=True, exist_ok=True)
 
     pair_ids, texts, categories = load_texts(args.pairs + args.queries)

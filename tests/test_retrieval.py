@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -10,9 +11,10 @@ import pytest
 
 from models.embedder import Embedder, EmbedderConfig, pair_text
 from synpref.silver.retrieval import K_MAX, Neighbour, adaptive_k, retrieve
-from synpref.silver.vectors import (IndexConfig, build_index, existing_pair_ids, nearest, open_table,
-                             read_pairs, recall_at_k, search, vector_array, vector_index_kind,
-                             write_embeddings)
+from synpref.silver.vectors import (IndexConfig, IndexSettings, build_index, existing_pair_ids,
+                                    index_settings, nearest, open_table, plan_index, read_pairs,
+                                    recall_at_k, search, vector_array, vector_index_kind,
+                                    write_embeddings)
 
 DIM = 384
 FLAT = IndexConfig()  # tables below min_rows_for_index are searched exactly
@@ -172,6 +174,76 @@ def test_index_is_built_above_threshold_and_keeps_recall(lake):
     assert recall_at_k(lake, queries, 10, config) >= 0.9
     filtered = search(lake, queries[:5], 10, where="task_category = 'y'", config=config)
     assert len(filtered) == 5 and all(len(hits) == 10 for hits in filtered)
+
+
+@pytest.mark.parametrize("rows, partitions, nprobes", [
+    (5_000, 5, 5), (100_000, 100, 16), (1_000_000, 1000, 30), (4_000_000, 2000, 60),
+    (40_000_000, 6325, 190)])
+def test_the_index_plan_follows_the_rows(rows, partitions, nprobes):
+    plan = plan_index(rows, IndexConfig())
+    assert (plan.kind, plan.rows, plan.num_partitions, plan.nprobes) == ("IVF_SQ", rows, partitions, nprobes)
+    assert plan.refine_factor == 5
+
+
+def test_the_index_plan_keeps_explicit_settings():
+    plan = plan_index(1_000_000, IndexConfig(num_partitions=64, nprobes=8, refine_factor=None))
+    assert (plan.num_partitions, plan.nprobes, plan.refine_factor) == (64, 8, 1)
+    assert plan_index(100_000, IndexConfig(min_nprobes=500)).nprobes == 100  # never above the partitions
+    hnsw = plan_index(2_500_000, IndexConfig(kind="IVF_HNSW_SQ"))
+    assert (hnsw.num_partitions, hnsw.nprobes) == (3, 3)  # one graph per ~1M rows, all searched
+
+
+def rare_pool(lake, rng, n=2000):
+    categories = ["rare" if i % 200 == 0 else "common" for i in range(n)]  # 10 rare pairs
+    write(lake, [f"p{i}" for i in range(n)], unit(rng, n, dim=32), categories)
+    return unit(rng, 1, dim=32), "task_category = 'rare'"
+
+
+def test_searches_use_the_settings_recorded_with_the_index(lake):
+    query, where = rare_pool(lake, np.random.default_rng(6))
+    # one partition of 16 probed: it holds few of the 10 rare pairs
+    one = IndexConfig(kind="IVF_FLAT", num_partitions=16, min_nprobes=1, probe_share=1 / 16,
+                      min_rows_for_index=0, recall_sample=0)
+    built = build_index(lake, one)
+    assert (built["num_partitions"], built["nprobes"]) == (16, 1)
+    table = open_table(lake)
+    assert index_settings(table) == IndexSettings(kind="IVF_FLAT", rows=2000, num_partitions=16,
+                                                  nprobes=1, refine_factor=5)  # as recorded
+    unset = IndexConfig(kind="IVF_FLAT")  # nprobes None: the recorded value
+    assert len(nearest(table, query, 8, where=where, config=unset)[0]) < 8
+    # the same partitions, every one probed: the same search finds all eight
+    build_index(lake, replace(one, probe_share=1.0))
+    table = open_table(lake)
+    assert index_settings(table).nprobes == 16
+    assert len(nearest(table, query, 8, where=where, config=unset)[0]) == 8
+    # an explicit nprobes still wins over the record
+    assert len(nearest(table, query, 8, where=where, config=replace(unset, nprobes=1))[0]) < 8
+
+
+def test_the_build_raises_nprobes_until_the_sampled_recall_holds(lake):
+    rng = np.random.default_rng(7)
+    n = 3000
+    write(lake, [f"p{i}" for i in range(n)], unit(rng, n), ["x"] * n)  # no structure: hard
+    config = IndexConfig(kind="IVF_FLAT", min_nprobes=1, probe_share=0.01, min_rows_for_index=0)
+    assert plan_index(n, config).nprobes == 1
+    logged = []
+    built = build_index(lake, config, log=logged.append)
+    assert built["nprobes"] > 1 and built["sampled_recall_at_10"] >= config.recall_target
+    assert built["sampled_recall_at_10_filtered"] >= config.recall_target
+    assert any("nprobes 1:" in line for line in logged)
+    assert index_settings(open_table(lake)).nprobes == built["nprobes"]
+    assert recall_at_k(lake, unit(rng, 30), 10, IndexConfig(kind="IVF_FLAT")) >= 0.9
+
+
+def test_an_index_built_without_a_record_gets_the_rule_for_its_partitions(lake):
+    import lancedb.index
+
+    rng = np.random.default_rng(8)
+    write(lake, [f"p{i}" for i in range(1000)], unit(rng, 1000, dim=32), ["x"] * 1000)
+    open_table(lake).create_index("vector", config=lancedb.index.IvfFlat(distance_type="cosine",
+                                                                         num_partitions=20))
+    settings = index_settings(open_table(lake))
+    assert (settings.kind, settings.num_partitions, settings.nprobes) == ("IVF_FLAT", 20, 16)
 
 
 def test_a_narrow_filter_falls_back_to_exact_search(lake):

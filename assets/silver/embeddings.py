@@ -38,7 +38,7 @@ def embed_pool_shard(context: dg.OpExecutionContext, config: EmbedShardConfig, l
 @dg.op(out=dg.Out(dg.Nothing))  # no IO manager: a run over several partitions has one output
 def collect_embeddings(context: dg.OpExecutionContext, lake: LakeResource, shards: list[dict]):
     embedded = sum(s["embedded"] for s in shards)
-    total, index = finish_embeddings(lake.lake(), IndexConfig(), embedded)
+    total, index = finish_embeddings(lake.lake(), IndexConfig(), embedded, log=context.log.info)
     busy = sum(s["seconds"] for s in shards if s["embedded"])
     # the LanceDB table's version moves with every append, compaction and index: unchanged when reused
     version = vectors.open_table(lake.lake()).version if vectors.has_table(lake.lake()) else 0
@@ -57,7 +57,8 @@ def collect_embeddings(context: dg.OpExecutionContext, lake: LakeResource, shard
     group_name="silver", ins={"pair_attributes": dg.AssetIn(dagster_type=dg.Nothing)},
     kinds={"lancedb", "sentence_transformers"},
     description="One vector per silver pair from its conversation and attributes, in LanceDB under "
-                "<lake>/lancedb, with an ANN index chosen by measured recall. One step per pool shard.",
+                "<lake>/lancedb, with an ANN index sized by the table's rows and checked by recall "
+                "at build. One step per pool shard.",
 )
 def pair_embeddings(pair_attributes):
     return collect_embeddings(plan_embedding_shards(after=pair_attributes).map(embed_pool_shard).collect())

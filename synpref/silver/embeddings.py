@@ -90,7 +90,8 @@ def embed_shard(lake: Lake, make_embedder: Callable, shard: int | None = None, n
     return ShardEmbedding(shard, embedded, with_attributes, round(time.perf_counter() - start, 3))
 
 
-def finish_embeddings(lake: Lake, index_config: vectors.IndexConfig, embedded_now: int) -> tuple[int, dict]:
+def finish_embeddings(lake: Lake, index_config: vectors.IndexConfig, embedded_now: int,
+                      log=lambda msg: None) -> tuple[int, dict]:
     """After the shards: compact the appended fragments and rebuild the index when anything
     was embedded, or when a run killed after its shards left that undone. Returns (rows in
     the table, index report; empty when unchanged)."""
@@ -99,7 +100,7 @@ def finish_embeddings(lake: Lake, index_config: vectors.IndexConfig, embedded_no
     index = {}
     if embedded_now or vectors.unfinished(lake, index_config):
         vectors.compact(lake)
-        index = vectors.build_index(lake, index_config)
+        index = vectors.build_index(lake, index_config, log=log)
     return vectors.open_table(lake).count_rows(), index
 
 
@@ -107,6 +108,6 @@ def embed_pending(lake: Lake, make_embedder: Callable, index_config: vectors.Ind
                   chunk_rows: int = 1024, log=lambda msg: None) -> EmbeddingsSummary:
     """Every pending pair in this process, then compaction and the index."""
     done = embed_shard(lake, make_embedder, chunk_rows=chunk_rows, log=log)
-    total, index = finish_embeddings(lake, index_config, done.embedded)
+    total, index = finish_embeddings(lake, index_config, done.embedded, log=log)
     return EmbeddingsSummary(embedded=done.embedded, total=total, with_attributes=done.with_attributes,
                              seconds=done.seconds, index=index)

@@ -2,16 +2,21 @@
 
 Vectors are L2-normalised, so cosine distance ranks like dot product and L2. Small
 tables are searched exactly (a flat scan is fast and has perfect recall); past
-``IndexConfig.min_rows_for_index`` an ANN index is built whose kind and search
-settings were chosen by measured recall@10 against exact search
-(benchmarks/retrieval.py): library defaults were far below 0.95 recall.
+``IndexConfig.min_rows_for_index`` an ANN index is built whose partitions and search
+settings follow the table's size (`plan_index`), are checked at build by recall@10 on a
+sample of the table's own vectors, and are recorded with the index (the vector column's
+metadata), so that every search uses the settings its index was built for. The rule was
+measured at 100k, 1M and 4M rows (benchmarks/retrieval.py --scale): fixed settings lose
+recall as the pool grows, and library defaults were far below 0.95 recall.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterable
 
 from typing import TYPE_CHECKING
@@ -37,30 +42,40 @@ INDEX_KINDS = {"IVF_FLAT": "IvfFlat", "IVF_SQ": "IvfSq", "IVF_PQ": "IvfPq", "IVF
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """Which ANN index to build and how to search it; None leaves LanceDB's default."""
+    """Which ANN index to build and how to search it. The sizes left None follow the table:
+    `plan_index` derives them from its rows when the index is built, and searches read them
+    back from the index's record (`index_settings`)."""
 
-    # The defaults are the pick of benchmarks/retrieval.py (50k pairs; see benchmarks/README.md).
     kind: str = "IVF_SQ"
-    num_partitions: int | None = None  # IVF partitions; HNSW kinds keep one graph per partition
+    num_partitions: int | None = None  # IVF partitions; None: see plan_index
     num_sub_vectors: int | None = None  # PQ kinds only
     m: int = 20  # HNSW kinds: graph degree
     ef_construction: int = 300  # HNSW kinds: build beam width
-    # IVF partitions searched per query. LanceDB makes about one partition per 8k rows: past
-    # ~100k rows rerun the benchmark at the pool's size and raise this with the partitions.
-    nprobes: int | None = 4
+    # IVF partitions searched per query; None: probe_share of the partitions (at least
+    # min_nprobes), raised at build until the sampled recall reaches recall_target
+    nprobes: int | None = None
+    probe_share: float = 0.03
+    min_nprobes: int = 16
     ef: int | None = None  # HNSW kinds: search beam width (LanceDB: 1.5 x limit)
     # Candidates re-ranked by exact distance, as a multiple of the limit. Always at least 1:
     # without re-ranking some kinds report L2 on quantised vectors, not cosine distance.
     refine_factor: int | None = 5
     min_rows_for_index: int = 5000
+    # the build's check: recall@10 of this many of the table's own vectors against exact search,
+    # plain and within the row's own task_category (as Stage 1 searches); the target keeps a
+    # margin over 0.95 for the sample's noise
+    recall_sample: int = 50
+    recall_target: float = 0.97
 
     def __post_init__(self):
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; known: {sorted(INDEX_KINDS)}")
+        if not 0 < self.probe_share <= 1:
+            raise ValueError(f"probe_share must be in (0, 1], got {self.probe_share}")
 
-    def lance_index(self):
+    def lance_index(self, num_partitions: int | None = None):
         """The LanceDB index description for `create_index`."""
-        params = {"distance_type": DISTANCE, "num_partitions": self.num_partitions}
+        params = {"distance_type": DISTANCE, "num_partitions": num_partitions or self.num_partitions}
         if self.kind.endswith("PQ"):
             params["num_sub_vectors"] = self.num_sub_vectors
         if "HNSW" in self.kind:
@@ -68,6 +83,49 @@ class IndexConfig:
         import lancedb.index
 
         return getattr(lancedb.index, INDEX_KINDS[self.kind])(**params)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What an index was built with and is searched with: recorded with the index."""
+
+    kind: str
+    rows: int  # rows when it was built
+    num_partitions: int
+    nprobes: int
+    refine_factor: int
+    ef: int | None = None
+    # the build's check (None: not measured)
+    sampled_recall_at_10: float | None = None
+    sampled_recall_at_10_filtered: float | None = None
+
+    def search_config(self, config: IndexConfig) -> IndexConfig:
+        """config with its unset search settings taken from this index."""
+        return replace(config, nprobes=config.nprobes or self.nprobes, ef=config.ef or self.ef)
+
+
+SETTINGS_KEY = "synpref:index"  # the vector column's metadata key holding the IndexSettings
+HNSW_ROWS_PER_PARTITION = 1_000_000  # LanceDB's own target for one HNSW graph
+MIN_PARTITION_ROWS = 1000  # below this a probed partition costs more than its rows
+
+
+def plan_index(rows: int, config: IndexConfig) -> IndexSettings:
+    """The index for a table of `rows`: config's explicit sizes, the rule's for those unset.
+
+    IVF: partitions of max(sqrt(rows), 1000) rows (1,000 partitions at 1M, 2,000 at 4M:
+    LanceDB's own ~8k-row partitions need a quarter of them probed at 1M) and probe_share of
+    them searched, at least min_nprobes. HNSW kinds keep one graph per ~1M rows and search
+    every graph.
+    """
+    if "HNSW" in config.kind:
+        partitions = config.num_partitions or max(1, math.ceil(rows / HNSW_ROWS_PER_PARTITION))
+        nprobes = config.nprobes or partitions
+    else:
+        partitions = config.num_partitions or max(1, round(rows / max(math.sqrt(rows), MIN_PARTITION_ROWS)))
+        nprobes = config.nprobes or max(config.min_nprobes, math.ceil(config.probe_share * partitions))
+    return IndexSettings(kind=config.kind, rows=rows, num_partitions=partitions,
+                         nprobes=min(nprobes, partitions), refine_factor=max(1, config.refine_factor or 1),
+                         ef=config.ef)
 
 
 def embedding_schema(dim: int) -> pa.Schema:
@@ -213,26 +271,123 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def build_index(lake: Lake, config: IndexConfig) -> dict:
-    """(Re)build the ANN index over every row, or report flat search below the threshold."""
+def build_index(lake: Lake, config: IndexConfig, log=lambda msg: None) -> dict:
+    """(Re)build the ANN index over every row, sized by `plan_index`, check its recall on a
+    sample of the table's own vectors (raising nprobes until it reaches the target, when
+    nprobes is left to the rule) and record the settings with the index; below the
+    threshold report flat search."""
     table = open_table(lake)
     rows = table.count_rows()
     if rows < config.min_rows_for_index:
         return {"kind": "flat", "rows": rows}
-    index = config.lance_index()
+    settings = plan_index(rows, config)
+    log(f"building {settings.kind} over {rows:,} rows: {settings.num_partitions:,} partitions")
     start = time.perf_counter()
-    table.create_index(VECTOR, config=index, replace=True)
+    table.create_index(VECTOR, config=config.lance_index(settings.num_partitions), replace=True)
     seconds = time.perf_counter() - start
-    params = {k: v for k, v in asdict(index).items() if v is not None}
-    return {"kind": config.kind, "rows": rows, "params": params, "seconds": round(seconds, 3)}
+    settings = _checked(table, config, settings, log)
+    table.update_field_metadata({"path": VECTOR, "metadata": {SETTINGS_KEY: json.dumps(asdict(settings))}})
+    return {"kind": settings.kind, "rows": rows, "num_partitions": settings.num_partitions,
+            "nprobes": settings.nprobes, "refine_factor": settings.refine_factor,
+            "sampled_recall_at_10": settings.sampled_recall_at_10,
+            "sampled_recall_at_10_filtered": settings.sampled_recall_at_10_filtered,
+            "seconds": round(seconds, 3)}
+
+
+def _checked(table, config: IndexConfig, settings: IndexSettings, log) -> IndexSettings:
+    """The settings with their recall@10 measured on sampled rows, plain and within each
+    row's own task_category; nprobes doubled while either is short of the target (only
+    when the rule chose it)."""
+    if config.recall_sample <= 0:
+        return settings
+    ids, vectors, categories = _sample_rows(table, config.recall_sample)
+    wheres = [None if c is None else f"task_category = {sql_string(c)}" for c in categories]
+    exact = nearest(table, vectors, K_CHECK + 1, config=config, exact=True)
+    exact_filtered = _filtered(table, vectors, wheres, config, exact=True)
+    while True:
+        search = settings.search_config(config)
+        plain = _recall(ids, nearest(table, vectors, K_CHECK + 1, config=search), exact)
+        filtered = _recall(ids, _filtered(table, vectors, wheres, search), exact_filtered)
+        settings = replace(settings, sampled_recall_at_10=round(plain, 4),
+                           sampled_recall_at_10_filtered=round(filtered, 4))
+        log(f"nprobes {settings.nprobes}: recall@10 {plain:.3f}, {filtered:.3f} within the task "
+            f"category, on {len(vectors)} sampled rows")
+        if (min(plain, filtered) >= config.recall_target or config.nprobes
+                or settings.nprobes >= settings.num_partitions):
+            return settings
+        settings = replace(settings, nprobes=min(settings.num_partitions, settings.nprobes * 2))
+
+
+K_CHECK = 10
+
+
+def _filtered(table, vectors: np.ndarray, wheres: list[str | None], config: IndexConfig,
+              exact: bool = False) -> list[list[tuple[str, float]]]:
+    """Per sampled row, its search within its own category (empty when it has none)."""
+    return [nearest(table, v[None], K_CHECK + 1, where=w, config=config, exact=exact)[0] if w else []
+            for v, w in zip(vectors, wheres)]
+
+
+def _sample_rows(table, n: int) -> tuple[list[str], np.ndarray, list[str | None]]:
+    """n stored rows spread over the table (every rows/n-th row: no full scan): their
+    pair_ids, vectors and task categories."""
+    rows = table.count_rows()
+    step = max(1, rows // n)
+    offsets = list(range(0, rows, step))[:n]
+    taken = table.take_offsets(offsets).select(["pair_id", VECTOR, "task_category"]).to_arrow()
+    dim = taken.schema.field(VECTOR).type.list_size
+    vectors = np.asarray(taken[VECTOR].combine_chunks().flatten(), dtype=np.float32).reshape(-1, dim)
+    return taken["pair_id"].to_pylist(), vectors, taken["task_category"].to_pylist()
+
+
+def _recall(ids: list[str], approx: list[list[tuple[str, float]]],
+            exact: list[list[tuple[str, float]]]) -> float:
+    """Mean share of the exact K_CHECK nearest found; a sampled row itself counts in neither."""
+    shares = []
+    for own, a, e in zip(ids, approx, exact):
+        truth = {p for p, _ in [hit for hit in e if hit[0] != own][:K_CHECK]}
+        if truth:
+            shares.append(len({p for p, _ in a if p != own} & truth) / len(truth))
+    return float(np.mean(shares)) if shares else 1.0
+
+
+def index_settings(table) -> IndexSettings | None:
+    """The settings recorded with the table's vector index; None without an index. An index
+    built before settings were recorded gets the rule's nprobes for its partition count."""
+    metadata = table.schema.field(VECTOR).metadata or {}
+    recorded = metadata.get(SETTINGS_KEY.encode())
+    kind = _vector_index_type(table)
+    if kind is None:
+        return None
+    if recorded:
+        return IndexSettings(**json.loads(recorded))
+    name = next(index.name for index in table.list_indices() if VECTOR in index.columns)
+    stats = table.to_lance().stats.index_stats(name)
+    partitions = stats["indices"][0].get("num_partitions") or 1
+    rows = stats.get("num_indexed_rows", 0)
+    return replace(plan_index(rows, IndexConfig(kind=kind, num_partitions=partitions)), kind=kind)
 
 
 def vector_index_kind(lake: Lake) -> str | None:
     """The kind of ANN index on the vector column, None when search is flat."""
-    for index in open_table(lake).list_indices():
+    return _vector_index_type(open_table(lake))
+
+
+def _vector_index_type(table) -> str | None:
+    """IVF_SQ, IVF_HNSW_SQ, ... (LanceDB's statistics name kinds as IndexConfig does)."""
+    for index in table.list_indices():
         if VECTOR in index.columns:
-            return index.index_type
+            return table.index_stats(index.name).index_type
     return None
+
+
+def search_config(table, config: IndexConfig) -> IndexConfig:
+    """config with the search settings recorded with the table's index where it leaves them
+    unset (none to take without an index: then every search is exact)."""
+    if config.nprobes and (config.ef or "HNSW" not in config.kind):
+        return config
+    settings = index_settings(table)
+    return settings.search_config(config) if settings else config
 
 
 def nearest(table, vectors: np.ndarray, limit: int, *, where: str | None = None,
@@ -243,6 +398,8 @@ def nearest(table, vectors: np.ndarray, limit: int, *, where: str | None = None,
     one can still leave the probed partitions short of `limit` rows. `exact` bypasses the
     index (the reference for recall); without an index every search is exact.
     """
+    if not exact and not config.nprobes:
+        config = search_config(table, config)
     query = (table.search(vectors, vector_column_name=VECTOR).distance_type(DISTANCE)
              .limit(limit).select(["pair_id", "_distance"]))
     if where:
@@ -287,6 +444,7 @@ def search(lake: Lake, vectors: np.ndarray, k: int, *, where: str | None = None,
         return results
     exclude = exclude_ids or set()
     table = open_table(lake)
+    config = search_config(table, config)  # once, not per retry
     total = table.count_rows()
     limit = k + min(len(exclude), max(k, 16))
     pending, exact = list(range(len(vectors))), False
@@ -305,6 +463,7 @@ def search(lake: Lake, vectors: np.ndarray, k: int, *, where: str | None = None,
 def recall_at_k(lake: Lake, queries: np.ndarray, k: int, config: IndexConfig) -> float:
     """Mean share of the exact k nearest that the configured (ANN) search also returns."""
     table = open_table(lake)
+    config = search_config(table, config)
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     approx = nearest(table, queries, k, config=config)
     exact = nearest(table, queries, k, config=config, exact=True)
