@@ -225,16 +225,25 @@ def pick(rows: list[dict]) -> dict | None:
     return min(good, key=lambda r: r["p50_ms"]) if good else None
 
 
-def scale(sizes: list[int], n_queries: int) -> None:
+def scale(sizes: list[int], n_queries: int, part: str) -> None:
+    """--scale: the generated sizes and the real pairs (part "all"), or one of them ("generated",
+    "real"), the other part's rows kept from the last results file."""
     import duckdb
 
     import retrieval_scale
     from rm_accuracy import SHARED, build_lake
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    result = retrieval_scale.run(sizes, n_queries, machine)
+    last = retrieval_scale.RESULTS / "retrieval_scale.json"
+    kept = json.loads(last.read_text()) if last.exists() and part != "all" else None
+    if part == "real" and kept:
+        result = {**kept, "rows": [r for r in kept["rows"] if not r["kind"].startswith("real pairs")]}
+    else:
+        result = retrieval_scale.run(sizes, n_queries, machine)
     real = []
-    if SHARED.is_dir():
+    if part == "generated" and kept:
+        real = [r for r in kept["rows"] if r["kind"].startswith("real pairs")]
+    elif part != "generated" and SHARED.is_dir():
         lake = Lake.at(retrieval_scale.WORK / "real_pairs")
         build_lake(lake, SHARED, retrieval_scale.WORK)
         pairs = duckdb.sql(f"select pair_id, conversation, source from read_parquet('{lake.table_glob('silver_pairs')}') "
@@ -256,9 +265,11 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="the pool-size mode (see above)")
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 4_000_000],
                         help="--scale: table sizes")
+    parser.add_argument("--part", choices=["all", "generated", "real"], default="all",
+                        help="--scale: both parts, or one (the other's rows kept from the last results)")
     args = parser.parse_args()
     if args.scale:
-        scale(args.rows, args.queries)
+        scale(args.rows, args.queries, args.part)
         return
     WORK.mkdir(parents=True, exist_ok=True)
 

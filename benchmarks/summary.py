@@ -158,7 +158,30 @@ def ingest_speed(data: dict) -> tuple[str, str]:
     return what, "new path " + "; ".join(parts)
 
 
+def retrieval_scale(data: dict) -> tuple[str, str]:
+    rows = data["rows"]
+    sizes = sorted({r["rows"] for r in rows if not r["kind"].startswith("real")})
+    what = ("recall@10 against exact search (plain and within the query's task category) and single-query "
+            "latency of the pipeline's LanceDB index settings, derived from the row count, on generated "
+            f"clustered vectors ({'/'.join(f'{n:,}' for n in sizes)} rows) and on the real pairs of "
+            "../shared/data, against the fixed settings chosen at 50k")
+    parts = []
+    for n in sizes:
+        mine = next(r for r in rows if r["rows"] == n and r["kind"] == "defaults")
+        old = next((r for r in rows if r["rows"] == n and r["kind"].startswith("fixed")), None)
+        text = (f"{n:,}: **{_num(mine['recall_at_10'])} / {_num(mine['recall_at_10_filtered'])}**, "
+                f"p50 {mine['p50_ms']:.1f} ms ({mine['num_partitions']:,} partitions, nprobes {mine['nprobes']})")
+        if old:
+            text += f", fixed 50k choice {_num(old['recall_at_10'])} / {_num(old['recall_at_10_filtered'])}"
+        parts.append(text)
+    for r in rows:
+        if r["kind"].startswith("real"):
+            parts.append(f"{r['kind']}: {_num(r['recall_at_10'])} / {_num(r['recall_at_10_filtered'])}")
+    return what, "recall@10 plain / filtered at " + "; ".join(parts)
+
+
 HEADLINES: dict[str, Callable[[Any], tuple[str, str]]] = {
+    "retrieval_scale": retrieval_scale,
     "silver_checks": silver_checks,
     "celery_workers": celery_workers,
     "object_store": object_store,
