@@ -240,6 +240,9 @@ def scale(sizes: list[int], n_queries: int, part: str) -> None:
         result = {**kept, "rows": [r for r in kept["rows"] if not r["kind"].startswith("real pairs")]}
     else:
         result = retrieval_scale.run(sizes, n_queries, machine)
+        if kept:  # the sizes not rerun keep their rows (and the file says which run made which)
+            others = [r for r in kept["rows"] if not r["kind"].startswith("real pairs") and r["rows"] not in sizes]
+            result["rows"] = sorted(others + result["rows"], key=lambda r: r["rows"])
     real = []
     if part == "generated" and kept:
         real = [r for r in kept["rows"] if r["kind"].startswith("real pairs")]

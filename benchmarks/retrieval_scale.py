@@ -149,6 +149,7 @@ def measure(lake: Lake, kind: str, configs: list[IndexConfig], built: dict, quer
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
             "build_s": round(built["seconds"], 1),
             "sampled_recall_at_build": built.get("sampled_recall_at_10"),
+            "sampled_recall_at_build_filtered": built.get("sampled_recall_at_10_filtered"),
         })
     return rows
 
@@ -213,7 +214,8 @@ def run(sizes: list[int], n_queries: int, machine: str) -> dict:
     before = os.getloadavg()
     rows: list[dict] = []
     for size in sizes:
-        rows += run_size(size, n_queries, lambda msg: print(msg, flush=True))
+        for row in run_size(size, n_queries, lambda msg: print(msg, flush=True)):
+            rows.append({**row, "load_average": round(os.getloadavg()[0], 2)})
     result = {"machine": machine, "queries": n_queries, "k": K, "dim": DIM, "clusters": CLUSTERS,
               "sigma": SIGMA, "load_before": round(before[0], 2), "load_after": round(os.getloadavg()[0], 2),
               "minutes": round((time.perf_counter() - started) / 60, 1), "rows": rows}
