@@ -252,9 +252,9 @@ def scale(sizes: list[int], n_queries: int, part: str) -> None:
         pairs = duckdb.sql(f"select pair_id, conversation, source from read_parquet('{lake.table_glob('silver_pairs')}') "
                            "order by pair_id").fetch_arrow_table().to_pydict()
         print(f"real pairs: {len(pairs['pair_id']):,} silver pairs of {SHARED}", flush=True)
-        default = EmbedderConfig()
-        embedders = {"PyTorch fp32": lambda: Embedder(EmbedderConfig(backend="torch")),
-                     f"{default.backend} default": lambda: Embedder(default)}
+        reference, default = Embedder(EmbedderConfig(backend="torch")), Embedder(EmbedderConfig())
+        embedders = {"PyTorch fp32": lambda: reference,
+                     f"{default.backend} {default.precision} (the CPU default)": lambda: default}
         real = retrieval_scale.real_pair_rows(lake, pairs, embedders, n_queries, lambda m: print(m, flush=True))
     retrieval_scale.write(result, real)
     print((retrieval_scale.RESULTS / "retrieval_scale.md").read_text())
