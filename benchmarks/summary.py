@@ -180,7 +180,21 @@ def retrieval_scale(data: dict) -> tuple[str, str]:
     return what, "recall@10 plain / filtered at " + "; ".join(parts)
 
 
+def embeddings(data: dict) -> tuple[str, str]:
+    h, rows = data["headline"], {r["backend"]: r for r in data["rows"]}
+    torch, int8, fp32 = rows["torch"], rows["openvino int8"], rows["openvino fp32"]
+    what = (f"pair embeddings (MiniLM) of the {data['texts']:,} real pairs of ../shared/data on the CPU, "
+            f"{data['threads']} threads: today's PyTorch path against OpenVINO fp32 and int8 (NNCF), side by side")
+    headline = (f"int8 over torch **{h['int8_speedup_vs_torch']:.2f}x** ({torch['pairs_per_s']:g} → "
+                f"{int8['pairs_per_s']:g} pairs/s; target 3x {'met' if h['speedup_target_met'] else 'NOT met'}), "
+                f"fp32 {fp32['speedup_vs_torch']:.2f}x; int8 cosine with torch fp32 min **{h['int8_cosine_min']:.4f}**, "
+                f"p1 {h['int8_cosine_p1']:.4f}, mean {h['int8_cosine_mean']:.4f}; recall@10 of exact search "
+                f"{h['int8_recall_at_10']:.3f}")
+    return what, headline
+
+
 HEADLINES: dict[str, Callable[[Any], tuple[str, str]]] = {
+    "embeddings": embeddings,
     "retrieval_scale": retrieval_scale,
     "silver_checks": silver_checks,
     "celery_workers": celery_workers,

