@@ -64,24 +64,12 @@ def load_texts(data: Path, limit: int | None) -> tuple[list[str], list[str]]:
     """`pair_text` and source of the silver pairs of the real data (ingested once under WORK)."""
     import duckdb
 
+    from rm_accuracy import build_lake  # the same raw -> silver of the real pairs
     from synpref.lake import Lake
     from synpref.lake.duck import lit
-    from synpref.raw.ingest import ingest_sources
-    from synpref.raw.sources import load_sources
-    from synpref.silver.pool import build_silver
 
     lake = Lake.at(WORK / "lake")
-    if not lake.has_table("silver_pairs"):
-        sources = WORK / "sources.yaml"
-        sources.parent.mkdir(parents=True, exist_ok=True)
-        sources.write_text(
-            "sources:\n"
-            f"  - {{name: hh_harmless, path: '{data / 'hh-rlhf' / 'harmless-base-test.jsonl.gz'}', shape: hh_transcript}}\n"
-            f"  - {{name: llmbar, path: '{data / 'llmbar' / '*.json'}', shape: labelled_outputs, "
-            f"columns: {{prompt: input}}}}\n")
-        config = load_sources(sources)
-        ingest_sources(lake, config)
-        build_silver(lake, config.decontamination)
+    build_lake(lake, data, WORK)
     rows = duckdb.sql(f"select conversation, source from read_parquet({lit(lake.table_glob('silver_pairs'))}) "
                       "order by pair_id").fetchall()
     rows = rows[:limit] if limit else rows

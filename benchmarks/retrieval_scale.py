@@ -135,23 +135,30 @@ def measure(lake: Lake, kind: str, configs: list[IndexConfig], built: dict, quer
             truth, truth_filtered) -> list[dict]:
     """One row per search config on the index just built."""
     table = open_table(lake)
+    recorded = index_settings(table)
     rows = []
     for config, ms in zip(configs, latencies_ms(table, queries, configs)):
         plain = [nearest(table, q[None], K, config=config)[0] for q in queries]
         filtered = [nearest(table, q[None], K, where=w, config=config)[0] for q, w in zip(queries, wheres)]
-        recorded = index_settings(table)
         nprobes = config.nprobes or recorded.nprobes
-        rows.append({
-            "rows": built["rows"], "kind": kind if config.nprobes is None else f"{kind}, nprobes {nprobes}",
-            "index": built["kind"], "num_partitions": built["num_partitions"], "nprobes": nprobes,
-            "refine": recorded.refine_factor, "recall_at_10": round(recall(plain, truth), 4),
-            "recall_at_10_filtered": round(recall(filtered, truth_filtered), 4),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-            "build_s": round(built["seconds"], 1),
-            "sampled_recall_at_build": built.get("sampled_recall_at_10"),
-            "sampled_recall_at_build_filtered": built.get("sampled_recall_at_10_filtered"),
-        })
+        rows.append(result_row(kind if config.nprobes is None else f"{kind}, nprobes {nprobes}", built,
+                               replace(recorded, nprobes=nprobes), recall(plain, truth),
+                               recall(filtered, truth_filtered), ms))
     return rows
+
+
+def result_row(kind: str, built: dict, settings, recall_plain: float, recall_filtered: float,
+               ms: np.ndarray) -> dict:
+    """One row of results/retrieval_scale.json."""
+    return {
+        "rows": built["rows"], "kind": kind, "index": built["kind"], "num_partitions": settings.num_partitions,
+        "nprobes": settings.nprobes, "refine": settings.refine_factor,
+        "recall_at_10": round(recall_plain, 4), "recall_at_10_filtered": round(recall_filtered, 4),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "build_s": round(built["seconds"], 1),
+        "sampled_recall_at_build": built.get("sampled_recall_at_10"),
+        "sampled_recall_at_build_filtered": built.get("sampled_recall_at_10_filtered"),
+    }
 
 
 def run_size(rows: int, n_queries: int, log) -> list[dict]:
@@ -260,14 +267,8 @@ def real_pair_rows(lake: Lake, pairs: dict, embedders: dict, n_queries: int, log
         filtered = [_without(ids[q], nearest(table, vecs[q][None], K + 1, where=f"task_category = '{sources[q]}'",
                                              config=config)[0]) for q in picks]
         (ms,) = latencies_ms(table, vecs[picks], [config])
-        settings = index_settings(table)
-        rows.append({"rows": len(ids), "kind": f"real pairs, {name} vectors", "index": built["kind"],
-                     "num_partitions": settings.num_partitions, "nprobes": settings.nprobes,
-                     "refine": settings.refine_factor, "recall_at_10": round(recall(plain, truth), 4),
-                     "recall_at_10_filtered": round(recall(filtered, truth_filtered), 4),
-                     "p50_ms": round(float(np.percentile(ms, 50)), 2),
-                     "p95_ms": round(float(np.percentile(ms, 95)), 2), "build_s": round(built["seconds"], 1),
-                     "sampled_recall_at_build": built.get("sampled_recall_at_10")})
+        rows.append(result_row(f"real pairs, {name} vectors", built, index_settings(table),
+                               recall(plain, truth), recall(filtered, truth_filtered), ms))
         log(_line(rows[-1]))
     return rows
 
